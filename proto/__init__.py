@@ -1,0 +1,1 @@
+"""The wire layer: the generated contract, typed errors and the client library."""
