@@ -1,0 +1,246 @@
+"""``cloudgrpc-gateway``: wires the layers together and serves them over gRPC.
+
+Start-up order: settings, database (migrated to the newest schema), the layers from the
+bottom up (events, accounts, nodes, chunk store, namespace, pipelines), then the services
+with the standard health and reflection services beside them. SIGTERM and SIGINT stop
+taking new calls, let in-flight ones finish for a grace period, then exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import logging
+import os
+import pathlib
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import dataclass, replace
+
+import grpc
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .accounts import Accounts
+from .change_feed import ChangeFeed
+from .config import Settings, load_settings
+from .db import Database
+from .download_pipeline import DownloadPipeline
+from .events import EventBus
+from .mailer import OtpMailer
+from .namespace import Namespace
+from .node_pool import NodePool
+from .node_registry import NodeRegistry
+from .replicated_store import ReplicatedStore
+from .services.admin import AdminServicer
+from .services.auth import AuthServicer
+from .services.files import FileServicer
+from .services.node import NodeServicer
+from .services.storage import StorageServicer
+from .upload_pipeline import UploadPipeline
+
+log = logging.getLogger("cloudgrpc_server")
+
+SERVICE_NAMES = [
+    pb.DESCRIPTOR.services_by_name[name].full_name
+    for name in ("AuthService", "FileService", "StorageService", "PaymentService",
+                 "AdminService", "NodeService")
+]
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    events: EventBus
+    accounts: Accounts
+    registry: NodeRegistry
+    pool: NodePool
+    store: ReplicatedStore
+    namespace: Namespace
+    uploads: UploadPipeline
+    downloads: DownloadPipeline
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+
+    def stop(self, grace: float = 10.0) -> None:
+        for name in [*SERVICE_NAMES, ""]:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.registry.stop()
+        self.server.stop(grace).wait()
+        self.uploads.close()
+        self.downloads.close()
+        self.store.close()
+        self.pool.close()
+        self.db.dispose()
+
+
+def resolve_admin_key(settings: Settings) -> Settings:
+    """Use ADMIN_KEY, or a key generated once and kept (mode 0600) in the data folder."""
+    if settings.admin_key:
+        return settings
+    path = settings.data_dir / "admin_key"
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    return replace(settings, admin_key=key)
+
+
+def build(settings: Settings) -> Gateway:
+    settings = resolve_admin_key(settings)
+    db = Database(settings.database_url)
+    db.migrate()
+    events = EventBus(db)
+    changes = ChangeFeed()
+    accounts = Accounts(settings, db, events, OtpMailer(settings))
+    registry = NodeRegistry(settings, db, events)
+    pool = NodePool(settings)
+    store = ReplicatedStore(settings, db, registry, pool, events)
+    namespace = Namespace(db, events, changes)
+    uploads = UploadPipeline(settings, accounts, namespace, store, events)
+    downloads = DownloadPipeline(namespace, store)
+
+    options = [
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 60000),
+        ("grpc.keepalive_timeout_ms", 20000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    server = grpc.server(
+        cf.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        options=options, maximum_concurrent_rpcs=settings.max_workers * 4)
+    pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
+    pb_grpc.add_FileServiceServicer_to_server(
+        FileServicer(accounts, namespace, uploads, downloads, changes, events,
+                     settings.chunk_size), server)
+    pb_grpc.add_StorageServiceServicer_to_server(
+        StorageServicer(accounts, namespace, settings.chunk_size), server)
+    pb_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(db, events, settings.admin_key, settings.replication_factor), server)
+    pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
+    pb_grpc.add_PaymentServiceServicer_to_server(_payment_servicer(settings, db, events,
+                                                                   accounts), server)
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True,
+        experimental_thread_pool=cf.ThreadPoolExecutor(max_workers=2))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+
+    address = settings.address
+    if settings.tls_cert and settings.tls_key:
+        creds = grpc.ssl_server_credentials([(pathlib.Path(settings.tls_key).read_bytes(),
+                                              pathlib.Path(settings.tls_cert).read_bytes())])
+        port = server.add_secure_port(address, creds)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise SystemExit(f"cannot listen on {address}: address in use or not available")
+    settings = replace(settings, port=port)
+    registry.start()
+    server.start()
+    for name in [*SERVICE_NAMES, ""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
+                   downloads, server, health_servicer, port)
+
+
+def _payment_servicer(settings: Settings, db: Database, events: EventBus,
+                      accounts: Accounts) -> pb_grpc.PaymentServiceServicer:
+    """The payment service if this build has it; otherwise calls answer UNIMPLEMENTED."""
+    try:
+        from .services.payment import build_payment_servicer  # type: ignore[attr-defined]
+    except ImportError:
+        return pb_grpc.PaymentServiceServicer()
+    return build_payment_servicer(settings, db, events, accounts)
+
+
+def banner(gw: Gateway) -> str:
+    from sqlalchemy import func, select
+
+    from .models import StorageNode
+
+    with gw.db.read() as s:
+        capacity = s.scalar(select(func.coalesce(func.sum(StorageNode.capacity_bytes), 0))
+                            .where(StorageNode.status.in_(("online", "draining")))) or 0
+        nodes = s.scalar(select(func.count()).select_from(StorageNode)) or 0
+    rule = "=" * 70
+    db_name = gw.db.engine.url.render_as_string(hide_password=True)
+    lines = [
+        rule,
+        "CLOUD STORAGE PLATFORM - SERVER (DYNAMIC STORAGE + PAYMENT SYSTEM)",
+        rule,
+        f"Current Global Storage: {capacity / 1024**3:.2f} GB "
+        + ("(no nodes registered)" if not nodes else f"({nodes} nodes known)"),
+        "Storage will grow as nodes are added!",
+        f"Database: {db_name}",
+        f"Replication factor: {gw.settings.replication_factor}, "
+        f"chunk size: {gw.settings.chunk_size // 1024} KiB",
+        "OTP delivery: " + (f"SMTP {gw.settings.smtp_host}:{gw.settings.smtp_port}"
+                            if gw.settings.mail_configured
+                            else "console (test mode fallback: no mail configured)"),
+        f"Server listening on port {gw.port}",
+        f"Admin Key: {gw.settings.admin_key}",
+        rule,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cloudgrpc-gateway",
+                                     description="Run the CloudGrpc gateway.")
+    parser.add_argument("--host", help="address to bind (GRPC_SERVER_HOST)")
+    parser.add_argument("--port", type=int, help="port to bind, 0 = any (GRPC_SERVER_PORT)")
+    parser.add_argument("--data-dir", help="folder for the embedded database (DATA_DIR)")
+    parser.add_argument("--tls-cert", help="PEM certificate chain for TLS")
+    parser.add_argument("--tls-key", help="PEM private key for TLS")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    overrides = {k: v for k, v in {
+        "host": args.host, "port": args.port,
+        "data_dir": pathlib.Path(args.data_dir) if args.data_dir else None,
+        "tls_cert": args.tls_cert, "tls_key": args.tls_key}.items() if v is not None}
+    if "data_dir" in overrides and not os.environ.get("DATABASE_URL") and \
+            settings.database_url.startswith("sqlite"):
+        overrides["database_url"] = f"sqlite:///{overrides['data_dir'] / 'cloudgrpc.db'}"
+    settings = replace(settings, **overrides)
+    try:
+        gw = build(settings)
+    except Exception as exc:  # noqa: BLE001 - one readable line, then exit
+        log.debug("start-up failed", exc_info=True)
+        print(f"cloudgrpc-gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
+    print(banner(gw), flush=True)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    gw.stop(grace=10.0)
+    print("gateway stopped", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Gateway settings, read once from the environment and ``.env``.
+
+Names follow the original system (``DB_*``, ``GRPC_SERVER_*``, ``ADMIN_KEY``, ``GMAIL_*``,
+``CAMPAY_*``) plus the operational timings of DESIGN.md, so tests and operators can shorten
+them without code changes.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+from cloudgrpc_proto.environment import get_float, get_int, get_str
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "localhost"
+    port: int = 50051
+    data_dir: pathlib.Path = pathlib.Path("data")
+    database_url: str = ""
+    admin_key: str = ""
+    cluster_secret: str = ""
+    replication_factor: int = 2
+    chunk_size: int = 4 * MiB
+    default_quota_bytes: int = 1 * GiB
+    # Accounts.
+    otp_ttl_s: int = 600
+    otp_max_attempts: int = 5
+    otp_resend_cooldown_s: int = 30
+    session_ttl_s: int = 24 * 3600
+    refresh_ttl_s: int = 90 * 24 * 3600
+    # Mail.
+    smtp_host: str = ""
+    smtp_port: int = 465
+    smtp_security: str = "ssl"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    mail_from: str = ""
+    # Operations.
+    heartbeat_interval_s: float = 5.0
+    node_timeout_s: float = 30.0
+    repair_grace_s: float = 300.0
+    scrub_interval_s: float = 604800.0
+    gc_grace_s: float = 3600.0
+    node_call_timeout_s: float = 30.0
+    max_workers: int = 64
+    # TLS for the gateway's own port.
+    tls_cert: str = ""
+    tls_key: str = ""
+    node_tls_ca: str = ""
+    # Payments.
+    campay_username: str = ""
+    campay_password: str = ""
+    campay_base_url: str = ""
+    campay_webhook_key: str = ""
+    campay_demo_limit_xaf: int = 10
+    webhook_port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def mail_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+
+def _database_url(data_dir: pathlib.Path) -> str:
+    url = get_str("DATABASE_URL")
+    if url:
+        return url
+    if get_str("DB_HOST") or get_str("DB_NAME"):
+        user = quote_plus(get_str("DB_USER", "postgres"))
+        password = quote_plus(get_str("DB_PASSWORD", ""))
+        auth = f"{user}:{password}@" if password else f"{user}@"
+        host = get_str("DB_HOST", "localhost")
+        port = get_str("DB_PORT", "5432")
+        name = get_str("DB_NAME", "cloud_storage")
+        return f"postgresql+psycopg2://{auth}{host}:{port}/{name}"
+    return f"sqlite:///{data_dir / 'cloudgrpc.db'}"
+
+
+def _smtp() -> tuple[str, int, str, str, str]:
+    user = get_str("SMTP_USER") or get_str("GMAIL_USER")
+    password = get_str("SMTP_PASSWORD") or get_str("GMAIL_APP_PASSWORD")
+    host = get_str("SMTP_HOST")
+    if not host and user and password:
+        host = "smtp.gmail.com"  # the original system's default: Gmail over SSL
+    security = get_str("SMTP_SECURITY", "ssl").lower()
+    default_port = {"ssl": 465, "starttls": 587}.get(security, 25)
+    return host, get_int("SMTP_PORT", default_port), security, user, password
+
+
+def load_settings() -> Settings:
+    data_dir = pathlib.Path(get_str("DATA_DIR", "data")).expanduser()
+    smtp_host, smtp_port, smtp_security, smtp_user, smtp_password = _smtp()
+    admin_key = get_str("ADMIN_KEY")
+    return Settings(
+        host=get_str("GRPC_SERVER_HOST", "localhost"),
+        port=get_int("GRPC_SERVER_PORT", 50051),
+        data_dir=data_dir,
+        database_url=_database_url(data_dir),
+        admin_key=admin_key,
+        cluster_secret=get_str("CLUSTER_SECRET"),
+        replication_factor=max(1, get_int("REPLICATION_FACTOR", 2)),
+        chunk_size=max(64 * 1024, get_int("CHUNK_SIZE", 4 * MiB)),
+        default_quota_bytes=get_int("DEFAULT_QUOTA_BYTES", 1 * GiB),
+        otp_ttl_s=get_int("OTP_TTL_S", 600),
+        otp_max_attempts=get_int("OTP_MAX_ATTEMPTS", 5),
+        otp_resend_cooldown_s=get_int("OTP_RESEND_COOLDOWN_S", 30),
+        session_ttl_s=get_int("SESSION_TTL_S", 24 * 3600),
+        refresh_ttl_s=get_int("REFRESH_TTL_S", 90 * 24 * 3600),
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
+        smtp_user=smtp_user,
+        smtp_password=smtp_password,
+        mail_from=get_str("MAIL_FROM") or smtp_user or "cloudgrpc@localhost",
+        heartbeat_interval_s=get_float("HEARTBEAT_INTERVAL_S", 5.0),
+        node_timeout_s=get_float("NODE_TIMEOUT_S", 30.0),
+        repair_grace_s=get_float("REPAIR_GRACE_S", 300.0),
+        scrub_interval_s=get_float("SCRUB_INTERVAL_S", 604800.0),
+        gc_grace_s=get_float("GC_GRACE_S", 3600.0),
+        node_call_timeout_s=get_float("NODE_CALL_TIMEOUT_S", 30.0),
+        max_workers=get_int("GRPC_MAX_WORKERS", 64),
+        tls_cert=get_str("TLS_CERT"),
+        tls_key=get_str("TLS_KEY"),
+        node_tls_ca=get_str("NODE_TLS_CA"),
+        campay_username=get_str("CAMPAY_APP_USERNAME"),
+        campay_password=get_str("CAMPAY_APP_PASSWORD"),
+        campay_base_url=get_str("CAMPAY_BASE_URL"),
+        campay_webhook_key=get_str("CAMPAY_WEBHOOK_KEY"),
+        campay_demo_limit_xaf=get_int("CAMPAY_DEMO_LIMIT_XAF", 10),
+        webhook_port=get_int("WEBHOOK_PORT", 0),
+    )

@@ -1,0 +1,301 @@
+"""The gateway's metadata schema (SQLAlchemy 2.0 typed models).
+
+Everything the system knows outside chunk bytes lives here, so gateways keep no state of
+their own and several can share one PostgreSQL. Schema changes go through Alembic
+migrations in ``migrations/``; ``tests/server/test_migrations.py`` checks that the models
+and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    storage_allocated: Mapped[int] = mapped_column(BigInteger)
+    storage_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    root_folder_id: Mapped[str | None] = mapped_column(String(36))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Device(Base):
+    """A signed-in device: its refresh token renews sessions (a mount outlives 24 h)."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class OtpCode(Base):
+    """A one-time code. Only its salted hash is kept; it can be verified and consumed once."""
+
+    __tablename__ = "otp_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    salt: Mapped[str] = mapped_column(String(32))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    consumed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    verification_token_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Folder(Base):
+    __tablename__ = "folders"
+    __table_args__ = (
+        Index(
+            "uq_folders_live_name",
+            "parent_id",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL AND parent_id IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NULL AND parent_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("folders.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    mode: Mapped[int] = mapped_column(Integer, default=0o755)
+    uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    gid: Mapped[int] = mapped_column(BigInteger, default=0)
+    atime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    original_parent_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class File(Base):
+    __tablename__ = "files"
+    __table_args__ = (
+        Index(
+            "uq_files_live_name",
+            "folder_id",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mime_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
+    symlink_target: Mapped[str | None] = mapped_column(Text)
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    gid: Mapped[int] = mapped_column(BigInteger, default=0)
+    atime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    version: Mapped[int] = mapped_column(BigInteger, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    modified_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    original_folder_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class Chunk(Base):
+    """A content-addressed chunk. ``last_used_at`` protects in-flight uploads from GC."""
+
+    __tablename__ = "chunks"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class FileChunk(Base):
+    __tablename__ = "file_chunks"
+
+    file_id: Mapped[str] = mapped_column(
+        ForeignKey("files.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chunk_sha256: Mapped[str] = mapped_column(ForeignKey("chunks.sha256"), index=True)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserChunk(Base):
+    """Proof that a user has sent a chunk's bytes: they may reference it by hash later.
+
+    This is what lets an interrupted upload resume without resending what already arrived,
+    without letting anyone read a chunk just by knowing its hash.
+    """
+
+    __tablename__ = "user_chunks"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_sha256: Mapped[str] = mapped_column(
+        ForeignKey("chunks.sha256", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StorageNode(Base):
+    __tablename__ = "storage_nodes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    capacity_bytes: Mapped[int] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    chunk_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_cores: Mapped[int] = mapped_column(Integer, default=1)
+    # "online", "offline", "draining", "drained"
+    status: Mapped[str] = mapped_column(String(16), default="online")
+    last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    offline_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    registered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Replica(Base):
+    __tablename__ = "replicas"
+
+    chunk_sha256: Mapped[str] = mapped_column(
+        ForeignKey("chunks.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("storage_nodes.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Share(Base):
+    __tablename__ = "shares"
+    __table_args__ = (UniqueConstraint("file_id", "shared_with_id", name="uq_share_file_user"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    shared_with_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    permission: Mapped[str] = mapped_column(String(8))
+    share_token: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class StorageTier(Base):
+    __tablename__ = "storage_tiers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    price_xaf: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(500), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Payment(Base):
+    """A mobile-money payment. ``credited_at`` is set once, by a guarded UPDATE."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    tier_id: Mapped[str] = mapped_column(ForeignKey("storage_tiers.id"))
+    provider: Mapped[str] = mapped_column(String(20))
+    phone_number: Mapped[str] = mapped_column(String(20))
+    amount_xaf: Mapped[int] = mapped_column(Integer)
+    charged_xaf: Mapped[int] = mapped_column(Integer)
+    storage_bytes: Mapped[int] = mapped_column(BigInteger)
+    # "pending", "processing", "completed", "failed"
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    external_reference: Mapped[str] = mapped_column(String(64), unique=True)
+    transaction_ref: Mapped[str | None] = mapped_column(String(100), index=True)
+    operator: Mapped[str | None] = mapped_column(String(40))
+    ussd_code: Mapped[str | None] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(String(500), default="")
+    demo_mode: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    credited_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Event(Base):
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(40), index=True)
+    timestamp: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[str | None] = mapped_column(String(36))
+    details: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,769 @@
+"""The file tree of every account: folders, files, symlinks, trash and shares.
+
+All metadata rules live here, behind typed errors: who may see or change an entry, names
+unique within a folder, no folder moved into itself, soft delete into the trash and
+restore from it, quota accounting on commit and on permanent delete. Every method runs
+in one database transaction, so a rename or an overwrite is atomic whatever it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import mimetypes
+import posixpath
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cloudgrpc_proto.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+)
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session as DbSession
+
+from .accounts import Caller, normalize_email
+from .change_feed import Change, ChangeFeed
+from .db import Database
+from .events import EventBus
+from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, utcnow
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 255
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def check_name(name: str) -> str:
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise InvalidArgument(f"not a valid name: {name!r}")
+    if len(name.encode("utf-8")) > NAME_MAX:
+        raise InvalidArgument(f"name longer than {NAME_MAX} bytes")
+    return name
+
+
+@dataclass
+class Listing:
+    folder: Folder
+    folders: list[Folder]
+    files: list[File]
+    paths: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    sha256: str
+    size: int
+
+
+@dataclass
+class FileAccess:
+    file: File
+    permission: str  # "owner", "read", "write"
+    owner_email: str
+
+
+class Namespace:
+    def __init__(self, db: Database, events: EventBus, changes: ChangeFeed) -> None:
+        self.db = db
+        self.events = events
+        self.changes = changes
+
+    # --- lookups ----------------------------------------------------------------------
+
+    def _root(self, s: DbSession, caller: Caller) -> Folder:
+        root = s.get(Folder, caller.root_folder_id)
+        if root is None:
+            raise NotFound("account has no root folder")
+        return root
+
+    def _folder(self, s: DbSession, caller: Caller, folder_id: str, *, lock: bool = False,
+                live: bool = True) -> Folder:
+        if not folder_id or folder_id in ("/", "root"):
+            folder_id = caller.root_folder_id
+        folder = s.get(Folder, folder_id, with_for_update=lock and self.db.is_postgres)
+        if folder is None or folder.owner_id != caller.user_id:
+            raise NotFound(f"no such folder: {folder_id}")
+        if live and not self._is_live_folder(s, folder):
+            raise NotFound(f"folder is in the trash: {folder.name}")
+        return folder
+
+    def _is_live_folder(self, s: DbSession, folder: Folder) -> bool:
+        cur: Folder | None = folder
+        hops = 0
+        while cur is not None:
+            if cur.deleted_at is not None:
+                return False
+            if cur.parent_id is None:
+                return True
+            cur = s.get(Folder, cur.parent_id)
+            hops += 1
+            if hops > 4096:
+                return False
+        return True
+
+    def _file(self, s: DbSession, caller: Caller, file_id: str) -> File:
+        f = s.get(File, file_id)
+        if f is None or f.owner_id != caller.user_id:
+            raise NotFound(f"no such file: {file_id}")
+        return f
+
+    def _child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
+        folder = s.scalars(select(Folder).where(
+            Folder.parent_id == parent_id, Folder.name == name, Folder.deleted_at.is_(None))
+        ).first()
+        if folder is not None:
+            return folder
+        return s.scalars(select(File).where(
+            File.folder_id == parent_id, File.name == name, File.deleted_at.is_(None))
+        ).first()
+
+    def path_of(self, s: DbSession, folder: Folder) -> str:
+        parts: list[str] = []
+        cur: Folder | None = folder
+        while cur is not None and cur.parent_id is not None:
+            parts.append(cur.name)
+            cur = s.get(Folder, cur.parent_id)
+        return "/" + "/".join(reversed(parts))
+
+    def _resolve(self, s: DbSession, caller: Caller, path: str) -> File | Folder:
+        norm = posixpath.normpath("/" + (path or "/"))
+        cur: File | Folder = self._root(s, caller)
+        for part in [p for p in norm.split("/") if p]:
+            if not isinstance(cur, Folder):
+                raise NotFound(f"not a folder on the way to {path}")
+            nxt = self._child(s, cur.id, part)
+            if nxt is None:
+                raise NotFound(f"no such file or folder: {path}")
+            cur = nxt
+        return cur
+
+    def stat(self, caller: Caller, entry_id: str = "", path: str = "",
+             parent_folder_id: str = "", name: str = "") -> tuple[File | Folder, str, str]:
+        """An entry by id, by path or by name in a folder: (entry, permission, path)."""
+        with self.db.read() as s:
+            if entry_id:
+                folder = s.get(Folder, entry_id)
+                if folder is not None and folder.owner_id == caller.user_id:
+                    return folder, "owner", self.path_of(s, folder)
+                f = s.get(File, entry_id)
+                if f is not None:
+                    access = self._access(s, caller, f)
+                    parent = s.get(Folder, f.folder_id)
+                    base = self.path_of(s, parent) if access.permission == "owner" and parent \
+                        else "/Shared"
+                    return f, access.permission, posixpath.join(base, f.name)
+                raise NotFound(f"no such file or folder: {entry_id}")
+            if name:
+                parent = self._folder(s, caller, parent_folder_id)
+                entry = self._child(s, parent.id, name)
+                if entry is None:
+                    raise NotFound(f"no such file or folder: {name}")
+                return entry, "owner", posixpath.join(self.path_of(s, parent), name)
+            entry = self._resolve(s, caller, path)
+            norm = posixpath.normpath("/" + (path or "/"))
+            return entry, "owner", norm
+
+    def list_folder(self, caller: Caller, folder_id: str = "", path: str = "",
+                    include_deleted: bool = False) -> Listing:
+        with self.db.read() as s:
+            if not folder_id and path:
+                entry = self._resolve(s, caller, path)
+                if not isinstance(entry, Folder):
+                    raise InvalidArgument(f"not a folder: {path}")
+                folder = entry
+            else:
+                folder = self._folder(s, caller, folder_id)
+            fq = select(Folder).where(Folder.parent_id == folder.id).order_by(Folder.name)
+            files_q = select(File).where(File.folder_id == folder.id).order_by(File.name)
+            if not include_deleted:
+                fq = fq.where(Folder.deleted_at.is_(None))
+                files_q = files_q.where(File.deleted_at.is_(None))
+            listing = Listing(folder, list(s.scalars(fq)), list(s.scalars(files_q)))
+            listing.paths[folder.id] = self.path_of(s, folder)
+            return listing
+
+    # --- access to files (owner or share) -----------------------------------------------
+
+    def _access(self, s: DbSession, caller: Caller, f: File) -> FileAccess:
+        if f.owner_id == caller.user_id:
+            return FileAccess(f, "owner", caller.email)
+        share = s.scalars(select(Share).where(
+            Share.file_id == f.id, Share.shared_with_id == caller.user_id)).first()
+        if share is None or f.deleted_at is not None:
+            raise NotFound(f"no such file: {f.id}")
+        owner = s.get(User, f.owner_id)
+        return FileAccess(f, share.permission, owner.email if owner else "")
+
+    def readable_file(self, caller: Caller, file_id: str) -> tuple[FileAccess, list[ChunkSpan]]:
+        with self.db.read() as s:
+            f = s.get(File, file_id)
+            if f is None:
+                raise NotFound(f"no such file: {file_id}")
+            access = self._access(s, caller, f)
+            spans = [ChunkSpan(c.chunk_sha256, c.size) for c in s.scalars(
+                select(FileChunk).where(FileChunk.file_id == f.id).order_by(FileChunk.seq))]
+            s.expunge(f)
+            return access, spans
+
+    def writable_file(self, caller: Caller, file_id: str) -> FileAccess:
+        with self.db.read() as s:
+            f = s.get(File, file_id)
+            if f is None:
+                raise NotFound(f"no such file: {file_id}")
+            access = self._access(s, caller, f)
+            if access.permission == "read":
+                raise PermissionDenied("this file is shared with you read-only")
+            if f.deleted_at is not None:
+                raise NotFound("file is in the trash")
+            if f.symlink_target is not None:
+                raise InvalidArgument("cannot write to a symbolic link")
+            return access
+
+    def visible_chunks(self, caller: Caller, hashes: Sequence[str]) -> dict[str, int]:
+        """Hashes (with sizes) the caller has proven to hold: they may send these as refs."""
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, int] = {}
+        with self.db.read() as s:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                for sha, size in s.execute(
+                        select(Chunk.sha256, Chunk.size)
+                        .join(UserChunk, UserChunk.chunk_sha256 == Chunk.sha256)
+                        .where(UserChunk.user_id == caller.user_id,
+                               UserChunk.chunk_sha256.in_(part))):
+                    found[sha] = size
+        return {h: found[h] for h in wanted if h in found}
+
+    def file_chunks(self, caller: Caller, file_id: str) -> tuple[File, list[ChunkSpan]]:
+        access, spans = self.readable_file(caller, file_id)
+        return access.file, spans
+
+    # --- folders ------------------------------------------------------------------------
+
+    def create_folder(self, caller: Caller, parent_id: str, name: str, mode: int = 0o755,
+                      uid: int = 0, gid: int = 0, exist_ok: bool = False) -> Folder:
+        check_name(name)
+        with self.db.write() as s:
+            parent = self._folder(s, caller, parent_id, lock=True)
+            existing = self._child(s, parent.id, name)
+            if existing is not None:
+                if exist_ok and isinstance(existing, Folder):
+                    return existing
+                raise AlreadyExists(f"{name} already exists")
+            t = now_ns()
+            folder = Folder(owner_id=caller.user_id, parent_id=parent.id, name=name,
+                            mode=(mode & 0o7777) or 0o755, uid=uid, gid=gid,
+                            atime_ns=t, mtime_ns=t, ctime_ns=t)
+            s.add(folder)
+            parent.mtime_ns = parent.ctime_ns = t
+            s.flush()
+        self.changes.publish(Change("created", caller.user_id, folder.id, parent.id, name,
+                                    is_folder=True))
+        return folder
+
+    def _subtree(self, s: DbSession, folder: Folder) -> tuple[list[str], list[File]]:
+        """Ids of ``folder`` and every folder below it, and every file below it."""
+        ids = [folder.id]
+        frontier = [folder.id]
+        while frontier:
+            kids = list(s.scalars(select(Folder.id).where(Folder.parent_id.in_(frontier))))
+            ids.extend(kids)
+            frontier = kids
+        files: list[File] = []
+        for i in range(0, len(ids), 500):
+            files.extend(s.scalars(select(File).where(File.folder_id.in_(ids[i:i + 500]))))
+        return ids, files
+
+    def delete_folder(self, caller: Caller, folder_id: str, recursive: bool,
+                      permanent: bool) -> None:
+        with self.db.write() as s:
+            folder = self._folder(s, caller, folder_id, live=not permanent)
+            if folder.parent_id is None:
+                raise PermissionDenied("the root folder cannot be deleted")
+            has_children = s.scalar(select(exists().where(
+                Folder.parent_id == folder.id, Folder.deleted_at.is_(None)))) or s.scalar(
+                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None))))
+            if has_children and not recursive:
+                raise FailedPrecondition(f"folder not empty: {folder.name}")
+            parent_id = folder.parent_id
+            if permanent:
+                self._purge_folder(s, caller, folder)
+            else:
+                folder.deleted_at = utcnow()
+                folder.original_parent_id = folder.parent_id
+            parent = s.get(Folder, parent_id)
+            if parent is not None:
+                parent.mtime_ns = parent.ctime_ns = now_ns()
+            name = folder.name
+        self.changes.publish(Change("deleted", caller.user_id, folder_id, parent_id or "", name,
+                                    is_folder=True))
+        self.events.emit("delete", f"folder {name} {'deleted' if permanent else 'trashed'}",
+                         caller.user_id, folder_id=folder_id, permanent=permanent)
+
+    def _purge_folder(self, s: DbSession, caller: Caller, folder: Folder) -> int:
+        ids, files = self._subtree(s, folder)
+        freed = sum(f.size for f in files)
+        for f in files:
+            s.delete(f)
+        s.flush()
+        for fid in reversed(ids):
+            s.execute(delete(Folder).where(Folder.id == fid))
+        self._release(s, caller.user_id, freed)
+        return freed
+
+    def _release(self, s: DbSession, user_id: str, nbytes: int) -> None:
+        if nbytes:
+            s.execute(update(User).where(User.id == user_id)
+                      .values(storage_used=func.max(User.storage_used - nbytes, 0)
+                              if self.db.is_sqlite else
+                              func.greatest(User.storage_used - nbytes, 0)))
+
+    # --- moves, attributes, symlinks ------------------------------------------------------
+
+    def move(self, caller: Caller, entry_id: str, new_parent_id: str, new_name: str,
+             replace_existing: bool) -> tuple[File | Folder, str]:
+        with self.db.write() as s:
+            entry: File | Folder | None = s.get(Folder, entry_id)
+            if entry is None or entry.owner_id != caller.user_id:
+                entry = self._file(s, caller, entry_id)
+            if isinstance(entry, Folder) and entry.parent_id is None:
+                raise PermissionDenied("the root folder cannot be moved")
+            if entry.deleted_at is not None:
+                raise NotFound("entry is in the trash: restore it instead")
+            old_parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
+            dest_id = new_parent_id or old_parent
+            dest = self._folder(s, caller, dest_id, lock=True)
+            name = check_name(new_name or entry.name)
+            if isinstance(entry, Folder):
+                cur: Folder | None = dest
+                while cur is not None:
+                    if cur.id == entry.id:
+                        raise InvalidArgument("cannot move a folder into itself")
+                    cur = s.get(Folder, cur.parent_id) if cur.parent_id else None
+            existing = self._child(s, dest.id, name)
+            if existing is not None and existing.id != entry.id:
+                if not replace_existing:
+                    raise AlreadyExists(f"{name} already exists")
+                if isinstance(existing, Folder):
+                    if not isinstance(entry, Folder):
+                        raise AlreadyExists(f"{name} is a folder")
+                    ids, files = self._subtree(s, existing)
+                    if len(ids) > 1 or any(f.deleted_at is None for f in files):
+                        raise FailedPrecondition(f"folder not empty: {name}")
+                    self._purge_folder(s, caller, existing)
+                else:
+                    if isinstance(entry, Folder):
+                        raise AlreadyExists(f"{name} is a file")
+                    self._release(s, caller.user_id, existing.size)
+                    replaced_id = existing.id
+                    s.delete(existing)
+                    s.flush()
+                    self.changes.publish(Change("deleted", caller.user_id, replaced_id, dest.id,
+                                                name))
+            old_name = entry.name
+            t = now_ns()
+            entry.name = name
+            if isinstance(entry, Folder):
+                entry.parent_id = dest.id
+            else:
+                entry.folder_id = dest.id
+            entry.ctime_ns = t
+            dest.mtime_ns = dest.ctime_ns = t
+            if old_parent and old_parent != dest.id:
+                src = s.get(Folder, old_parent)
+                if src is not None:
+                    src.mtime_ns = src.ctime_ns = t
+            s.flush()
+            path = posixpath.join(self.path_of(s, dest), name)
+        self.changes.publish(Change("moved", caller.user_id, entry.id, dest.id, name,
+                                    old_parent_folder_id=old_parent or "", old_name=old_name,
+                                    is_folder=isinstance(entry, Folder)))
+        return entry, path
+
+    def set_attributes(self, caller: Caller, entry_id: str, *, mode: int | None = None,
+                       uid: int | None = None, gid: int | None = None,
+                       atime_ns: int | None = None, mtime_ns: int | None = None,
+                       size: int | None = None) -> File | Folder:
+        with self.db.write() as s:
+            entry: File | Folder | None = s.get(Folder, entry_id)
+            if entry is None or entry.owner_id != caller.user_id:
+                f = s.get(File, entry_id)
+                if f is None:
+                    raise NotFound(f"no such file or folder: {entry_id}")
+                access = self._access(s, caller, f)
+                if access.permission == "read":
+                    raise PermissionDenied("this file is shared with you read-only")
+                if access.permission == "write" and (mode is not None or uid is not None
+                                                     or gid is not None):
+                    raise PermissionDenied("only the owner changes ownership and mode")
+                entry = f
+            if mode is not None:
+                entry.mode = mode & 0o7777
+            if uid is not None:
+                entry.uid = uid
+            if gid is not None:
+                entry.gid = gid
+            if atime_ns is not None:
+                entry.atime_ns = atime_ns
+            if mtime_ns is not None:
+                entry.mtime_ns = mtime_ns
+            if size is not None:
+                if not isinstance(entry, File):
+                    raise InvalidArgument("only a file has a size to set")
+                if size != 0 and size != entry.size:
+                    raise InvalidArgument("only truncation to zero is done in place; "
+                                          "upload the new content instead")
+                if size == 0 and entry.size:
+                    self._release(s, entry.owner_id, entry.size)
+                    s.execute(delete(FileChunk).where(FileChunk.file_id == entry.id))
+                    entry.size = 0
+                    entry.version += 1
+                    entry.modified_at = utcnow()
+                    entry.mtime_ns = now_ns()
+            entry.ctime_ns = now_ns()
+            s.flush()
+            parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
+        self.changes.publish(Change("updated", caller.user_id, entry.id, parent or "",
+                                    entry.name, is_folder=isinstance(entry, Folder)))
+        return entry
+
+    def create_symlink(self, caller: Caller, parent_id: str, name: str, target: str,
+                       uid: int = 0, gid: int = 0) -> File:
+        check_name(name)
+        if not target or len(target.encode()) > 4095:
+            raise InvalidArgument("a symbolic link needs a target of at most 4095 bytes")
+        with self.db.write() as s:
+            parent = self._folder(s, caller, parent_id, lock=True)
+            if self._child(s, parent.id, name) is not None:
+                raise AlreadyExists(f"{name} already exists")
+            t = now_ns()
+            link = File(owner_id=caller.user_id, folder_id=parent.id, name=name, size=len(
+                target.encode()), mime_type="inode/symlink", symlink_target=target, mode=0o777,
+                uid=uid, gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+            s.add(link)
+            parent.mtime_ns = parent.ctime_ns = t
+            s.flush()
+        self.changes.publish(Change("created", caller.user_id, link.id, parent.id, name))
+        return link
+
+    # --- deletes, trash -----------------------------------------------------------------
+
+    def delete_file(self, caller: Caller, file_id: str, permanent: bool) -> File:
+        with self.db.write() as s:
+            f = self._file(s, caller, file_id)
+            if not permanent and f.deleted_at is not None:
+                raise NotFound("file is already in the trash")
+            if permanent:
+                self._release(s, caller.user_id, f.size)
+                s.delete(f)
+            else:
+                f.deleted_at = utcnow()
+                f.original_folder_id = f.folder_id
+                f.ctime_ns = now_ns()
+            parent = s.get(Folder, f.folder_id)
+            if parent is not None:
+                parent.mtime_ns = parent.ctime_ns = now_ns()
+            s.flush()
+            s.expunge(f)
+        self.changes.publish(Change("deleted", caller.user_id, f.id, f.folder_id, f.name))
+        self.events.emit("delete", f"{f.name} {'deleted' if permanent else 'moved to trash'}",
+                         caller.user_id, file_id=f.id, size=f.size, permanent=permanent)
+        return f
+
+    def restore(self, caller: Caller, entry_id: str, new_parent_id: str = "",
+                new_name: str = "") -> tuple[File | Folder, str]:
+        with self.db.write() as s:
+            entry: File | Folder | None = s.get(Folder, entry_id)
+            if entry is None or entry.owner_id != caller.user_id:
+                entry = self._file(s, caller, entry_id)
+            if entry.deleted_at is None:
+                raise FailedPrecondition("not in the trash")
+            if isinstance(entry, Folder):
+                origin = entry.original_parent_id or entry.parent_id or caller.root_folder_id
+            else:
+                origin = entry.original_folder_id or entry.folder_id
+            dest_id = new_parent_id or origin
+            try:
+                dest = self._folder(s, caller, dest_id, lock=True)
+            except NotFound:
+                if new_parent_id:
+                    raise
+                dest = self._folder(s, caller, caller.root_folder_id, lock=True)
+            name = check_name(new_name or entry.name)
+            if self._child(s, dest.id, name) is not None:
+                raise AlreadyExists(f"{name} already exists in the destination: pick a new name")
+            entry.deleted_at = None
+            entry.name = name
+            if isinstance(entry, Folder):
+                entry.parent_id = dest.id
+                entry.original_parent_id = None
+            else:
+                entry.folder_id = dest.id
+                entry.original_folder_id = None
+            entry.ctime_ns = now_ns()
+            dest.mtime_ns = dest.ctime_ns = now_ns()
+            s.flush()
+            path = posixpath.join(self.path_of(s, dest), name)
+        self.changes.publish(Change("restored", caller.user_id, entry.id, dest.id, name,
+                                    is_folder=isinstance(entry, Folder)))
+        self.events.emit("restore", f"{name} restored from trash", caller.user_id,
+                         entry_id=entry.id)
+        return entry, path
+
+    def list_trash(self, caller: Caller) -> tuple[list[Folder], list[File], dict[str, str]]:
+        """Top-level trashed entries (what is inside a trashed folder goes with it)."""
+        with self.db.read() as s:
+            folders = [f for f in s.scalars(select(Folder).where(
+                Folder.owner_id == caller.user_id, Folder.deleted_at.is_not(None)))
+                if f.parent_id and self._is_live_folder(s, s.get(Folder, f.parent_id))]
+            files = []
+            for f in s.scalars(select(File).where(File.owner_id == caller.user_id,
+                                                  File.deleted_at.is_not(None))):
+                parent = s.get(Folder, f.folder_id)
+                if parent is not None and self._is_live_folder(s, parent):
+                    files.append(f)
+            paths: dict[str, str] = {}
+            for folder in folders:
+                parent = s.get(Folder, folder.parent_id)
+                paths[folder.id] = posixpath.join(self.path_of(s, parent), folder.name)
+            for f in files:
+                parent = s.get(Folder, f.folder_id)
+                paths[f.id] = posixpath.join(self.path_of(s, parent), f.name)
+            return folders, files, paths
+
+    def empty_trash(self, caller: Caller, entry_ids: Sequence[str] = ()) -> tuple[int, int]:
+        folders, files, _ = self.list_trash(caller)
+        wanted = set(entry_ids)
+        removed = freed = 0
+        with self.db.write() as s:
+            for folder in folders:
+                if wanted and folder.id not in wanted:
+                    continue
+                row = s.get(Folder, folder.id)
+                if row is not None:
+                    _, inner = self._subtree(s, row)
+                    removed += len(inner)
+                    freed += self._purge_folder(s, caller, row)
+            for f in files:
+                if wanted and f.id not in wanted:
+                    continue
+                row = s.get(File, f.id)
+                if row is not None:
+                    freed += row.size
+                    removed += 1
+                    self._release(s, caller.user_id, row.size)
+                    s.delete(row)
+        if removed:
+            self.events.emit("delete", f"trash emptied: {removed} files", caller.user_id,
+                             files=removed, bytes=freed, permanent=True)
+        return removed, freed
+
+    # --- uploads --------------------------------------------------------------------------
+
+    def prepare_upload(self, caller: Caller, parent_id: str, name: str, size: int,
+                       overwrite_file_id: str, replace_existing: bool) -> tuple[str, int, str]:
+        """Check an upload before any byte is stored: (owner id, bytes it frees, file id)."""
+        with self.db.read() as s:
+            if overwrite_file_id:
+                f = s.get(File, overwrite_file_id)
+                if f is None:
+                    raise NotFound(f"no such file: {overwrite_file_id}")
+                access = self._access(s, caller, f)
+                if access.permission == "read":
+                    raise PermissionDenied("this file is shared with you read-only")
+                owner_id, frees, file_id = f.owner_id, f.size, f.id
+            else:
+                check_name(name)
+                parent = self._folder(s, caller, parent_id)
+                existing = self._child(s, parent.id, name)
+                owner_id, frees, file_id = caller.user_id, 0, ""
+                if existing is not None:
+                    if isinstance(existing, Folder) or not replace_existing:
+                        raise AlreadyExists(f"{name} already exists")
+                    frees, file_id = existing.size, existing.id
+            owner = s.get(User, owner_id)
+            assert owner is not None
+            if size > 0 and owner.storage_used - frees + size > owner.storage_allocated:
+                free = owner.storage_allocated - owner.storage_used + frees
+                raise QuotaExceeded(
+                    f"not enough space: the file needs {size} bytes, {max(free, 0)} are free")
+            return owner_id, frees, file_id
+
+    def room_left(self, owner_id: str, frees: int) -> int:
+        with self.db.read() as s:
+            owner = s.get(User, owner_id)
+            assert owner is not None
+            return owner.storage_allocated - owner.storage_used + frees
+
+    def commit_upload(self, caller: Caller, *, parent_id: str, name: str, mime_type: str,
+                      spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,
+                      replace_existing: bool, mode: int, uid: int, gid: int, mtime_ns: int,
+                      expected_version: int) -> File:
+        """Make an upload visible: file row and chunk list swap in one transaction."""
+        with self.db.write() as s:
+            target: File | None = None
+            if overwrite_file_id:
+                target = s.get(File, overwrite_file_id, with_for_update=self.db.is_postgres)
+                if target is None:
+                    raise NotFound(f"file disappeared during the upload: {overwrite_file_id}")
+                access = self._access(s, caller, target)
+                if access.permission == "read":
+                    raise PermissionDenied("this file is shared with you read-only")
+                if expected_version and target.version != expected_version:
+                    raise Conflict("the file changed during the upload")
+                parent = s.get(Folder, target.folder_id)
+            else:
+                check_name(name)
+                parent = self._folder(s, caller, parent_id, lock=True)
+                existing = self._child(s, parent.id, name)
+                if existing is not None:
+                    if isinstance(existing, Folder) or not replace_existing:
+                        raise AlreadyExists(f"{name} already exists")
+                    target = existing
+            owner_id = target.owner_id if target is not None else caller.user_id
+            owner = s.get(User, owner_id, with_for_update=self.db.is_postgres)
+            assert owner is not None
+            frees = target.size if target is not None else 0
+            if owner.storage_used - frees + size > owner.storage_allocated:
+                raise QuotaExceeded(
+                    f"not enough space: the file holds {size} bytes, "
+                    f"{max(owner.storage_allocated - owner.storage_used + frees, 0)} are free")
+            t = now_ns()
+            mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            if target is None:
+                target = File(owner_id=owner_id, folder_id=parent.id, name=name, size=size,
+                              mime_type=mime, mode=(mode & 0o7777) or 0o644, uid=uid, gid=gid,
+                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1)
+                s.add(target)
+                s.flush()
+                kind = "created"
+            else:
+                s.execute(delete(FileChunk).where(FileChunk.file_id == target.id))
+                target.size = size
+                if mime_type:
+                    target.mime_type = mime_type
+                if mode and target.owner_id == caller.user_id:
+                    target.mode = mode & 0o7777
+                target.mtime_ns = mtime_ns or t
+                target.ctime_ns = t
+                target.version += 1
+                target.modified_at = utcnow()
+                kind = "updated"
+            offset = 0
+            rows = []
+            for seq, span in enumerate(spans):
+                rows.append({"file_id": target.id, "seq": seq, "chunk_sha256": span.sha256,
+                             "offset": offset, "size": span.size})
+                offset += span.size
+            if rows:
+                s.execute(FileChunk.__table__.insert(), rows)
+            owner.storage_used = owner.storage_used - frees + size
+            if parent is not None:
+                parent.mtime_ns = parent.ctime_ns = t
+            s.flush()
+            s.expunge(target)
+            recipients = list(s.scalars(select(Share.shared_with_id).where(
+                Share.file_id == target.id)))
+        change = Change(kind, owner_id, target.id, target.folder_id, target.name)
+        self.changes.publish(change)
+        for rid in recipients:
+            self.changes.publish(Change(kind, rid, target.id, "", target.name, shared=True))
+        return target
+
+    # --- shares ---------------------------------------------------------------------------
+
+    def share(self, caller: Caller, file_id: str, email: str, permission: str) -> Share:
+        permission = (permission or "read").lower()
+        if permission not in ("read", "write"):
+            raise InvalidArgument("permission must be read or write")
+        email = normalize_email(email)
+        with self.db.write() as s:
+            f = self._file(s, caller, file_id)
+            if f.deleted_at is not None:
+                raise NotFound("file is in the trash")
+            other = s.scalars(select(User).where(User.email == email)).first()
+            if other is None:
+                raise NotFound(f"no user with email {email}")
+            if other.id == caller.user_id:
+                raise InvalidArgument("you cannot share a file with yourself")
+            share = s.scalars(select(Share).where(Share.file_id == f.id,
+                                                  Share.shared_with_id == other.id)).first()
+            if share is None:
+                share = Share(file_id=f.id, owner_id=caller.user_id, shared_with_id=other.id,
+                              permission=permission, share_token=secrets.token_urlsafe(24))
+                s.add(share)
+            else:
+                share.permission = permission
+            s.flush()
+            s.expunge(share)
+            other_id, fname = other.id, f.name
+        self.changes.publish(Change("created", other_id, file_id, "", fname, shared=True))
+        self.events.emit("share", f"{fname} shared with {email} ({permission})",
+                         caller.user_id, file_id=file_id, with_email=email,
+                         permission=permission)
+        return share
+
+    def list_shares(self, caller: Caller, file_id: str = "") -> list[tuple[Share, str, str]]:
+        with self.db.read() as s:
+            q = (select(Share, File.name, User.email)
+                 .join(File, File.id == Share.file_id)
+                 .join(User, User.id == Share.shared_with_id)
+                 .where(Share.owner_id == caller.user_id).order_by(Share.created_at))
+            if file_id:
+                q = q.where(Share.file_id == file_id)
+            return [(sh, name, email) for sh, name, email in s.execute(q)]
+
+    def revoke_share(self, caller: Caller, share_id: str = "", file_id: str = "",
+                     email: str = "") -> None:
+        with self.db.write() as s:
+            if share_id:
+                share = s.get(Share, share_id)
+            else:
+                other = s.scalars(select(User).where(
+                    User.email == normalize_email(email))).first()
+                share = None if other is None else s.scalars(select(Share).where(
+                    Share.file_id == file_id, Share.shared_with_id == other.id)).first()
+            if share is None or share.owner_id != caller.user_id:
+                raise NotFound("no such share")
+            recipient, fid = share.shared_with_id, share.file_id
+            s.delete(share)
+        self.changes.publish(Change("deleted", recipient, fid, "", "", shared=True))
+        self.events.emit("share_revoked", "share revoked", caller.user_id, file_id=fid)
+
+    def shared_with_me(self, caller: Caller) -> list[tuple[File, str, str]]:
+        with self.db.read() as s:
+            rows = s.execute(
+                select(File, Share.permission, User.email)
+                .join(Share, Share.file_id == File.id)
+                .join(User, User.id == File.owner_id)
+                .where(Share.shared_with_id == caller.user_id, File.deleted_at.is_(None))
+                .order_by(File.name))
+            return [(f, perm, email) for f, perm, email in rows]
+
+    # --- accounting -----------------------------------------------------------------------
+
+    def usage(self, caller: Caller) -> tuple[int, int, int, int]:
+        """(allocated, used, live file count, bytes in the trash)."""
+        with self.db.read() as s:
+            user = s.get(User, caller.user_id)
+            assert user is not None
+            count = s.scalar(select(func.count()).select_from(File).where(
+                File.owner_id == user.id, File.deleted_at.is_(None))) or 0
+            trash = s.scalar(select(func.coalesce(func.sum(File.size), 0)).where(
+                File.owner_id == user.id, File.deleted_at.is_not(None))) or 0
+            return user.storage_allocated, user.storage_used, int(count), int(trash)
+
+
+def iso(value: dt.datetime | None) -> str:
+    return value.replace(tzinfo=dt.UTC).isoformat() if value else ""

@@ -1,0 +1,76 @@
+"""Stubs for talking to storage nodes, one cached channel per node address.
+
+Every call carries a deadline and the cluster secret; callers get typed errors back so a
+node that is down or returns bad data can be skipped in favour of another replica.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+
+from .config import Settings
+
+_OPTIONS = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.keepalive_time_ms", 30000),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+class NodePool:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._stubs: dict[str, tuple[grpc.Channel, pb_grpc.ChunkServiceStub]] = {}
+        self._creds = None
+        if settings.node_tls_ca:
+            with open(settings.node_tls_ca, "rb") as f:
+                self._creds = grpc.ssl_channel_credentials(f.read())
+
+    def stub(self, address: str) -> pb_grpc.ChunkServiceStub:
+        with self._lock:
+            entry = self._stubs.get(address)
+            if entry is None:
+                if self._creds is not None:
+                    channel = grpc.secure_channel(address, self._creds, options=_OPTIONS)
+                else:
+                    channel = grpc.insecure_channel(address, options=_OPTIONS)
+                entry = (channel, pb_grpc.ChunkServiceStub(channel))
+                self._stubs[address] = entry
+            return entry[1]
+
+    def put_chunk(self, address: str, sha256: str, data: bytes, upload_id: str = ""
+                  ) -> pb.PutChunkResponse:
+        return self.stub(address).PutChunk(
+            pb.PutChunkRequest(sha256=sha256, data=data, upload_id=upload_id,
+                               cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
+    def get_chunk(self, address: str, sha256: str, offset: int = 0, length: int = 0) -> bytes:
+        reply = self.stub(address).GetChunk(
+            pb.GetChunkRequest(sha256=sha256, offset=offset, length=length,
+                               cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+        return reply.data
+
+    def delete_chunks(self, address: str, hashes: list[str]) -> pb.DeleteChunksResponse:
+        return self.stub(address).DeleteChunks(
+            pb.DeleteChunksRequest(sha256=hashes, cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for channel, _ in self._stubs.values():
+                channel.close()
+            self._stubs.clear()

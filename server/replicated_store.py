@@ -1,0 +1,183 @@
+"""Chunks over storage nodes: replicated writes and verified, failing-over reads.
+
+This is the gateway's chunk layer (JuiceFS's "chunk store"): the upload and download
+pipelines hand it whole chunks by SHA-256 and never see a node. A write lands on
+``REPLICATION_FACTOR`` distinct nodes in parallel, moving down the placement ranking when a
+node fails; the chunk and its replicas are recorded at once, before the file that uses them
+commits, so garbage collection can always find orphans of a failed upload. A read tries the
+replicas in turn, checks the hash of what comes back, and rewrites a bad replica from the
+good copy.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import random
+from collections.abc import Iterable
+
+import grpc
+from cloudgrpc_proto.errors import Unavailable
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .config import Settings
+from .db import Database
+from .events import EventBus
+from .models import Chunk, Replica, UserChunk, utcnow
+from .node_pool import NodePool
+from .node_registry import NodeRegistry
+from .placement import rank
+
+log = logging.getLogger(__name__)
+
+
+class ChunkUnavailable(Unavailable):
+    """No replica of a chunk could be read."""
+
+
+class ReplicatedStore:
+    def __init__(self, settings: Settings, db: Database, registry: NodeRegistry,
+                 pool: NodePool, events: EventBus) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.pool = pool
+        self.events = events
+        self.io = cf.ThreadPoolExecutor(max_workers=24, thread_name_prefix="replica-io")
+
+    def _insert(self):  # type: ignore[no-untyped-def]
+        return postgresql.insert if self.db.is_postgres else sqlite.insert
+
+    def replication_target(self) -> int:
+        """How many replicas a chunk needs: the factor, or every node of a smaller cluster."""
+        return max(1, min(self.settings.replication_factor, self.registry.registered_count()))
+
+    # --- writes ---------------------------------------------------------------------
+
+    def store(self, sha256: str, data: bytes, user_id: str, upload_id: str = "") -> bool:
+        """Make sure the chunk is held by enough nodes; True when its bytes had to travel."""
+        target = self.replication_target()
+        with self.db.read() as s:
+            have = set(s.scalars(select(Replica.node_id).where(Replica.chunk_sha256 == sha256)))
+        live = {n for n in have if self.registry.is_online(n)}
+        if len(live) >= target:
+            self._record(sha256, len(data), user_id, [])
+            return False
+        need = target - len(live)
+        candidates = [n for n in rank(sha256, self.registry.writable_nodes(), len(data))
+                      if n.node_id not in have]
+        written: list[str] = []
+        errors: list[str] = []
+        pending: dict[cf.Future[object], str] = {}
+        queue = list(candidates)
+
+        def launch() -> None:
+            node = queue.pop(0)
+            fut = self.io.submit(self.pool.put_chunk, node.address, sha256, data, upload_id)
+            pending[fut] = node.node_id
+
+        while len(pending) < need and queue:
+            launch()
+        while pending:
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                node_id = pending.pop(fut)
+                try:
+                    fut.result()
+                    written.append(node_id)
+                    self.registry.note_used(node_id, len(data))
+                except grpc.RpcError as exc:
+                    errors.append(f"{node_id}: {exc.code().name} {exc.details()}")
+                    log.warning("upload %s: chunk %s to node %s failed: %s", upload_id,
+                                sha256[:12], node_id, exc.details())
+                    if queue and len(written) + len(pending) < need:
+                        launch()
+        if len(written) < need:
+            # Keep what did land recorded, so garbage collection can find it.
+            self._record(sha256, len(data), user_id, written)
+            raise Unavailable(
+                f"could store the chunk on {len(live) + len(written)} of {target} nodes"
+                + (f" ({'; '.join(errors[:3])})" if errors else " (not enough nodes online)")
+            )
+        self._record(sha256, len(data), user_id, written)
+        log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
+        return True
+
+    def _record(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]) -> None:
+        insert = self._insert()
+        now = utcnow()
+        with self.db.write() as s:
+            s.execute(insert(Chunk).values(sha256=sha256, size=size, created_at=now,
+                                           last_used_at=now)
+                      .on_conflict_do_update(index_elements=["sha256"],
+                                             set_={"last_used_at": now}))
+            for node_id in node_ids:
+                s.execute(insert(Replica).values(chunk_sha256=sha256, node_id=node_id,
+                                                 created_at=now)
+                          .on_conflict_do_nothing())
+            if user_id:
+                s.execute(insert(UserChunk).values(user_id=user_id, chunk_sha256=sha256,
+                                                   created_at=now)
+                          .on_conflict_do_nothing())
+
+    # --- reads ----------------------------------------------------------------------
+
+    def replicas_of(self, hashes: Iterable[str]) -> dict[str, list[str]]:
+        wanted = list(set(hashes))
+        found: dict[str, list[str]] = {h: [] for h in wanted}
+        with self.db.read() as s:
+            for i in range(0, len(wanted), 500):
+                part = wanted[i:i + 500]
+                for sha, node_id in s.execute(
+                        select(Replica.chunk_sha256, Replica.node_id)
+                        .where(Replica.chunk_sha256.in_(part))):
+                    found[sha].append(node_id)
+        return found
+
+    def read(self, sha256: str, node_ids: list[str]) -> bytes:
+        """The chunk's bytes from the first replica that returns them intact."""
+        online = [n for n in node_ids if self.registry.is_online(n)]
+        offline = [n for n in node_ids if n not in online]
+        random.shuffle(online)  # spread reads over replicas
+        bad: list[str] = []
+        failures: list[str] = []
+        for node_id in online + offline:
+            node = self.registry.node(node_id)
+            if node is None:
+                continue
+            try:
+                data = self.pool.get_chunk(node.address, sha256)
+            except grpc.RpcError as exc:
+                failures.append(f"{node.name}: {exc.code().name}")
+                if exc.code() in (grpc.StatusCode.DATA_LOSS, grpc.StatusCode.NOT_FOUND):
+                    bad.append(node_id)
+                continue
+            if hashlib.sha256(data).hexdigest() != sha256:
+                failures.append(f"{node.name}: bad data")
+                bad.append(node_id)
+                continue
+            if bad:
+                self.io.submit(self._repair, sha256, data, bad)
+            return data
+        raise ChunkUnavailable(
+            f"chunk {sha256[:12]} unreadable on every replica ({', '.join(failures) or 'none'})"
+        )
+
+    def _repair(self, sha256: str, data: bytes, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            node = self.registry.node(node_id)
+            if node is None:
+                continue
+            try:
+                self.pool.put_chunk(node.address, sha256, data, "repair")
+                self.events.emit("replica_repaired", f"rewrote a bad replica of chunk "
+                                 f"{sha256[:12]} on {node.name}", None, chunk=sha256,
+                                 node=node.name)
+            except grpc.RpcError as exc:
+                log.warning("repair of %s on %s failed: %s", sha256[:12], node.name,
+                            exc.details())
+
+    def close(self) -> None:
+        self.io.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,267 @@
+"""FileService: uploads, downloads, the tree, the trash, shares and the change feed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+from cloudgrpc_proto.errors import InvalidArgument
+
+from ..accounts import Accounts
+from ..change_feed import ChangeFeed
+from ..download_pipeline import DownloadPipeline
+from ..events import EventBus
+from ..grpc_edge import rpc
+from ..namespace import Namespace
+from ..upload_pipeline import UploadPipeline
+from ..wire import entry_response, file_entry, folder_entry, iso
+
+log = logging.getLogger(__name__)
+
+
+class FileServicer(pb_grpc.FileServiceServicer):
+    def __init__(self, accounts: Accounts, namespace: Namespace, uploads: UploadPipeline,
+                 downloads: DownloadPipeline, changes: ChangeFeed, events: EventBus,
+                 chunk_size: int) -> None:
+        self.accounts = accounts
+        self.ns = namespace
+        self.uploads = uploads
+        self.downloads = downloads
+        self.changes = changes
+        self.events = events
+        self.chunk_size = chunk_size
+
+    def _caller(self, token: str):  # type: ignore[no-untyped-def]
+        return self.accounts.authenticate(token)
+
+    # --- data -------------------------------------------------------------------------
+
+    @rpc
+    def UploadFile(self, request_iterator: Iterator[pb.UploadFileRequest],
+                   context: grpc.ServicerContext) -> pb.UploadFileResponse:
+        result = self.uploads.run(request_iterator)
+        f = result.file
+        return pb.UploadFileResponse(
+            success=True, message="File uploaded successfully", file_id=f.id,
+            chunks_stored=result.chunks_stored, chunks_deduplicated=result.chunks_deduplicated,
+            entry=file_entry(f))
+
+    @rpc
+    def DownloadFile(self, request: pb.DownloadFileRequest, context: grpc.ServicerContext
+                     ) -> Iterator[pb.DownloadFileResponse]:
+        caller = self._caller(request.session_token)
+        plan = self.downloads.plan(caller, request.file_id, request.offset, request.length)
+        f = plan.access.file
+        yield pb.DownloadFileResponse(file_info=pb.FileInfo(
+            file_id=f.id, filename=f.name, file_size=f.size, mime_type=f.mime_type,
+            created_at=iso(f.created_at), modified_at=iso(f.modified_at), offset=plan.offset,
+            length=plan.length, version=f.version))
+        sent = 0
+        for piece in self.downloads.stream(plan):
+            sent += len(piece)
+            yield pb.DownloadFileResponse(chunk_data=piece)
+        if plan.offset == 0 and plan.length == f.size:
+            self.events.emit("download", f"{f.name} downloaded ({sent} bytes)", caller.user_id,
+                             file_id=f.id, size=sent)
+
+    # --- the tree ---------------------------------------------------------------------
+
+    @rpc
+    def ListFiles(self, request: pb.ListFilesRequest, context: grpc.ServicerContext
+                  ) -> pb.ListFilesResponse:
+        caller = self._caller(request.session_token)
+        listing = self.ns.list_folder(caller, request.folder_id, request.path,
+                                      request.include_deleted)
+        base = listing.paths.get(listing.folder.id, "/")
+
+        def join(name: str) -> str:
+            return base.rstrip("/") + "/" + name
+
+        return pb.ListFilesResponse(
+            success=True,
+            files=[file_entry(f, owner_email=caller.email, path=join(f.name))
+                   for f in listing.files],
+            folders=[folder_entry(d, path=join(d.name), owner_email=caller.email)
+                     for d in listing.folders],
+            folder=folder_entry(listing.folder, path=base, owner_email=caller.email))
+
+    @rpc
+    def StatEntry(self, request: pb.StatEntryRequest, context: grpc.ServicerContext
+                  ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        entry, permission, path = self.ns.stat(caller, request.entry_id, request.path,
+                                               request.parent_folder_id, request.name)
+        return entry_response(entry, permission=permission, path=path)
+
+    @rpc
+    def CreateFolder(self, request: pb.CreateFolderRequest, context: grpc.ServicerContext
+                     ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        folder = self.ns.create_folder(caller, request.parent_folder_id, request.name,
+                                       request.mode, request.uid, request.gid, request.exist_ok)
+        return entry_response(folder)
+
+    @rpc
+    def DeleteFolder(self, request: pb.DeleteFolderRequest, context: grpc.ServicerContext
+                     ) -> pb.DeleteFileResponse:
+        caller = self._caller(request.session_token)
+        self.ns.delete_folder(caller, request.folder_id, request.recursive, request.permanent)
+        return pb.DeleteFileResponse(
+            success=True, message="Folder deleted" if request.permanent
+            else "Folder moved to trash")
+
+    @rpc
+    def MoveEntry(self, request: pb.MoveEntryRequest, context: grpc.ServicerContext
+                  ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        entry, path = self.ns.move(caller, request.entry_id, request.new_parent_folder_id,
+                                   request.new_name, request.replace_existing)
+        return entry_response(entry, path=path)
+
+    @rpc
+    def SetAttributes(self, request: pb.SetAttributesRequest, context: grpc.ServicerContext
+                      ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+
+        def opt(name: str) -> int | None:
+            return getattr(request, name) if request.HasField(name) else None
+
+        entry = self.ns.set_attributes(
+            caller, request.entry_id, mode=opt("mode"), uid=opt("uid"), gid=opt("gid"),
+            atime_ns=opt("atime_ns"), mtime_ns=opt("mtime_ns"), size=opt("size"))
+        return entry_response(entry)
+
+    @rpc
+    def CreateSymlink(self, request: pb.CreateSymlinkRequest, context: grpc.ServicerContext
+                      ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        link = self.ns.create_symlink(caller, request.parent_folder_id, request.name,
+                                      request.target, request.uid, request.gid)
+        return entry_response(link)
+
+    @rpc
+    def DeleteFile(self, request: pb.DeleteFileRequest, context: grpc.ServicerContext
+                   ) -> pb.DeleteFileResponse:
+        caller = self._caller(request.session_token)
+        self.ns.delete_file(caller, request.file_id, request.permanent)
+        return pb.DeleteFileResponse(
+            success=True, message="File permanently deleted" if request.permanent
+            else "File moved to trash")
+
+    # --- trash ------------------------------------------------------------------------
+
+    @rpc
+    def RestoreFile(self, request: pb.RestoreFileRequest, context: grpc.ServicerContext
+                    ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        entry, path = self.ns.restore(caller, request.file_id, request.new_parent_folder_id,
+                                      request.new_name)
+        return entry_response(entry, path=path)
+
+    @rpc
+    def ListTrash(self, request: pb.ListTrashRequest, context: grpc.ServicerContext
+                  ) -> pb.ListFilesResponse:
+        caller = self._caller(request.session_token)
+        folders, files, paths = self.ns.list_trash(caller)
+        out = pb.ListFilesResponse(success=True)
+        for f in files:
+            e = file_entry(f, owner_email=caller.email)
+            e.original_path = paths.get(f.id, "")
+            out.files.append(e)
+        for d in folders:
+            out.folders.append(folder_entry(d, path=paths.get(d.id, ""),
+                                            owner_email=caller.email))
+        return out
+
+    @rpc
+    def EmptyTrash(self, request: pb.EmptyTrashRequest, context: grpc.ServicerContext
+                   ) -> pb.EmptyTrashResponse:
+        caller = self._caller(request.session_token)
+        removed, freed = self.ns.empty_trash(caller, list(request.entry_ids))
+        return pb.EmptyTrashResponse(success=True, message=f"{removed} files removed",
+                                     files_removed=removed, bytes_freed=freed)
+
+    # --- shares -----------------------------------------------------------------------
+
+    @rpc
+    def ShareFile(self, request: pb.ShareFileRequest, context: grpc.ServicerContext
+                  ) -> pb.ShareFileResponse:
+        caller = self._caller(request.session_token)
+        share = self.ns.share(caller, request.file_id, request.share_with_email,
+                              request.permission)
+        return pb.ShareFileResponse(
+            success=True, message=f"File shared with {request.share_with_email} "
+            f"({share.permission})", share_token=share.share_token)
+
+    @rpc
+    def ListShares(self, request: pb.ListSharesRequest, context: grpc.ServicerContext
+                   ) -> pb.ListSharesResponse:
+        caller = self._caller(request.session_token)
+        return pb.ListSharesResponse(success=True, shares=[
+            pb.ShareEntry(share_id=sh.id, file_id=sh.file_id, filename=name,
+                          owner_email=caller.email, shared_with_email=email,
+                          permission=sh.permission, created_at=iso(sh.created_at),
+                          share_token=sh.share_token)
+            for sh, name, email in self.ns.list_shares(caller, request.file_id)])
+
+    @rpc
+    def RevokeShare(self, request: pb.RevokeShareRequest, context: grpc.ServicerContext
+                    ) -> pb.RevokeShareResponse:
+        caller = self._caller(request.session_token)
+        self.ns.revoke_share(caller, request.share_id, request.file_id,
+                             request.shared_with_email)
+        return pb.RevokeShareResponse(success=True, message="Share revoked")
+
+    @rpc
+    def ListSharedWithMe(self, request: pb.ListSharedWithMeRequest,
+                         context: grpc.ServicerContext) -> pb.ListFilesResponse:
+        caller = self._caller(request.session_token)
+        return pb.ListFilesResponse(success=True, files=[
+            file_entry(f, permission=perm, owner_email=email, path="/Shared/" + f.name)
+            for f, perm, email in self.ns.shared_with_me(caller)])
+
+    # --- chunks -----------------------------------------------------------------------
+
+    @rpc
+    def FindChunks(self, request: pb.FindChunksRequest, context: grpc.ServicerContext
+                   ) -> pb.FindChunksResponse:
+        caller = self._caller(request.session_token)
+        if len(request.sha256) > 100_000:
+            raise InvalidArgument("at most 100000 hashes per call")
+        present = self.ns.visible_chunks(caller, list(request.sha256))
+        return pb.FindChunksResponse(present=list(present), chunk_size=self.chunk_size)
+
+    @rpc
+    def GetFileChunks(self, request: pb.GetFileChunksRequest, context: grpc.ServicerContext
+                      ) -> pb.GetFileChunksResponse:
+        caller = self._caller(request.session_token)
+        f, spans = self.ns.file_chunks(caller, request.file_id)
+        return pb.GetFileChunksResponse(
+            chunks=[pb.ChunkRef(sha256=s.sha256, size=s.size) for s in spans],
+            chunk_size=self.chunk_size, version=f.version)
+
+    # --- change feed ------------------------------------------------------------------
+
+    @rpc
+    def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
+                     ) -> Iterator[pb.ChangeEvent]:
+        caller = self._caller(request.session_token)
+        sub = self.changes.subscribe(caller.user_id)
+        try:
+            yield pb.ChangeEvent(kind="hello")
+            while context.is_active():
+                change = sub.get(timeout=1.0)
+                if change is None:
+                    continue
+                yield pb.ChangeEvent(
+                    kind=change.kind, entry_id=change.entry_id,
+                    parent_folder_id=change.parent_folder_id,
+                    old_parent_folder_id=change.old_parent_folder_id, name=change.name,
+                    old_name=change.old_name, is_folder=change.is_folder,
+                    timestamp=change.timestamp)
+        finally:
+            sub.close()
+

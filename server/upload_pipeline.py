@@ -1,0 +1,170 @@
+"""From a stream of UploadFile messages to a committed file.
+
+The stream is cut into ``CHUNK_SIZE`` chunks as it arrives; each chunk is hashed and
+handed to the replicated store on a worker while the next one is received, with a bound
+on chunks in flight so memory stays flat whatever the file size. The quota is checked
+against the announced size before the first byte is stored and against the real bytes as
+they arrive. Nothing becomes visible until every chunk is stored and the metadata commits
+in one transaction; if anything fails, the stored chunks are orphans for garbage
+collection and the caller gets one clear error.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto.errors import InvalidArgument, PermissionDenied, QuotaExceeded
+
+from .accounts import Accounts, Caller
+from .config import Settings
+from .events import EventBus
+from .models import File
+from .namespace import ChunkSpan, Namespace
+from .replicated_store import ReplicatedStore
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 4
+
+
+@dataclass
+class UploadResult:
+    file: File
+    chunks_stored: int
+    chunks_deduplicated: int
+
+
+class UploadPipeline:
+    def __init__(self, settings: Settings, accounts: Accounts, namespace: Namespace,
+                 store: ReplicatedStore, events: EventBus) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.namespace = namespace
+        self.store = store
+        self.events = events
+        self.workers = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
+
+    def run(self, requests: Iterator[pb.UploadFileRequest]) -> UploadResult:
+        first = next(requests, None)
+        if first is None or first.WhichOneof("data") != "metadata":
+            raise InvalidArgument("the first message of an upload must be its metadata")
+        meta = first.metadata
+        caller = self.accounts.authenticate(meta.session_token)
+        upload_id = meta.upload_id or uuid.uuid4().hex[:12]
+        if meta.file_size < 0:
+            raise InvalidArgument("file_size cannot be negative")
+        name = meta.filename
+        if not meta.overwrite_file_id and "/" in name:
+            raise InvalidArgument("filename must be a plain name; use parent_folder_id")
+        owner_id, frees, _ = self.namespace.prepare_upload(
+            caller, meta.parent_folder_id, name, meta.file_size, meta.overwrite_file_id,
+            meta.replace_existing)
+        room = self.namespace.room_left(owner_id, frees)
+        started = time.monotonic()
+        log.info("upload %s: start %r (%d bytes announced) by %s", upload_id, name,
+                 meta.file_size, caller.email)
+        spans, stored, deduped, total = self._receive(caller, requests, meta, room, upload_id)
+        if meta.file_size and total != meta.file_size:
+            raise InvalidArgument(
+                f"upload ended after {total} bytes but announced {meta.file_size}")
+        f = self.namespace.commit_upload(
+            caller, parent_id=meta.parent_folder_id, name=name, mime_type=meta.mime_type,
+            spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
+            replace_existing=meta.replace_existing, mode=meta.mode, uid=meta.uid, gid=meta.gid,
+            mtime_ns=meta.mtime_ns, expected_version=meta.expected_version)
+        elapsed = time.monotonic() - started
+        log.info("upload %s: committed %s (%d bytes, %d chunks, %d deduplicated) in %.2fs",
+                 upload_id, f.id, total, len(spans), deduped, elapsed)
+        self.events.emit("upload", f"{f.name} uploaded ({total} bytes)", caller.user_id,
+                         file_id=f.id, size=total, chunks=len(spans), deduplicated=deduped,
+                         upload_id=upload_id, seconds=round(elapsed, 3))
+        return UploadResult(f, stored, deduped)
+
+    def _receive(self, caller: Caller, requests: Iterator[pb.UploadFileRequest],
+                 meta: pb.FileMetadata, room: int, upload_id: str
+                 ) -> tuple[list[ChunkSpan], int, int, int]:
+        chunk_size = self.settings.chunk_size
+        buf = bytearray()
+        spans: list[ChunkSpan | None] = []
+        futures: list[tuple[int, cf.Future[tuple[str, bool]]]] = []
+        total = 0
+        stored = deduped = 0
+
+        def drain(limit: int) -> None:
+            nonlocal stored, deduped
+            while len(futures) > limit:
+                idx, fut = futures.pop(0)
+                sha, travelled = fut.result()
+                spans[idx] = ChunkSpan(sha, spans_size[idx])
+                if travelled:
+                    stored += 1
+                else:
+                    deduped += 1
+
+        spans_size: dict[int, int] = {}
+
+        def cut(piece: bytes) -> None:
+            idx = len(spans)
+            spans.append(None)
+            spans_size[idx] = len(piece)
+            futures.append((idx, self.workers.submit(self._store, piece, caller, upload_id)))
+            drain(MAX_IN_FLIGHT)
+
+        try:
+            for req in requests:
+                kind = req.WhichOneof("data")
+                if kind == "chunk_data":
+                    data = req.chunk_data
+                    total += len(data)
+                    self._check_size(total, meta.file_size, room)
+                    buf += data
+                    while len(buf) >= chunk_size:
+                        piece = bytes(buf[:chunk_size])
+                        del buf[:chunk_size]
+                        cut(piece)
+                elif kind == "chunk_ref":
+                    if buf:
+                        raise InvalidArgument("a chunk reference must fall on a chunk boundary")
+                    ref = req.chunk_ref
+                    known = self.namespace.visible_chunks(caller, [ref.sha256])
+                    if ref.sha256 not in known:
+                        raise PermissionDenied(
+                            f"chunk {ref.sha256[:12]} is not yours to reference: send its bytes")
+                    if known[ref.sha256] != ref.size:
+                        raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
+                    total += ref.size
+                    self._check_size(total, meta.file_size, room)
+                    spans.append(ChunkSpan(ref.sha256, ref.size))
+                    deduped += 1
+                elif kind == "metadata":
+                    raise InvalidArgument("metadata may only come first")
+            if buf:
+                cut(bytes(buf))
+                buf.clear()
+            drain(0)
+        except BaseException:
+            for _, fut in futures:
+                fut.cancel()
+            log.warning("upload %s: aborted after %d bytes", upload_id, total)
+            raise
+        return [s for s in spans if s is not None], stored, deduped, total
+
+    def _check_size(self, total: int, announced: int, room: int) -> None:
+        if announced and total > announced:
+            raise InvalidArgument(f"more bytes than the announced {announced}")
+        if total > room:
+            raise QuotaExceeded(f"not enough space: {max(room, 0)} bytes free")
+
+    def _store(self, data: bytes, caller: Caller, upload_id: str) -> tuple[str, bool]:
+        sha = hashlib.sha256(data).hexdigest()
+        return sha, self.store.store(sha, data, caller.user_id, upload_id)
+
+    def close(self) -> None:
+        self.workers.shutdown(wait=False, cancel_futures=True)
