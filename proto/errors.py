@@ -113,6 +113,14 @@ class DeadlineExceeded(CloudError):
     exit_code = 12
 
 
+class DataLoss(CloudError):
+    """Stored data failed its integrity check."""
+
+    code = grpc.StatusCode.DATA_LOSS
+    errno = _errno.EIO
+    exit_code = 14
+
+
 class NotImplementedYet(CloudError):
     """This call is not available on this gateway."""
 
@@ -145,6 +153,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CloudError]] = {
         Conflict,
         Unavailable,
         DeadlineExceeded,
+        DataLoss,
         NotImplementedYet,
         InternalError,
     )

@@ -77,6 +77,7 @@ class Gateway:
         self.downloads.close()
         self.store.close()
         self.pool.close()
+        self.events.close()
         self.db.dispose()
 
 
@@ -101,6 +102,7 @@ def build(settings: Settings) -> Gateway:
     db = Database(settings.database_url)
     db.migrate()
     events = EventBus(db)
+    events.start_relay()  # PostgreSQL: events of the other gateways reach our monitors
     changes = ChangeFeed()
     accounts = Accounts(settings, db, events, OtpMailer(settings))
     registry = NodeRegistry(settings, db, events)

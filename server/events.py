@@ -3,6 +3,12 @@
 Every notable action (upload, download, delete, share, login, enrolment, OTP failure, node
 up/down, repair, payment) becomes one row in ``events`` so a monitor that connects later can
 replay the recent past, and one message on the fan-out for monitors already watching.
+
+On PostgreSQL the same transaction that stores an event also NOTIFYs its id
+(``event_relay.notify_stored``), and ``EventRelay`` (started by ``start_relay``) LISTENs for
+the ids stored by other gateways of the same database and publishes those events here too,
+so a monitor sees every gateway's events whichever gateway it is connected to. Each event is
+published at most once per gateway: ``_seen`` remembers the ids already published.
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -19,7 +28,12 @@ from .db import Database
 from .fanout import Fanout, Subscription
 from .models import Event, utcnow
 
+if TYPE_CHECKING:
+    from .event_relay import EventRelay
+
 log = logging.getLogger(__name__)
+
+SEEN_IDS = 20_000  # ids remembered for de-duplication (far more than a relay batch)
 
 
 @dataclass(frozen=True)
@@ -32,10 +46,34 @@ class EventRecord:
     details: str
 
 
+class _SeenIds:
+    """A bounded set of event ids, oldest forgotten first; ``add`` says if the id was new."""
+
+    def __init__(self, limit: int = SEEN_IDS) -> None:
+        self._ids: OrderedDict[int, None] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, event_id: int) -> bool:
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            while len(self._ids) > self._limit:
+                self._ids.popitem(last=False)
+            return True
+
+    def __contains__(self, event_id: int) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+
 class EventBus:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.fanout: Fanout[EventRecord] = Fanout()
+        self._seen = _SeenIds()
+        self.relay: EventRelay | None = None
 
     def emit(self, event_type: str, message: str, user_id: str | None = None,
              **details: Any) -> None:
@@ -48,14 +86,38 @@ class EventBus:
                 s.add(row)
                 s.flush()
                 record = _record(row)
+                # Marked before the commit: the relay may hear our own NOTIFY right after it.
+                self._seen.add(record.event_id)
+                if self.db.is_postgres:
+                    from .event_relay import notify_stored
+
+                    notify_stored(s, record.event_id)
         except Exception:  # noqa: BLE001 - an event must never break the user's operation
             log.exception("could not store event %s", event_type)
             record = EventRecord(0, event_type, utcnow(), message, user_id or "", payload)
         log.info("event %s: %s %s", event_type, message, payload)
-        self.publish(record)
+        self.fanout.publish(record)
 
     def publish(self, record: EventRecord) -> None:
+        """Publish a record to this gateway's monitors (once per event id)."""
+        if record.event_id and not self._seen.add(record.event_id):
+            return
         self.fanout.publish(record)
+
+    def publish_stored(self, event_ids: Iterable[int]) -> int:
+        """Load the given stored events (another gateway's) and publish those not yet seen."""
+        wanted = sorted({i for i in event_ids if i not in self._seen})
+        if not wanted:
+            return 0
+        with self.db.read() as s:
+            rows = list(s.scalars(select(Event).where(Event.id.in_(wanted)).order_by(Event.id)))
+        published = 0
+        for row in rows:
+            record = _record(row)
+            if self._seen.add(record.event_id):
+                self.fanout.publish(record)
+                published += 1
+        return published
 
     def recent(self, limit: int, types: set[str] | None = None) -> list[EventRecord]:
         with self.db.read() as s:
@@ -65,8 +127,31 @@ class EventBus:
             rows = list(s.scalars(q))
         return [_record(r) for r in reversed(rows)]
 
+    def since(self, after_id: int, limit: int = 1000) -> list[EventRecord]:
+        """Stored events with an id above ``after_id``, oldest first (catch-up after a gap)."""
+        with self.db.read() as s:
+            rows = list(s.scalars(select(Event).where(Event.id > after_id)
+                                  .order_by(Event.id).limit(limit)))
+        return [_record(r) for r in rows]
+
     def subscribe(self, types: set[str] | None = None) -> Subscription[EventRecord]:
         return self.fanout.subscribe(lambda e: not types or e.event_type in types)
+
+    # --- the cross-gateway relay (PostgreSQL only) -------------------------------------
+
+    def start_relay(self) -> None:
+        """On PostgreSQL, start listening for events stored by other gateways."""
+        if not self.db.is_postgres or self.relay is not None:
+            return
+        from .event_relay import EventRelay
+
+        self.relay = EventRelay(self)
+        self.relay.start()
+
+    def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
 
 
 def _record(row: Event) -> EventRecord:

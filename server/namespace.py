@@ -453,6 +453,9 @@ class Namespace:
                 uid=uid, gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
             s.add(link)
             parent.mtime_ns = parent.ctime_ns = t
+            # The target is stored bytes like any other: counted now, released on delete.
+            s.execute(update(User).where(User.id == caller.user_id)
+                      .values(storage_used=User.storage_used + link.size))
             s.flush()
         self.changes.publish(Change("created", caller.user_id, link.id, parent.id, name))
         return link

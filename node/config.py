@@ -1,0 +1,150 @@
+"""The node's settings: command line first, then the environment (and ``.env``), then defaults.
+
+Kept apart from the server wiring so the precedence rules (``--gateway`` over
+``CLOUDGRPC_GATEWAY`` over ``GRPC_SERVER_HOST:GRPC_SERVER_PORT``; ``--data-dir`` over
+``DATA_DIR/node_storage_NAME`` over ``./node_storage_NAME``) are written down in one place
+and testable without starting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudgrpc_proto import environment
+
+GIB = 1024**3
+DEFAULT_WORKERS = 16
+_WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything ``cloudgrpc-node`` needs to run."""
+
+    name: str
+    host: str
+    port: int
+    capacity_bytes: int
+    data_dir: Path
+    gateway: str
+    cluster_secret: str
+    heartbeat_interval_s: float
+    advertise_host: str
+    workers: int = DEFAULT_WORKERS
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    gateway_ca: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+def _capacity_gb(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"capacity must be a number of GB, got {raw!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("capacity must be positive")
+    return value
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("port must be 0..65535 (0 = any free port)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloudgrpc-node",
+        description="CloudGrpc storage node: stores chunks on local disk, "
+        "registers and heartbeats with the gateway.",
+    )
+    parser.add_argument("name", metavar="NAME", help="unique node name, e.g. node1")
+    parser.add_argument("host", metavar="HOST", help="address to bind, e.g. 127.0.0.1")
+    parser.add_argument("port", metavar="PORT", type=_port, help="port to bind (0 = any free)")
+    parser.add_argument(
+        "capacity_gb", metavar="CAPACITY_GB", type=_capacity_gb, help="capacity in GiB (0.5 ok)"
+    )
+    parser.add_argument(
+        "--gateway",
+        metavar="H:P",
+        help="gateway address (env CLOUDGRPC_GATEWAY or GRPC_SERVER_HOST:GRPC_SERVER_PORT, "
+        "default localhost:50051)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="D",
+        type=Path,
+        help="chunk directory (default DATA_DIR/node_storage_NAME or ./node_storage_NAME)",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        metavar="H",
+        help="host the gateway should dial (default HOST; the hostname when HOST is a wildcard)",
+    )
+    parser.add_argument("--tls-cert", metavar="F", type=Path, help="serve TLS with this cert")
+    parser.add_argument("--tls-key", metavar="F", type=Path, help="private key for --tls-cert")
+    parser.add_argument(
+        "--gateway-ca",
+        metavar="F",
+        type=Path,
+        help="CA bundle to verify the gateway (and, when serving TLS, peer nodes) over TLS",
+    )
+    return parser
+
+
+def default_gateway() -> str:
+    explicit = environment.get_str("CLOUDGRPC_GATEWAY", "")
+    if explicit:
+        return explicit
+    host = environment.get_str("GRPC_SERVER_HOST", "") or "localhost"
+    port = environment.get_str("GRPC_SERVER_PORT", "") or "50051"
+    return f"{host}:{port}"
+
+
+def default_data_dir(name: str) -> Path:
+    base = environment.get_str("DATA_DIR", "")
+    return (Path(base) if base else Path(".")) / f"node_storage_{name}"
+
+
+def parse_config(argv: list[str] | None = None) -> NodeConfig:
+    """Parse the command line and fill the rest from the environment; exits on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    try:
+        interval = environment.get_float("HEARTBEAT_INTERVAL_S", 5.0)
+        workers = environment.get_int("NODE_WORKERS", DEFAULT_WORKERS)
+    except environment.ConfigError as exc:
+        parser.error(str(exc))
+    if interval <= 0:
+        parser.error("HEARTBEAT_INTERVAL_S must be positive")
+    advertise = args.advertise_host or args.host
+    if advertise in _WILDCARDS:
+        advertise = socket.gethostname()
+    return NodeConfig(
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        capacity_bytes=int(args.capacity_gb * GIB),
+        data_dir=args.data_dir or default_data_dir(args.name),
+        gateway=args.gateway or default_gateway(),
+        cluster_secret=environment.get_str("CLUSTER_SECRET", ""),
+        heartbeat_interval_s=interval,
+        advertise_host=advertise,
+        workers=max(1, workers),
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        gateway_ca=args.gateway_ca,
+    )

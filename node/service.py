@@ -1,0 +1,223 @@
+"""The ``ChunkService`` servicer: the node's chunk store on the wire.
+
+Handlers stay thin: check the cluster secret, call the store, build the reply. Errors are
+raised as typed ``cloudgrpc_proto.errors`` classes (or the node's ``ChunkCorrupt``, which is
+DATA_LOSS) and turned into a gRPC status in one place, the ``_edge`` decorator, so every RPC
+maps them the same way and unexpected exceptions are logged once and reported as INTERNAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import inspect
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+from cloudgrpc_proto import errors
+
+from .chunk_store import ChunkCorrupt, ChunkStore, check_sha256
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LIST_BATCH = 1000
+FETCH_TIMEOUT_S = 60.0
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+# Servers refuse SO_REUSEPORT: otherwise a second node started on a taken port would silently
+# share it with the first and requests would land on either.
+SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _edge(method: F) -> F:
+    """Map typed errors to a gRPC status exactly once, for unary and streaming handlers."""
+
+    def fail(context: grpc.ServicerContext, request: Any, name: str, exc: Exception) -> None:
+        upload = getattr(request, "upload_id", "")
+        where = f"{name} (upload {upload})" if upload else name
+        if isinstance(exc, errors.CloudError):
+            level = logging.ERROR if isinstance(exc, ChunkCorrupt) else logging.WARNING
+            log.log(level, "%s refused: %s: %s", where, type(exc).__name__, exc.message)
+            errors.abort_with(context, exc)
+        log.exception("%s failed unexpectedly", where)
+        errors.abort_with(context, errors.InternalError(f"node error in {name}: {exc}"))
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: ChunkService, request: Any, context: grpc.ServicerContext) -> Iterator:
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # the edge maps everything
+                fail(context, request, method.__name__, exc)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: ChunkService, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # the edge maps everything
+            fail(context, request, method.__name__, exc)
+
+    return unary  # type: ignore[return-value]
+
+
+class ChunkService(pb_grpc.ChunkServiceServicer):
+    """Serves one ``ChunkStore``; only callers holding the cluster secret get in."""
+
+    def __init__(
+        self,
+        store: ChunkStore,
+        cluster_secret: str = "",
+        *,
+        peer_credentials: grpc.ChannelCredentials | None = None,
+        fetch_timeout_s: float = FETCH_TIMEOUT_S,
+    ) -> None:
+        self.store = store
+        self._secret = cluster_secret.encode()
+        self._peer_credentials = peer_credentials
+        self._fetch_timeout_s = fetch_timeout_s
+
+    def _authorize(self, presented: str) -> None:
+        """Constant-time secret check; an empty configured secret means an open cluster."""
+        if not self._secret:
+            return
+        if not hmac.compare_digest(presented.encode(), self._secret):
+            raise errors.PermissionDenied("wrong cluster secret")
+
+    @_edge
+    def PutChunk(self, request: pb.PutChunkRequest, context: grpc.ServicerContext):  # noqa: N802
+        self._authorize(request.cluster_secret)
+        data = request.data  # each access copies out of the message: take it once
+        result = self.store.put(request.sha256, data)
+        log.debug(
+            "put chunk %s (%d bytes, upload %s, already present %s)",
+            request.sha256,
+            len(data),
+            request.upload_id or "-",
+            result.already_present,
+        )
+        return pb.PutChunkResponse(
+            success=True,
+            message="already present" if result.already_present else "stored",
+            used_bytes=result.used_bytes,
+            already_present=result.already_present,
+        )
+
+    @_edge
+    def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext):  # noqa: N802
+        self._authorize(request.cluster_secret)
+        data, size = self.store.read(request.sha256, request.offset, request.length)
+        return pb.GetChunkResponse(data=data, chunk_size=size)
+
+    @_edge
+    def DeleteChunks(  # noqa: N802
+        self, request: pb.DeleteChunksRequest, context: grpc.ServicerContext
+    ):
+        self._authorize(request.cluster_secret)
+        deleted = self.store.delete(request.sha256)
+        log.info("deleted %d of %d requested chunks", deleted, len(request.sha256))
+        return pb.DeleteChunksResponse(deleted=deleted, used_bytes=self.store.used_bytes)
+
+    @_edge
+    def HasChunks(self, request: pb.HasChunksRequest, context: grpc.ServicerContext):  # noqa: N802
+        self._authorize(request.cluster_secret)
+        return pb.HasChunksResponse(present=self.store.has(request.sha256))
+
+    @_edge
+    def ListChunks(  # noqa: N802
+        self, request: pb.ListChunksRequest, context: grpc.ServicerContext
+    ):
+        self._authorize(request.cluster_secret)
+        shas: list[str] = []
+        sizes: list[int] = []
+        for sha, size in self.store.iter_chunks():
+            shas.append(sha)
+            sizes.append(size)
+            if len(shas) >= LIST_BATCH:
+                yield pb.ListChunksResponse(sha256=shas, sizes=sizes)
+                shas, sizes = [], []
+        if shas:
+            yield pb.ListChunksResponse(sha256=shas, sizes=sizes)
+
+    @_edge
+    def VerifyChunk(  # noqa: N802
+        self, request: pb.VerifyChunkRequest, context: grpc.ServicerContext
+    ):
+        self._authorize(request.cluster_secret)
+        result = self.store.verify(request.sha256)
+        if result.present and not result.valid:
+            log.error("scrub: chunk %s is corrupt", request.sha256)
+        return pb.VerifyChunkResponse(present=result.present, valid=result.valid)
+
+    @_edge
+    def FetchChunkFrom(  # noqa: N802
+        self, request: pb.FetchChunkFromRequest, context: grpc.ServicerContext
+    ):
+        self._authorize(request.cluster_secret)
+        sha = check_sha256(request.sha256)
+        if not request.source_address:
+            raise errors.InvalidArgument("source_address is required")
+        local = self.store.verify(sha)
+        if local.present and local.valid:
+            return pb.PutChunkResponse(
+                success=True,
+                message="already present",
+                used_bytes=self.store.used_bytes,
+                already_present=True,
+            )
+        data = self._fetch(sha, request.source_address, request.cluster_secret)
+        result = self.store.put(sha, data)
+        log.info(
+            "repair: fetched chunk %s (%d bytes) from %s", sha, len(data), request.source_address
+        )
+        return pb.PutChunkResponse(
+            success=True,
+            message=f"fetched from {request.source_address}",
+            used_bytes=result.used_bytes,
+            already_present=result.already_present,
+        )
+
+    def _fetch(self, sha: str, source: str, secret: str) -> bytes:
+        """Pull a whole chunk from a peer node and prove it is the right content."""
+        if self._peer_credentials is not None:
+            channel = grpc.secure_channel(source, self._peer_credentials, options=CHANNEL_OPTIONS)
+        else:
+            channel = grpc.insecure_channel(source, options=CHANNEL_OPTIONS)
+        with channel:
+            stub = pb_grpc.ChunkServiceStub(channel)
+            try:
+                reply = stub.GetChunk(
+                    pb.GetChunkRequest(sha256=sha, cluster_secret=secret),
+                    timeout=self._fetch_timeout_s,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.DATA_LOSS:
+                    raise ChunkCorrupt(f"source {source} holds a corrupt copy of {sha}") from None
+                err = errors.from_rpc_error(exc)
+                raise type(err)(f"fetch from {source}: {err.message}") from None
+        data = reply.data
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ChunkCorrupt(f"source {source} returned data that does not match {sha}")
+        return data
+
+
+def add_to_server(service: ChunkService, server: grpc.Server) -> None:
+    """Register the servicer (kept here so app and tests wire it the same way)."""
+    pb_grpc.add_ChunkServiceServicer_to_server(service, server)
+
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["ChunkService"].full_name

@@ -1,0 +1,225 @@
+"""ChunkService over a real in-process gRPC server, driven with the real stub."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
+
+from tests.node.node_testkit import chunk
+
+SECRET = "s3cret"
+TIMEOUT = 10
+
+
+def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        result = call(*args, timeout=TIMEOUT, **kwargs)
+        if hasattr(result, "__next__"):  # a server stream: errors surface while iterating
+            list(result)
+    return info.value
+
+
+def test_put_get_roundtrip_range_and_dedup(start_node) -> None:
+    node = start_node()
+    sha, data = chunk(1, 100_000)
+    reply = node.stub.PutChunk(
+        pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET, upload_id="up-1"),
+        timeout=TIMEOUT,
+    )
+    assert reply.success and not reply.already_present and reply.used_bytes == len(data)
+    again = node.stub.PutChunk(
+        pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET), timeout=TIMEOUT
+    )
+    assert again.success and again.already_present
+
+    whole = node.stub.GetChunk(pb.GetChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert whole.data == data and whole.chunk_size == len(data)
+    part = node.stub.GetChunk(
+        pb.GetChunkRequest(sha256=sha, offset=1_000, length=500, cluster_secret=SECRET)
+    )
+    assert part.data == data[1_000:1_500] and part.chunk_size == len(data)
+
+
+def test_large_chunk_over_the_wire(start_node) -> None:
+    node = start_node()
+    sha, data = chunk(2, 8 * 1024 * 1024)
+    node.stub.PutChunk(
+        pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET), timeout=TIMEOUT
+    )
+    got = node.stub.GetChunk(pb.GetChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert got.data == data
+
+
+@pytest.mark.parametrize(
+    "method,request_",
+    [
+        ("PutChunk", pb.PutChunkRequest(sha256=chunk(1)[0], data=chunk(1)[1])),
+        ("GetChunk", pb.GetChunkRequest(sha256=chunk(1)[0])),
+        ("DeleteChunks", pb.DeleteChunksRequest(sha256=[chunk(1)[0]])),
+        ("HasChunks", pb.HasChunksRequest(sha256=[chunk(1)[0]])),
+        ("ListChunks", pb.ListChunksRequest()),
+        ("VerifyChunk", pb.VerifyChunkRequest(sha256=chunk(1)[0])),
+        ("FetchChunkFrom", pb.FetchChunkFromRequest(sha256=chunk(1)[0], source_address="x:1")),
+    ],
+)
+@pytest.mark.parametrize("presented", ["", "wrong", SECRET + "x"])
+def test_wrong_secret_is_permission_denied(start_node, method, request_, presented) -> None:
+    node = start_node()
+    request = type(request_)()
+    request.CopyFrom(request_)
+    request.cluster_secret = presented
+    err = rpc_error(getattr(node.stub, method), request)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert node.store.chunk_count == 0
+
+
+def test_open_cluster_accepts_any_secret(start_node) -> None:
+    node = start_node(secret="")
+    sha, data = chunk(3)
+    reply = node.stub.PutChunk(
+        pb.PutChunkRequest(sha256=sha, data=data, cluster_secret="anything"), timeout=TIMEOUT
+    )
+    assert reply.success
+
+
+def test_typed_errors_on_the_wire(start_node) -> None:
+    node = start_node(capacity=10_000)
+    sha, data = chunk(4, 6_000)
+    err = rpc_error(
+        node.stub.PutChunk, pb.PutChunkRequest(sha256=sha, data=data + b"!", cluster_secret=SECRET)
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    err = rpc_error(node.stub.GetChunk, pb.GetChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+    node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET))
+    sha2, data2 = chunk(5, 6_000)
+    err = rpc_error(
+        node.stub.PutChunk, pb.PutChunkRequest(sha256=sha2, data=data2, cluster_secret=SECRET)
+    )
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    typed = errors.from_rpc_error(err)
+    assert isinstance(typed, errors.QuotaExceeded) and "node full" in typed.message
+
+
+def test_corrupt_chunk_is_data_loss(start_node) -> None:
+    node = start_node()
+    sha, data = chunk(6)
+    node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET))
+    path = node.store.path_for(sha)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+    err = rpc_error(node.stub.GetChunk, pb.GetChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert err.code() == grpc.StatusCode.DATA_LOSS
+    verdict = node.stub.VerifyChunk(pb.VerifyChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert verdict.present and not verdict.valid
+    # A fresh put of the right bytes repairs it in place.
+    node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET))
+    verdict = node.stub.VerifyChunk(pb.VerifyChunkRequest(sha256=sha, cluster_secret=SECRET))
+    assert verdict.present and verdict.valid
+
+
+def test_delete_has_verify(start_node) -> None:
+    node = start_node()
+    stored = [chunk(10 + i) for i in range(3)]
+    for sha, data in stored:
+        node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET))
+    shas = [s for s, _ in stored]
+    missing = chunk(99)[0]
+    has = node.stub.HasChunks(pb.HasChunksRequest(sha256=[missing, *shas], cluster_secret=SECRET))
+    assert list(has.present) == shas
+    deleted = node.stub.DeleteChunks(
+        pb.DeleteChunksRequest(sha256=[shas[0], missing], cluster_secret=SECRET)
+    )
+    assert deleted.deleted == 1 and deleted.used_bytes == 2 * len(stored[1][1])
+    gone = node.stub.VerifyChunk(pb.VerifyChunkRequest(sha256=shas[0], cluster_secret=SECRET))
+    assert not gone.present and not gone.valid
+
+
+def test_list_chunks_streams_batches(start_node) -> None:
+    node = start_node()
+    expected = {}
+    for i in range(2_345):
+        sha, data = chunk(1_000 + i, 16 + i % 7)
+        node.store.put(sha, data)
+        expected[sha] = len(data)
+    batches = list(
+        node.stub.ListChunks(pb.ListChunksRequest(cluster_secret=SECRET), timeout=TIMEOUT)
+    )
+    assert [len(b.sha256) for b in batches] == [1_000, 1_000, 345]
+    listed = {s: n for b in batches for s, n in zip(b.sha256, b.sizes, strict=True)}
+    assert listed == expected
+
+
+def test_list_chunks_of_empty_node(start_node) -> None:
+    node = start_node()
+    assert list(node.stub.ListChunks(pb.ListChunksRequest(cluster_secret=SECRET))) == []
+
+
+def test_fetch_chunk_from_another_node(start_node) -> None:
+    source = start_node("a")
+    target = start_node("b")
+    sha, data = chunk(7, 300_000)
+    source.store.put(sha, data)
+
+    reply = target.stub.FetchChunkFrom(
+        pb.FetchChunkFromRequest(sha256=sha, source_address=source.address, cluster_secret=SECRET),
+        timeout=TIMEOUT,
+    )
+    assert reply.success and not reply.already_present and reply.used_bytes == len(data)
+    assert target.store.get(sha) == data
+
+    again = target.stub.FetchChunkFrom(
+        pb.FetchChunkFromRequest(sha256=sha, source_address=source.address, cluster_secret=SECRET),
+        timeout=TIMEOUT,
+    )
+    assert again.already_present
+
+
+def test_fetch_chunk_failures(start_node) -> None:
+    source = start_node("a")
+    target = start_node("b")
+    sha, data = chunk(8)
+
+    def fetch(address: str) -> grpc.RpcError:
+        return rpc_error(
+            target.stub.FetchChunkFrom,
+            pb.FetchChunkFromRequest(sha256=sha, source_address=address, cluster_secret=SECRET),
+        )
+
+    assert fetch(source.address).code() == grpc.StatusCode.NOT_FOUND
+
+    source.store.put(sha, data)
+    path = source.store.path_for(sha)
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    assert fetch(source.address).code() == grpc.StatusCode.DATA_LOSS
+
+    source.server.stop(grace=None)
+    assert fetch(source.address).code() == grpc.StatusCode.UNAVAILABLE
+    assert target.store.chunk_count == 0
+
+
+def test_fetch_chunk_repairs_a_corrupt_local_copy(start_node) -> None:
+    source = start_node("a")
+    target = start_node("b")
+    sha, data = chunk(9)
+    source.store.put(sha, data)
+    target.store.put(sha, data)
+    path = target.store.path_for(sha)
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0x10  # bit rot: same size, wrong content
+    path.write_bytes(bytes(raw))
+    reply = target.stub.FetchChunkFrom(
+        pb.FetchChunkFromRequest(sha256=sha, source_address=source.address, cluster_secret=SECRET),
+        timeout=TIMEOUT,
+    )
+    assert reply.success and not reply.already_present
+    assert target.store.verify(sha) == (True, True)
+    assert target.store.used_bytes == len(data)
