@@ -131,7 +131,8 @@ def build(settings: Settings) -> Gateway:
     pb_grpc.add_StorageServiceServicer_to_server(
         StorageServicer(accounts, namespace, settings.chunk_size), server)
     pb_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(db, events, settings.admin_key, settings.replication_factor), server)
+        AdminServicer(db, events, settings.admin_key, settings.replication_factor,
+                      node_timeout_s=settings.node_timeout_s), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     pb_grpc.add_PaymentServiceServicer_to_server(_payment_servicer(settings, db, events,
                                                                    accounts), server)
