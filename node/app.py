@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
 from .registration import NodeIdentity, Registrar, cpu_cores
+from .scrubber import Scrubber
 from .service import SERVER_OPTIONS, SERVICE_NAME, ChunkService, add_to_server
 
 log = logging.getLogger("cloudgrpc_node")
@@ -59,6 +60,7 @@ class NodeServer:
         )
         self.port = 0
         self.registrar: Registrar | None = None
+        self.scrubber = Scrubber(self.store, config.scrub_interval_s, config.scrub_rate_bytes_s)
 
     @property
     def gateway_credentials(self) -> grpc.ChannelCredentials | None:
@@ -99,8 +101,10 @@ class NodeServer:
             heartbeat_interval_s=self.config.heartbeat_interval_s,
             credentials=self.gateway_credentials,
             on_registered=self._announce_registered,
+            scrubber=self.scrubber,
         )
         self.registrar.start()
+        self.scrubber.start()
         return self.port
 
     def _announce_registered(self, node_id: str) -> None:
@@ -113,6 +117,7 @@ class NodeServer:
     def stop(self, grace: float = STOP_GRACE_S) -> None:
         """NOT_SERVING, deregister, then let in-flight calls finish within ``grace``."""
         self.health.enter_graceful_shutdown()
+        self.scrubber.stop()
         if self.registrar is not None:
             self.registrar.stop()
         self.server.stop(grace=grace).wait()

@@ -22,6 +22,7 @@ import re
 import secrets
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -198,6 +199,8 @@ class ChunkStore:
                 # The data is proven to hash to sha256, so comparing bytes is the cheapest
                 # way to know the stored copy is valid (memcmp instead of a second hash).
                 if old_size == size and _read_all(path) == data:
+                    # Touch it: garbage collection spares chunks put again recently.
+                    os.utime(path)
                     return PutResult(already_present=True, used_bytes=self.used_bytes)
                 log.warning("chunk %s on disk is corrupt: replacing it", sha256)
             growth = size - (old_size or 0)
@@ -291,15 +294,24 @@ class ChunkStore:
         """The verified bytes of a chunk (or a slice of it); see ``read``."""
         return self.read(sha256, offset, length)[0]
 
-    def delete(self, sha256s: Iterable[str]) -> int:
-        """Delete the given chunks; absent ones are skipped. Returns how many were deleted."""
+    def delete(self, sha256s: Iterable[str], skip_modified_within_s: float = 0) -> int:
+        """Delete the given chunks; absent ones are skipped. Returns how many were deleted.
+
+        With ``skip_modified_within_s``, a chunk written or put again that recently is kept:
+        garbage collection uses it so that an upload that has just claimed the chunk again
+        does not lose it to a collection decided a moment earlier.
+        """
         names = [check_sha256(s) for s in sha256s]
         deleted = 0
+        now = time.time()
         for sha in dict.fromkeys(names):
             path = self.path_for(sha)
             with self._stripe(sha):
                 try:
-                    size = path.stat().st_size
+                    st = path.stat()
+                    if skip_modified_within_s and now - st.st_mtime < skip_modified_within_s:
+                        continue
+                    size = st.st_size
                     os.unlink(path)
                 except FileNotFoundError:
                     continue
@@ -308,6 +320,22 @@ class ChunkStore:
                     self._count -= 1
             deleted += 1
         return deleted
+
+    def quarantine(self, sha256: str) -> bool:
+        """Move a corrupt chunk aside (kept for inspection, no longer served or counted)."""
+        path = self.path_for(check_sha256(sha256))
+        target = self.root / "quarantine"
+        target.mkdir(exist_ok=True)
+        with self._stripe(sha256):
+            try:
+                size = path.stat().st_size
+                os.rename(path, target / f"{sha256}.{int(time.time())}")
+            except FileNotFoundError:
+                return False
+            with self._lock:
+                self._used -= size
+                self._count -= 1
+        return True
 
     def has(self, sha256s: Iterable[str]) -> list[str]:
         """The subset of ``sha256s`` stored here, in request order (presence only, no hashing)."""

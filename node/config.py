@@ -34,6 +34,8 @@ class NodeConfig:
     heartbeat_interval_s: float
     advertise_host: str
     workers: int = DEFAULT_WORKERS
+    scrub_interval_s: float = 604800.0
+    scrub_rate_bytes_s: float = 20e6
     tls_cert: Path | None = None
     tls_key: Path | None = None
     gateway_ca: Path | None = None
@@ -126,6 +128,8 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
     try:
         interval = environment.get_float("HEARTBEAT_INTERVAL_S", 5.0)
         workers = environment.get_int("NODE_WORKERS", DEFAULT_WORKERS)
+        scrub_interval = environment.get_float("SCRUB_INTERVAL_S", 604800.0)
+        scrub_rate = environment.get_float("SCRUB_RATE_MBPS", 20.0) * 1e6
     except environment.ConfigError as exc:
         parser.error(str(exc))
     if interval <= 0:
@@ -144,6 +148,8 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         heartbeat_interval_s=interval,
         advertise_host=advertise,
         workers=max(1, workers),
+        scrub_interval_s=scrub_interval,
+        scrub_rate_bytes_s=scrub_rate,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         gateway_ca=args.gateway_ca,

@@ -22,6 +22,8 @@ import grpc
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 
+from .scrubber import Scrubber
+
 log = logging.getLogger(__name__)
 
 CALL_TIMEOUT_S = 5.0
@@ -76,6 +78,7 @@ class Registrar:
         credentials: grpc.ChannelCredentials | None = None,
         on_registered: Callable[[str], None] | None = None,
         call_timeout_s: float = CALL_TIMEOUT_S,
+        scrubber: Scrubber | None = None,
     ) -> None:
         self.identity = identity
         self.gateway_address = gateway_address
@@ -84,6 +87,7 @@ class Registrar:
         self.heartbeat_interval_s = heartbeat_interval_s
         self._on_registered = on_registered
         self._timeout = call_timeout_s
+        self._scrubber = scrubber
         if credentials is not None:
             self._channel = grpc.secure_channel(
                 gateway_address, credentials, options=GATEWAY_CHANNEL_OPTIONS
@@ -195,9 +199,13 @@ class Registrar:
             cluster_secret=self.identity.cluster_secret,
             capacity_bytes=self.identity.capacity_bytes,
         )
+        corrupt = self._scrubber.take_reports() if self._scrubber else []
+        request.corrupt_chunks.extend(corrupt)
         try:
             reply = self._stub.Heartbeat(request, timeout=self._timeout)
         except grpc.RpcError as exc:
+            if corrupt and self._scrubber:
+                self._scrubber.requeue(corrupt)
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 log.warning("gateway does not know node %s: registering again", node_id)
                 self._forget()

@@ -128,7 +128,7 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         self, request: pb.DeleteChunksRequest, context: grpc.ServicerContext
     ):
         self._authorize(request.cluster_secret)
-        deleted = self.store.delete(request.sha256)
+        deleted = self.store.delete(request.sha256, request.skip_modified_within_s)
         log.info("deleted %d of %d requested chunks", deleted, len(request.sha256))
         return pb.DeleteChunksResponse(deleted=deleted, used_bytes=self.store.used_bytes)
 

@@ -1117,18 +1117,20 @@ class RegisterNodeResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., node_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes")
+    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes", "corrupt_chunks")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     used_bytes: int
     chunk_count: int
     cluster_secret: str
     capacity_bytes: int
-    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ...) -> None: ...
+    corrupt_chunks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., corrupt_chunks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("success", "message", "reregister")
@@ -1201,12 +1203,14 @@ class GetChunkResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class DeleteChunksRequest(_message.Message):
-    __slots__ = ("sha256", "cluster_secret")
+    __slots__ = ("sha256", "cluster_secret", "skip_modified_within_s")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    SKIP_MODIFIED_WITHIN_S_FIELD_NUMBER: _ClassVar[int]
     sha256: _containers.RepeatedScalarFieldContainer[str]
     cluster_secret: str
-    def __init__(self, sha256: _Optional[_Iterable[str]] = ..., cluster_secret: _Optional[str] = ...) -> None: ...
+    skip_modified_within_s: int
+    def __init__(self, sha256: _Optional[_Iterable[str]] = ..., cluster_secret: _Optional[str] = ..., skip_modified_within_s: _Optional[int] = ...) -> None: ...
 
 class DeleteChunksResponse(_message.Message):
     __slots__ = ("deleted", "used_bytes")

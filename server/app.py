@@ -31,10 +31,14 @@ from .config import Settings, load_settings
 from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
+from .garbage import GarbageCollector
+from .leader import Leadership
 from .mailer import OtpMailer
+from .maintenance import Maintenance
 from .namespace import Namespace
 from .node_pool import NodePool
 from .node_registry import NodeRegistry
+from .repair import Repairer
 from .replicated_store import ReplicatedStore
 from .services.admin import AdminServicer
 from .services.auth import AuthServicer
@@ -64,6 +68,7 @@ class Gateway:
     namespace: Namespace
     uploads: UploadPipeline
     downloads: DownloadPipeline
+    maintenance: Maintenance
     server: grpc.Server
     health: health.HealthServicer
     port: int
@@ -72,6 +77,7 @@ class Gateway:
         for name in [*SERVICE_NAMES, ""]:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.registry.stop()
+        self.maintenance.stop()
         self.server.stop(grace).wait()
         self.uploads.close()
         self.downloads.close()
@@ -111,6 +117,8 @@ def build(settings: Settings) -> Gateway:
     namespace = Namespace(db, events, changes)
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
     downloads = DownloadPipeline(namespace, store)
+    maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),
+                              GarbageCollector(settings, db, pool, events), Leadership(db))
 
     options = [
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -155,11 +163,12 @@ def build(settings: Settings) -> Gateway:
         raise SystemExit(f"cannot listen on {address}: address in use or not available")
     settings = replace(settings, port=port)
     registry.start()
+    maintenance.start()
     server.start()
     for name in [*SERVICE_NAMES, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
-                   downloads, server, health_servicer, port)
+                   downloads, maintenance, server, health_servicer, port)
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,

@@ -47,6 +47,11 @@ class Settings:
     repair_grace_s: float = 300.0
     scrub_interval_s: float = 604800.0
     gc_grace_s: float = 3600.0
+    repair_interval_s: float = 10.0
+    gc_interval_s: float = 60.0
+    gc_idle_s: float = 60.0
+    repair_rate_bytes_s: float = 50e6
+    repair_concurrency: int = 4
     node_call_timeout_s: float = 30.0
     max_workers: int = 64
     # TLS for the gateway's own port.
@@ -126,6 +131,11 @@ def load_settings() -> Settings:
         repair_grace_s=get_float("REPAIR_GRACE_S", 300.0),
         scrub_interval_s=get_float("SCRUB_INTERVAL_S", 604800.0),
         gc_grace_s=get_float("GC_GRACE_S", 3600.0),
+        repair_interval_s=get_float("REPAIR_INTERVAL_S", 10.0),
+        gc_interval_s=get_float("GC_INTERVAL_S", 60.0),
+        gc_idle_s=get_float("GC_IDLE_S", 60.0),
+        repair_rate_bytes_s=get_float("REPAIR_RATE_MBPS", 50.0) * 1e6,
+        repair_concurrency=max(1, get_int("REPAIR_CONCURRENCY", 4)),
         node_call_timeout_s=get_float("NODE_CALL_TIMEOUT_S", 30.0),
         max_workers=get_int("GRPC_MAX_WORKERS", 64),
         tls_cert=get_str("TLS_CERT"),

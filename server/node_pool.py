@@ -69,6 +69,31 @@ class NodePool:
             timeout=self.settings.node_call_timeout_s,
         )
 
+    def fetch_chunk_from(self, address: str, sha256: str, source: str
+                         ) -> pb.PutChunkResponse:
+        """Have the node at ``address`` copy a chunk from the node at ``source``."""
+        return self.stub(address).FetchChunkFrom(
+            pb.FetchChunkFromRequest(sha256=sha256, source_address=source,
+                                     cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s * 2,
+        )
+
+    def delete_chunks_if_idle(self, address: str, hashes: list[str], idle_s: float
+                              ) -> pb.DeleteChunksResponse:
+        return self.stub(address).DeleteChunks(
+            pb.DeleteChunksRequest(sha256=hashes, cluster_secret=self.settings.cluster_secret,
+                                   skip_modified_within_s=int(idle_s)),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
+    def list_chunks(self, address: str) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for batch in self.stub(address).ListChunks(
+                pb.ListChunksRequest(cluster_secret=self.settings.cluster_secret),
+                timeout=self.settings.node_call_timeout_s * 4):
+            out.extend(zip(batch.sha256, batch.sizes, strict=False))
+        return out
+
     def close(self) -> None:
         with self._lock:
             for channel, _ in self._stubs.values():

@@ -12,15 +12,16 @@ import datetime as dt
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 from cloudgrpc_proto.errors import InvalidArgument, NotFound, PermissionDenied
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from . import security
 from .config import Settings
 from .db import Database
 from .events import EventBus
-from .models import StorageNode, utcnow
+from .models import Replica, StorageNode, utcnow
 from .placement import NodeView
 
 log = logging.getLogger(__name__)
@@ -75,10 +76,15 @@ class NodeRegistry:
         return node_id
 
     def heartbeat(self, node_id: str, used: int, chunk_count: int, capacity: int,
-                  secret: str) -> None:
+                  secret: str, corrupt: Sequence[str] = ()) -> None:
         self._check_secret(secret)
         came_back = False
         with self.db.write() as s:
+            if corrupt:
+                # The node's scrubber quarantined these: that replica is gone, and repair
+                # will copy a good one back.
+                s.execute(delete(Replica).where(Replica.node_id == node_id,
+                                                Replica.chunk_sha256.in_(list(corrupt))))
             node = s.get(StorageNode, node_id)
             if node is None:
                 raise NotFound("unknown node: register again")
@@ -91,6 +97,9 @@ class NodeRegistry:
                 node.offline_since = None
                 came_back = True
             name, address = node.name, node.address
+        for sha in corrupt:
+            self.events.emit("replica_corrupt", f"node {name} found chunk {sha[:12]} corrupt "
+                             "and quarantined it", None, node=name, chunk=sha)
         if came_back:
             self.invalidate()
             self.events.emit("node_up", f"node {name} back online at {address}", None,

@@ -35,6 +35,7 @@ from cloudgrpc_payment.campay_client import (
     CampayNotFound,
     CampayRejected,
     CampayTimeout,
+    CampayUnavailable,
     Transaction,
     WebhookSignatureError,
     verify_webhook_signature,
@@ -350,9 +351,11 @@ class PaymentLedger:
         for p, name in rows:
             try:
                 self.reconcile(_view(p, name))
-            except CampayError as exc:
+            except CampayUnavailable as exc:
                 log.warning("reconciliation of payment %s: %s", p.id, exc)
                 break  # Campay is down: try again on the next pass
+            except CampayError as exc:
+                log.warning("reconciliation of payment %s: %s", p.id, exc)
             except Exception:  # noqa: BLE001 - one bad row must not stop the loop
                 log.exception("reconciliation of payment %s failed", p.id)
         return len(rows)

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import grpc
 from cloudgrpc_proto.errors import Unavailable
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .config import Settings
@@ -59,11 +59,13 @@ class ReplicatedStore:
     def store(self, sha256: str, data: bytes, user_id: str, upload_id: str = "") -> bool:
         """Make sure the chunk is held by enough nodes; True when its bytes had to travel."""
         target = self.replication_target()
+        # Claim the chunk first (fresh last_used_at): garbage collection only drops chunks
+        # unclaimed for its grace period, so what this upload is about to rely on stays.
+        self._record(sha256, len(data), user_id, [])
         with self.db.read() as s:
             have = set(s.scalars(select(Replica.node_id).where(Replica.chunk_sha256 == sha256)))
         live = {n for n in have if self.registry.is_online(n)}
         if len(live) >= target:
-            self._record(sha256, len(data), user_id, [])
             return False
         need = target - len(live)
         candidates = [n for n in rank(sha256, self.registry.writable_nodes(), len(data))
@@ -96,12 +98,12 @@ class ReplicatedStore:
                         launch()
         if len(written) < need:
             # Keep what did land recorded, so garbage collection can find it.
-            self._record(sha256, len(data), user_id, written)
+            self._record(sha256, len(data), "", written)
             raise Unavailable(
                 f"could store the chunk on {len(live) + len(written)} of {target} nodes"
                 + (f" ({'; '.join(errors[:3])})" if errors else " (not enough nodes online)")
             )
-        self._record(sha256, len(data), user_id, written)
+        self._record(sha256, len(data), "", written)
         log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
         return True
 
@@ -121,6 +123,11 @@ class ReplicatedStore:
                 s.execute(insert(UserChunk).values(user_id=user_id, chunk_sha256=sha256,
                                                    created_at=now)
                           .on_conflict_do_nothing())
+
+    def touch(self, sha256: str) -> None:
+        """Mark an existing chunk as in use now (never creates one)."""
+        with self.db.write() as s:
+            s.execute(update(Chunk).where(Chunk.sha256 == sha256).values(last_used_at=utcnow()))
 
     # --- reads ----------------------------------------------------------------------
 

@@ -148,6 +148,7 @@ class UploadPipeline:
                     if buffered:
                         raise InvalidArgument("a chunk reference must fall on a chunk boundary")
                     ref = req.chunk_ref
+                    self.store.touch(ref.sha256)  # before the check: see garbage.py
                     known = self.namespace.visible_chunks(caller, [ref.sha256])
                     if ref.sha256 not in known:
                         raise PermissionDenied(

@@ -31,7 +31,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
                   ) -> pb.HeartbeatResponse:
         try:
             self.registry.heartbeat(request.node_id, request.used_bytes, request.chunk_count,
-                                    request.capacity_bytes, request.cluster_secret)
+                                    request.capacity_bytes, request.cluster_secret,
+                                    list(request.corrupt_chunks))
         except NotFound:
             return pb.HeartbeatResponse(success=False, message="unknown node", reregister=True)
         return pb.HeartbeatResponse(success=True)

@@ -1,0 +1,64 @@
+"""The gateway's background duties: node liveness aside, repair and garbage collection.
+
+One thread runs both on their own intervals, but only on the gateway that holds the
+maintenance leadership (see leader.py), so several gateways on one database never repair
+or collect the same chunk twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from .config import Settings
+from .garbage import GarbageCollector
+from .leader import Leadership
+from .repair import Repairer
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    def __init__(self, settings: Settings, repairer: Repairer, collector: GarbageCollector,
+                 leadership: Leadership) -> None:
+        self.settings = settings
+        self.repairer = repairer
+        self.collector = collector
+        self.leadership = leadership
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.leadership.release()
+
+    def _run(self) -> None:
+        next_repair = time.monotonic() + self.settings.repair_interval_s
+        next_gc = time.monotonic() + self.settings.gc_interval_s
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            if now < next_repair and now < next_gc:
+                continue
+            if not self.leadership.is_leader():
+                next_repair = now + self.settings.repair_interval_s
+                next_gc = now + self.settings.gc_interval_s
+                continue
+            if now >= next_repair:
+                self._guarded("repair", self.repairer.run_once)
+                next_repair = time.monotonic() + self.settings.repair_interval_s
+            if now >= next_gc:
+                self._guarded("garbage collection", self.collector.run_once)
+                next_gc = time.monotonic() + self.settings.gc_interval_s
+
+    def _guarded(self, what: str, action) -> None:  # type: ignore[no-untyped-def]
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - the next pass tries again
+            log.exception("%s pass failed", what)

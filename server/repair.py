@@ -1,0 +1,226 @@
+"""Self-healing replication: copy lost replicas back, trim extra ones, drain nodes.
+
+Each pass compares, for every chunk a file uses, where its replicas are with where they
+should be:
+
+- a replica on a node offline for less than ``REPAIR_GRACE_S`` still counts (a restart
+  or a short network cut should not trigger a storm of copies);
+- past that, or on a node being drained, it no longer counts, and a healthy node is asked
+  to copy the chunk from a good replica (node to node, the gateway moves no bytes);
+- when a node comes back and a chunk has more online replicas than it needs, the extra
+  ones are deleted;
+- a draining node whose every chunk is fully replicated elsewhere becomes "drained".
+
+Copies run a few at a time under a byte-rate cap, so user traffic keeps flowing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from sqlalchemy import delete, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .config import Settings
+from .db import Database
+from .events import EventBus
+from .models import Chunk, FileChunk, Replica, StorageNode, utcnow
+from .node_pool import NodePool
+from .node_registry import NodeRegistry
+from .placement import NodeView, rank
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RepairReport:
+    copied: int = 0
+    copied_bytes: int = 0
+    trimmed: int = 0
+    failed: int = 0
+    under_replicated: int = 0
+    drained: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Node:
+    node_id: str
+    name: str
+    address: str
+    status: str
+    offline_since: dt.datetime | None
+    free: int
+
+
+class Repairer:
+    def __init__(self, settings: Settings, db: Database, registry: NodeRegistry,
+                 pool: NodePool, events: EventBus) -> None:
+        self.settings = settings
+        self.db = db
+        self.registry = registry
+        self.pool = pool
+        self.events = events
+
+    def _nodes(self) -> dict[str, _Node]:
+        with self.db.read() as s:
+            return {n.id: _Node(n.id, n.name, n.address, n.status, n.offline_since,
+                                max(0, n.capacity_bytes - n.used_bytes))
+                    for n in s.scalars(select(StorageNode))}
+
+    def _replica_map(self) -> tuple[dict[str, list[str]], dict[str, int]]:
+        used = exists().where(FileChunk.chunk_sha256 == Chunk.sha256)
+        where: dict[str, list[str]] = {}
+        sizes: dict[str, int] = {}
+        with self.db.read() as s:
+            for sha, size in s.execute(select(Chunk.sha256, Chunk.size).where(used)):
+                where[sha] = []
+                sizes[sha] = size
+            for sha, node_id in s.execute(select(Replica.chunk_sha256, Replica.node_id)):
+                if sha in where:
+                    where[sha].append(node_id)
+        return where, sizes
+
+    def run_once(self) -> RepairReport:
+        report = RepairReport()
+        nodes = self._nodes()
+        now = utcnow()
+        grace = dt.timedelta(seconds=self.settings.repair_grace_s)
+        members = [n for n in nodes.values() if n.status != "drained"]
+        eligible = [n for n in members if n.status != "draining"]
+        target = max(1, min(self.settings.replication_factor, len(eligible) or 1))
+        writable = [NodeView(n.node_id, n.name, n.address, n.free)
+                    for n in nodes.values() if n.status == "online"]
+        where, sizes = self._replica_map()
+        copies: list[tuple[str, int, NodeView, _Node]] = []
+        trims: list[tuple[str, _Node]] = []
+        for sha, holders in where.items():
+            online = [nodes[h] for h in holders if h in nodes and nodes[h].status == "online"]
+            waiting = [nodes[h] for h in holders if h in nodes and nodes[h].status == "offline"
+                       and nodes[h].offline_since is not None
+                       and now - nodes[h].offline_since < grace]
+            draining = [nodes[h] for h in holders if h in nodes
+                        and nodes[h].status == "draining"]
+            sources = online + draining
+            have = len(online) + len(waiting)
+            if have < target:
+                report.under_replicated += 1
+                if not sources:
+                    continue  # nothing readable right now; a returning node may bring it
+                picks = [n for n in rank(sha, writable, sizes[sha]) if n.node_id not in holders]
+                for dest in picks[: target - have]:
+                    copies.append((sha, sizes[sha], dest, sources[len(copies) % len(sources)]))
+            elif len(online) > target and not waiting:
+                order = {n.node_id: i for i, n in enumerate(rank(sha, [
+                    NodeView(o.node_id, o.name, o.address, max(o.free, 1)) for o in online]))}
+                for extra in sorted(online, key=lambda o: order.get(o.node_id, 0))[target:]:
+                    trims.append((sha, extra))
+        self._copy(copies, report)
+        self._trim(trims, report)
+        self._finish_drains(nodes, target, report)
+        if report.copied or report.trimmed or report.failed or report.drained:
+            self.events.emit(
+                "repair", f"repair pass: {report.copied} chunks copied "
+                f"({report.copied_bytes} bytes), {report.trimmed} extra replicas trimmed, "
+                f"{report.failed} failed", None, copied=report.copied,
+                bytes=report.copied_bytes, trimmed=report.trimmed, failed=report.failed,
+                under_replicated=report.under_replicated)
+        if report.copied or report.trimmed:
+            self.registry.invalidate()
+        return report
+
+    def _copy(self, copies: list[tuple[str, int, NodeView, _Node]], report: RepairReport
+              ) -> None:
+        if not copies:
+            return
+        rate = max(self.settings.repair_rate_bytes_s, 1.0)
+        started = time.monotonic()
+        insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+
+        def one(item: tuple[str, int, NodeView, _Node]) -> tuple[str, str, int, str]:
+            sha, size, dest, source = item
+            try:
+                self.pool.fetch_chunk_from(dest.address, sha, source.address)
+                return sha, dest.node_id, size, ""
+            except grpc.RpcError as exc:
+                return sha, dest.node_id, size, f"{exc.code().name}: {exc.details()}"
+
+        with cf.ThreadPoolExecutor(max_workers=self.settings.repair_concurrency,
+                                   thread_name_prefix="repair") as ex:
+            pending: set[cf.Future[tuple[str, str, int, str]]] = set()
+            queued = list(copies)
+            sent_bytes = 0
+            while queued or pending:
+                while queued and len(pending) < self.settings.repair_concurrency:
+                    # Throttle: never run ahead of the byte-rate cap.
+                    ahead = sent_bytes / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(min(ahead, 1.0))
+                        continue
+                    item = queued.pop(0)
+                    sent_bytes += item[1]
+                    pending.add(ex.submit(one, item))
+                done, pending = cf.wait(pending, timeout=1.0,
+                                        return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    sha, node_id, size, error = fut.result()
+                    if error:
+                        report.failed += 1
+                        log.warning("repair of %s onto %s failed: %s", sha[:12], node_id, error)
+                        continue
+                    try:
+                        with self.db.write() as s:
+                            if s.get(Chunk, sha) is None:
+                                continue  # collected meanwhile; the node's copy is garbage
+                            s.execute(insert(Replica).values(
+                                chunk_sha256=sha, node_id=node_id, created_at=utcnow())
+                                .on_conflict_do_nothing())
+                        report.copied += 1
+                        report.copied_bytes += size
+                    except Exception:  # noqa: BLE001 - count it and go on with the pass
+                        report.failed += 1
+                        log.exception("recording repaired replica of %s failed", sha[:12])
+
+    def _trim(self, trims: list[tuple[str, _Node]], report: RepairReport) -> None:
+        by_node: dict[str, list[str]] = {}
+        for sha, node in trims:
+            with self.db.write() as s:
+                s.execute(delete(Replica).where(Replica.chunk_sha256 == sha,
+                                                Replica.node_id == node.node_id))
+            by_node.setdefault(node.node_id, []).append(sha)
+            report.trimmed += 1
+        nodes = self._nodes()
+        for node_id, hashes in by_node.items():
+            try:
+                self.pool.delete_chunks_if_idle(nodes[node_id].address, hashes, 0)
+            except grpc.RpcError as exc:
+                log.warning("trim on %s failed (garbage sweep will retry): %s",
+                            nodes[node_id].name, exc.details())
+
+    def _finish_drains(self, nodes: dict[str, _Node], target: int,
+                       report: RepairReport) -> None:
+        draining = [n for n in nodes.values() if n.status == "draining"]
+        if not draining:
+            return
+        where, _ = self._replica_map()
+        for node in draining:
+            held = [sha for sha, holders in where.items() if node.node_id in holders]
+            safe = all(
+                sum(1 for h in where[sha] if h != node.node_id and h in nodes
+                    and nodes[h].status == "online") >= target for sha in held)
+            if not safe:
+                continue
+            with self.db.write() as s:
+                s.execute(delete(Replica).where(Replica.node_id == node.node_id))
+                row = s.get(StorageNode, node.node_id)
+                if row is not None:
+                    row.status = "drained"
+            report.drained.append(node.name)
+            self.registry.invalidate()
+            self.events.emit("node_drained", f"node {node.name} drained: it holds no data "
+                             "the cluster needs and can be switched off", None,
+                             node=node.name, chunks_moved=len(held))
