@@ -17,6 +17,7 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
+
 from cloudgrpc_node.chunk_store import ChunkStore
 from cloudgrpc_node.service import CHANNEL_OPTIONS, SERVER_OPTIONS, ChunkService, add_to_server
 from cloudgrpc_proto import cloud_storage_pb2 as pb

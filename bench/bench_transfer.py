@@ -25,7 +25,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb  # noqa: E402
-
 from tests.cluster import Cluster  # noqa: E402
 
 MB = 1_000_000

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import grpc
+
 from cloudgrpc_proto import errors
 
 log = logging.getLogger(__name__)

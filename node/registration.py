@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 

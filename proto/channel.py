@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+
 from cloudgrpc_proto import environment
 
 DEFAULT_TARGET = "localhost:50051"

@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, BinaryIO, Generic, TypeVar
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto import environment, errors

@@ -12,6 +12,9 @@ import logging
 import re
 from dataclasses import dataclass
 
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session as DbSession
+
 from cloudgrpc_proto.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -20,8 +23,6 @@ from cloudgrpc_proto.errors import (
     RateLimited,
     Unauthenticated,
 )
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session as DbSession
 
 from . import security
 from .config import Settings

@@ -20,10 +20,11 @@ import threading
 from dataclasses import dataclass, replace
 
 import grpc
-from cloudgrpc_proto import cloud_storage_pb2 as pb
-from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 
 from .accounts import Accounts
 from .change_feed import ChangeFeed

@@ -13,11 +13,12 @@ import logging
 import pathlib
 from collections.abc import Iterator
 
-from cloudgrpc_proto.errors import Unavailable
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from cloudgrpc_proto.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

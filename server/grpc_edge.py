@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+
 from cloudgrpc_proto.errors import CloudError, abort_with
 
 log = logging.getLogger("cloudgrpc_server.rpc")

@@ -17,6 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session as DbSession
+
 from cloudgrpc_proto.errors import (
     AlreadyExists,
     Conflict,
@@ -26,8 +29,6 @@ from cloudgrpc_proto.errors import (
     PermissionDenied,
     QuotaExceeded,
 )
-from sqlalchemy import delete, exists, func, select, update
-from sqlalchemy.orm import Session as DbSession
 
 from .accounts import Caller, normalize_email
 from .change_feed import Change, ChangeFeed

@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Sequence
 
-from cloudgrpc_proto.errors import InvalidArgument, NotFound, PermissionDenied
 from sqlalchemy import delete, select
+
+from cloudgrpc_proto.errors import InvalidArgument, NotFound, PermissionDenied
 
 from . import security
 from .config import Settings

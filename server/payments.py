@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_, select, update
+
 from cloudgrpc_payment import phone as phones
 from cloudgrpc_payment.campay_client import (
     FAILED,
@@ -48,7 +50,6 @@ from cloudgrpc_proto.errors import (
     NotFound,
     Unavailable,
 )
-from sqlalchemy import or_, select, update
 
 from .accounts import Caller
 from .db import Database

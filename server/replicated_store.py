@@ -18,9 +18,10 @@ import random
 from collections.abc import Iterable
 
 import grpc
-from cloudgrpc_proto.errors import Unavailable
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+
+from cloudgrpc_proto.errors import Unavailable
 
 from .config import Settings
 from .db import Database

@@ -23,6 +23,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 

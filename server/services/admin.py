@@ -16,10 +16,11 @@ import logging
 from collections.abc import Iterator
 
 import grpc
+from sqlalchemy import case, func, select
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.errors import InvalidArgument, NotFound, PermissionDenied
-from sqlalchemy import case, func, select
 
 from .. import security
 from ..db import Database

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.errors import InvalidArgument

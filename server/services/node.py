@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.errors import NotFound

@@ -18,6 +18,7 @@ import logging
 import secrets
 
 import grpc
+
 from cloudgrpc_payment.campay_client import DEMO_BASE_URL, CampayClient, is_demo_url
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc

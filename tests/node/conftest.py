@@ -9,11 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from cloudgrpc_node.chunk_store import ChunkStore
 from cloudgrpc_node.service import CHANNEL_OPTIONS, SERVER_OPTIONS, ChunkService, add_to_server
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto import environment
-
 from tests.node.node_testkit import FakeGateway
 
 

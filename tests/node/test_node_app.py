@@ -13,12 +13,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cloudgrpc_node.config import GIB, parse_config
-from cloudgrpc_proto import cloud_storage_pb2 as pb
-from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cloudgrpc_node.config import GIB, parse_config
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from tests.node.node_testkit import chunk, wait_for
 
 

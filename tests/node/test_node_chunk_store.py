@@ -8,9 +8,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from cloudgrpc_node.chunk_store import ChunkCorrupt, ChunkStore
 from cloudgrpc_proto import errors
-
 from tests.node.node_testkit import chunk
 
 MIB = 1024 * 1024

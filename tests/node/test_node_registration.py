@@ -6,7 +6,6 @@ import socket
 from dataclasses import dataclass
 
 from cloudgrpc_node.registration import NodeIdentity, Registrar
-
 from tests.node.node_testkit import FakeGateway, wait_for
 
 

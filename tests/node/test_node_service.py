@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
-
 from tests.node.node_testkit import chunk
 
 SECRET = "s3cret"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from cloudgrpc_node.app import NodeServer
 from cloudgrpc_node.config import parse_config
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-
 from tests.node.node_testkit import chunk
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cloudgrpc_proto import cloud_storage_pb2 as pb
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import Cluster, MiB
 
 

@@ -7,8 +7,8 @@ import os
 
 import grpc
 import pytest
-from cloudgrpc_proto import cloud_storage_pb2 as pb
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import Account, Cluster, MiB
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+
 from cloudgrpc_server.db import Database
 from cloudgrpc_server.models import Base
 

@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import grpc
+
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-
 from tests.cluster import Cluster
 
 
