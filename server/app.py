@@ -70,6 +70,7 @@ class Gateway:
     uploads: UploadPipeline
     downloads: DownloadPipeline
     maintenance: Maintenance
+    payments: pb_grpc.PaymentServiceServicer
     server: grpc.Server
     health: health.HealthServicer
     port: int
@@ -141,10 +142,10 @@ def build(settings: Settings) -> Gateway:
         StorageServicer(accounts, namespace, settings.chunk_size), server)
     pb_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(db, events, settings.admin_key, settings.replication_factor,
-                      node_timeout_s=settings.node_timeout_s), server)
+                      node_timeout_s=settings.node_timeout_s, registry=registry), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
-    pb_grpc.add_PaymentServiceServicer_to_server(_payment_servicer(settings, db, events,
-                                                                   accounts), server)
+    payments = _payment_servicer(settings, db, events, accounts)
+    pb_grpc.add_PaymentServiceServicer_to_server(payments, server)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=cf.ThreadPoolExecutor(max_workers=2))
@@ -169,7 +170,7 @@ def build(settings: Settings) -> Gateway:
     for name in [*SERVICE_NAMES, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
-                   downloads, maintenance, server, health_servicer, port)
+                   downloads, maintenance, payments, server, health_servicer, port)
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,
