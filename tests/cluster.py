@@ -41,7 +41,7 @@ def free_port() -> int:
 class MailSink:
     """A real SMTP server on loopback that keeps every message it receives."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         from aiosmtpd.controller import Controller
 
         self.messages: list[tuple[str, str, str]] = []  # (to, subject, body)
@@ -59,7 +59,8 @@ class MailSink:
                 return "250 OK"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.host = host
+        self.controller = Controller(Handler(), hostname=host, port=self.port)
         self.controller.start()
 
     def code_for(self, email: str, timeout: float = 10.0, after: int = 0) -> str:
@@ -138,19 +139,20 @@ class Cluster:
     """Gateway + storage nodes + SMTP sink, all real processes on loopback."""
 
     def __init__(self, root: Path, database_url: str = "", nodes: int = 3,
-                 node_capacity_gb: float = 2.0, env: dict[str, str] | None = None) -> None:
+                 node_capacity_gb: float = 2.0, env: dict[str, str] | None = None,
+                 mail_host: str = "127.0.0.1") -> None:
         self.root = root
         self.database_url = database_url or f"sqlite:///{root / 'gateway' / 'cloudgrpc.db'}"
         self.node_count = nodes
         self.node_capacity_gb = node_capacity_gb
-        self.mail = MailSink()
+        self.mail = MailSink(mail_host)
         self.env = {
             **os.environ,
             "DATA_DIR": str(root / "gateway"),
             "DATABASE_URL": self.database_url,
             "GRPC_SERVER_HOST": "127.0.0.1",
             "GRPC_SERVER_PORT": "0",
-            "SMTP_HOST": "127.0.0.1",
+            "SMTP_HOST": mail_host,
             "SMTP_PORT": str(self.mail.port),
             "SMTP_SECURITY": "none",
             "MAIL_FROM": "noreply@cloudgrpc.test",
