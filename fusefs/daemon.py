@@ -1,0 +1,153 @@
+"""The mount daemon: sign in, mount, serve, and shut down without losing staged writes.
+
+Shutdown paths all end the same way: ``fusermount3 -u`` (or ``cloudgrpc umount``) ends
+pyfuse3's loop; SIGTERM/SIGINT first wait for the upload queue and then unmount. Either
+way the queue is drained before the process exits, and whatever could not be uploaded is
+logged by path with its staging copy left on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyfuse3
+import trio
+
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.retry import RetryPolicy
+
+from . import control
+from .filesystem import CloudFS, Options
+from .reader import cache_home
+
+log = logging.getLogger(__name__)
+
+ENV_TOKEN = "CLOUDGRPC_SESSION_TOKEN"
+ENV_REFRESH = "CLOUDGRPC_REFRESH_TOKEN"
+CALL_TIMEOUT = 10.0
+DRAIN_TIMEOUT = 600.0
+
+
+@dataclass
+class MountConfig:
+    mountpoint: str
+    server: str | None = None
+    fuse_options: set[str] = field(default_factory=set)
+    cache_dir: Path | None = None
+    options: Options = field(default_factory=Options)
+    debug: bool = False
+    ready_fd: int | None = None
+
+
+def make_client(server: str | None) -> CloudClient:
+    """A client with the keyring session (or ``$CLOUDGRPC_SESSION_TOKEN`` for scripts)."""
+    kwargs: dict[str, Any] = dict(timeout=CALL_TIMEOUT, retry=RetryPolicy(attempts=3),
+                                  stall_timeout=120.0)
+    token = os.environ.get(ENV_TOKEN, "").strip()
+    if token:
+        return CloudClient(server, session_token=token,
+                           refresh_token=os.environ.get(ENV_REFRESH, "").strip(), **kwargs)
+    client = CloudClient.from_session_store(server, **kwargs)
+    if not client.signed_in:
+        client.close()
+        raise errors.Unauthenticated("not signed in: run cloudgrpc login EMAIL")
+    return client
+
+
+def build(config: MountConfig, client: CloudClient) -> CloudFS:
+    cache = config.cache_dir or cache_home()
+    chunks = cache / "chunks"
+    staging = cache / "staging" / control.mount_key(config.mountpoint)
+    root = client.list_files()
+    return CloudFS(client, root, chunks, staging, config.options,
+                   mountpoint=os.path.abspath(config.mountpoint))
+
+
+async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None:
+    sock = control.socket_path(config.mountpoint)
+
+    async def handle(req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req.get("cmd")
+        if cmd == "ping":
+            return {"ok": True, "mountpoint": fs.mountpoint}
+        if cmd == "status":
+            return {"ok": True, **fs.status()}
+        if cmd == "sync":
+            timeout = req.get("timeout")
+            deadline = time.monotonic() + float(timeout) if timeout else None
+            jobs = await fs.writer.sync(deadline)
+            left = [j.as_dict() for j in jobs]
+            return {"ok": not left, "left": left, **fs.status()}
+        if cmd == "stop":
+            nursery.start_soon(stop, "stop requested")
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def stop(reason: str) -> None:
+        log.info("%s: uploading staged writes, then unmounting", reason)
+        await fs.writer.sync(time.monotonic() + DRAIN_TIMEOUT)
+        state["unmount"] = True
+        pyfuse3.terminate()
+
+    async def signals() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as receiver:
+            async for signum in receiver:
+                nursery.start_soon(stop, signal.Signals(signum).name)
+
+    async def ready() -> None:
+        await trio.sleep(0)
+        if config.ready_fd is not None:
+            try:
+                os.write(config.ready_fd, b"ready\n")
+                os.close(config.ready_fd)
+            except OSError:
+                pass
+
+    async with trio.open_nursery() as nursery:
+        await fs.serve(nursery)
+        nursery.start_soon(control.serve, sock, handle)
+        nursery.start_soon(signals)
+        nursery.start_soon(ready)
+        await pyfuse3.main()
+        log.info("unmounted: draining the upload queue")
+        jobs = await fs.writer.sync(time.monotonic() + DRAIN_TIMEOUT)
+        for job in jobs:
+            log.error("not uploaded: %s (%s: %s)", job.path, job.state, job.error)
+        state["left"] = len(jobs)
+        fs.stop_watch()
+        nursery.cancel_scope.cancel()
+
+
+def run(config: MountConfig) -> int:
+    """Mount and serve until unmounted; the exit status says whether anything was left."""
+    client = make_client(config.server)
+    try:
+        fs = build(config, client)
+    except Exception:
+        client.close()
+        raise
+    options = set(pyfuse3.default_options)
+    options.update({"fsname=cloudgrpc", "subtype=cloudgrpc"})
+    options.update(config.fuse_options)
+    if config.debug:
+        options.add("debug")
+    pyfuse3.init(fs, config.mountpoint, options)
+    state: dict[str, Any] = {"unmount": False, "left": 0}
+    try:
+        trio.run(_main, fs, config, state)
+    except BaseException:
+        pyfuse3.close(unmount=True)
+        raise
+    else:
+        pyfuse3.close(unmount=state["unmount"])
+    finally:
+        fs.writer.close()
+        client.close()
+    return 1 if state["left"] else 0

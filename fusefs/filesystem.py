@@ -1,0 +1,1051 @@
+"""The pyfuse3 adapter: kernel requests in, gateway calls (through the layers below) out.
+
+This module only translates. Names and inodes go through ``inodes.InodeTable``, content
+reads through ``reader.Reader``, content writes through ``writer.Writer``; every gateway
+call is a ``CloudClient`` method run on a worker thread. Typed errors become an errno in
+exactly one place (``_errno_guard``): ``err.errno`` of the typed error, EIO for anything
+unexpected, so a shell always gets an answer and the mount never dies on a bad request.
+
+The kernel keeps entries and attributes for ``ttl`` seconds (1 s, not pyfuse3's 300 s), and
+the gateway's change feed (``WatchChanges``) drops them sooner when another client changes
+the tree, so a second mount sees a change within about a second.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
+
+from .aio import Blocking
+from .inodes import (
+    ROOT_INODE,
+    SHARED_INODE,
+    STATUS_INODE,
+    TRASH_INODE,
+    VIRTUAL_NAMES,
+    Area,
+    InodeTable,
+    Kind,
+    Node,
+)
+from .reader import ChunkCache, Reader, ReadState
+from .writer import UploadTarget, Writer
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 255
+SYMLINK_MAX = 4095
+ATTR_TTL = 1.0  # kernel entry/attr timeout
+STALE_TTL = 1.0  # our own cache, when the change feed is down
+WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
+SPACE_TTL = 5.0
+OWN_EVENT_WINDOW = 15.0
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def _errno_guard(fn: F) -> F:
+    """Map whatever a handler raises to a FUSEError, once, at the edge."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except errors.CloudError as exc:
+            log.debug("%s: %s (%s)", fn.__name__, exc.message, type(exc).__name__)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except UnicodeError:
+            raise pyfuse3.FUSEError(errno.EINVAL) from None
+        except OSError as exc:
+            log.warning("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fail(code: int) -> pyfuse3.FUSEError:
+    return pyfuse3.FUSEError(code)
+
+
+def _name(raw: bytes) -> str:
+    if len(raw) > NAME_MAX:
+        raise _fail(errno.ENAMETOOLONG)
+    name = os.fsdecode(raw)
+    name.encode("utf-8")  # the wire needs UTF-8: UnicodeError -> EINVAL
+    return name
+
+
+@dataclass
+class Handle:
+    ino: int
+    flags: int
+    read_state: ReadState = field(default_factory=ReadState)
+    status: bytes = b""
+
+    @property
+    def writes(self) -> bool:
+        return (self.flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+
+
+@dataclass
+class Options:
+    ttl: float = ATTR_TTL
+    cache_bytes: int = 2048 * 1024 * 1024
+    read_ahead: int = 6
+    upload_workers: int = 2
+    threads: int = 16
+
+
+class CloudFS(pyfuse3.Operations):
+    """The filesystem; build it with the account's root listing, then ``pyfuse3.init``."""
+
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(
+        self,
+        client: CloudClient,
+        root: pb.ListFilesResponse,
+        cache_dir: Any,
+        staging_dir: Any,
+        options: Options | None = None,
+        mountpoint: str = "",
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.options = options or Options()
+        self.mountpoint = mountpoint
+        self.blocking = Blocking(self.options.threads)
+        self.table = InodeTable(root.folder.folder_id)
+        self.table.put_folder(root.folder, ROOT_INODE)
+        self.cache = ChunkCache(cache_dir, self.options.cache_bytes)
+        self.reader = Reader(client, self.blocking, self.cache, self.options.read_ahead)
+        self.reader.on_version = self._version_seen
+        self.writer = Writer(client, self.blocking, staging_dir, self.options.upload_workers)
+        self.writer.target_of = self._upload_target
+        self.writer.on_uploaded = self._uploaded
+        self.writer.on_start = lambda entry_id: self._expect(entry_id)
+        self.writer.on_abort = lambda entry_id: self._unexpect(entry_id)
+        self.handles: dict[int, Handle] = {}
+        self.dir_handles: dict[int, list[tuple[str, int]]] = {}
+        self._dirs: dict[int, int] = {}
+        self._next_fh = 1
+        self._open_count: dict[int, int] = {}
+        self._own: dict[str, tuple[int, float]] = {}
+        self.watch_ok = False
+        self._space: pb.StorageInfoResponse | None = None
+        self._space_at = 0.0
+        self.nursery: trio.Nursery | None = None
+        self._watch_stream: Any = None
+        self._fill_children(self.table.root, root)
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await self.blocking(fn, *args, **kwargs)
+
+    def _fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    @property
+    def cache_ttl(self) -> float:
+        return WATCHED_TTL if self.watch_ok else STALE_TTL
+
+    def _fresh(self, when: float) -> bool:
+        return time.monotonic() - when < self.cache_ttl
+
+    def node(self, ino: int) -> Node:
+        node = self.table.get(ino)
+        if node is None:
+            raise _fail(errno.ENOENT)
+        return node
+
+    def attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        st = self.writer.get(node.ino)
+        if node.ino == STATUS_INODE:
+            return self.table.attributes(node, size=len(self.status_text()), timeout=0)
+        return self.table.attributes(
+            node, size=st.size if st is not None else None, timeout=self.options.ttl
+        )
+
+    def path_of(self, node: Node) -> str:
+        parts = []
+        cur: Node | None = node
+        hops = 0
+        while cur is not None and cur.ino != ROOT_INODE and hops < 4096:
+            parts.append(cur.name)
+            cur = self.table.get(cur.parent)
+            hops += 1
+        return "/" + "/".join(reversed(parts))
+
+    # --- own changes (not to be invalidated when the change feed echoes them) -------------
+
+    def _expect(self, *keys: str) -> None:
+        until = time.monotonic() + OWN_EVENT_WINDOW
+        for key in keys:
+            count, _ = self._own.get(key, (0, 0.0))
+            self._own[key] = (count + 1, until)
+
+    def _unexpect(self, *keys: str) -> None:
+        for key in keys:
+            count, until = self._own.get(key, (0, 0.0))
+            if count <= 1:
+                self._own.pop(key, None)
+            else:
+                self._own[key] = (count - 1, until)
+
+    async def mutate(
+        self, keys: tuple[str, ...], fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """A changing call whose change-feed echo must not invalidate our own caches."""
+        self._expect(*keys)
+        try:
+            return await self.call(fn, *args, **kwargs)
+        except BaseException:
+            self._unexpect(*keys)
+            raise
+
+    def _consume(self, key: str) -> bool:
+        hit = self._own.get(key)
+        if hit is None:
+            return False
+        count, until = hit
+        if until < time.monotonic():
+            del self._own[key]
+            return False
+        if count <= 1:
+            del self._own[key]
+        else:
+            self._own[key] = (count - 1, until)
+        return True
+
+    @staticmethod
+    def _name_key(parent_id: str, name: str) -> str:
+        return f"{parent_id}/{name}"
+
+    # --- listings -------------------------------------------------------------------------
+
+    def _fill_children(self, folder: Node, listing: pb.ListFilesResponse) -> None:
+        children: dict[str, int] = {}
+        for d in listing.folders:
+            children[d.name] = self.table.put_folder(d, folder.ino).ino
+        for f in listing.files:
+            node = self.table.by_entry(f.file_id)
+            staged = self.writer.get(node.ino) if node is not None else None
+            if node is not None and staged is not None and staged.dirty:
+                # local changes not uploaded yet win over the server's older attributes
+                node.name, node.parent, node.area = f.filename, folder.ino, Area.TREE
+            else:
+                node = self.table.put_file(f, folder.ino)
+            children[f.filename] = node.ino
+        if folder.ino == ROOT_INODE:
+            for name, ino in VIRTUAL_NAMES.items():
+                children[name] = ino
+        self.table.set_children(folder, children)
+
+    @staticmethod
+    def _unique(name: str, entry_id: str, taken: dict[str, int]) -> str:
+        if name not in taken:
+            return name
+        stem, dot, ext = name.rpartition(".")
+        tag = entry_id[:8]
+        return f"{stem} ({tag}).{ext}" if dot and stem else f"{name} ({tag})"
+
+    async def children(self, folder: Node) -> dict[str, int]:
+        """The folder's entries by name, listed with one call when the cache is stale."""
+        if folder.children is not None and self._fresh(folder.children_at):
+            return folder.children
+        if folder.ino == TRASH_INODE:
+            reply = await self.call(self.client.list_trash)
+            kids: dict[str, int] = {}
+            for d in reply.folders:
+                name = self._unique(d.name, d.folder_id, kids)
+                kids[name] = self.table.put_folder(d, TRASH_INODE, Area.TRASH, name).ino
+                self.table.by_ino[kids[name]].children = {}
+                self.table.by_ino[kids[name]].children_at = float("inf")
+            for f in reply.files:
+                name = self._unique(f.filename, f.file_id, kids)
+                kids[name] = self.table.put_file(f, TRASH_INODE, Area.TRASH, name).ino
+            self.table.set_children(folder, kids)
+        elif folder.ino == SHARED_INODE:
+            reply = await self.call(self.client.list_shared_with_me)
+            kids = {}
+            for f in reply.files:
+                name = self._unique(f.filename, f.file_id, kids)
+                kids[name] = self.table.put_file(f, SHARED_INODE, Area.SHARED, name).ino
+            self.table.set_children(folder, kids)
+        elif folder.area is Area.TREE:
+            reply = await self.call(self.client.list_files, folder.entry_id)
+            self._fill_children(folder, reply)
+        else:
+            self.table.set_children(folder, {})
+        assert folder.children is not None
+        return folder.children
+
+    async def _child(self, parent: Node, name: str) -> Node | None:
+        """The entry ``name`` in ``parent``, or None."""
+        if not parent.is_dir:
+            raise _fail(errno.ENOTDIR)
+        if parent.ino == ROOT_INODE and name in VIRTUAL_NAMES:
+            return self.table.get(VIRTUAL_NAMES[name])
+        if parent.children is not None and self._fresh(parent.children_at):
+            ino = parent.children.get(name)
+            return self.table.get(ino) if ino is not None else None
+        if parent.area is Area.TREE:
+            try:
+                reply = await self.call(
+                    self.client.stat, parent_folder_id=parent.entry_id, name=name
+                )
+            except errors.NotFound:
+                self.table.drop_child(parent, name)
+                return None
+            existing = (
+                self.table.by_entry(reply.file.file_id)
+                if reply.WhichOneof("entry") == "file"
+                else None
+            )
+            if existing is not None and self.writer.get(existing.ino) is not None:
+                existing.name, existing.parent = name, parent.ino
+                node = existing
+            else:
+                node = self.table.put_entry(reply, parent.ino)
+            self.table.add_child(parent, name, node.ino)
+            return node
+        kids = await self.children(parent)
+        ino = kids.get(name)
+        return self.table.get(ino) if ino is not None else None
+
+    async def _existing(self, parent_ino: int, raw: bytes) -> tuple[Node, Node, str]:
+        parent = self.node(parent_ino)
+        name = _name(raw)
+        node = await self._child(parent, name)
+        if node is None:
+            raise _fail(errno.ENOENT)
+        return parent, node, name
+
+    async def _refresh(self, node: Node) -> None:
+        """Re-read an entry's attributes unless they are fresh or local changes own them."""
+        if node.area is Area.VIRTUAL or self._fresh(node.attrs_at):
+            return
+        st = self.writer.get(node.ino)
+        try:
+            reply = await self.call(self.client.stat, entry_id=node.entry_id)
+        except errors.NotFound:
+            if st is None:
+                self.table.mark_deleted(node)
+                raise
+            return
+        except (errors.Unavailable, errors.DeadlineExceeded):
+            if node.attrs_at:
+                return  # gateway away: the last known attributes beat an EIO on every stat
+            raise
+        if reply.WhichOneof("entry") == "folder":
+            self.table.put_folder(reply.folder, node.parent, node.area, node.name)
+        elif st is None or not st.dirty:
+            old = node.version
+            self.table.refresh_file(node, reply.file)
+            if node.version != old:
+                self.reader.forget(node.entry_id)
+
+    def _version_seen(self, entry_id: str, version: int) -> None:
+        node = self.table.by_entry(entry_id)
+        if node is not None and node.version != version:
+            node.attrs_at = 0.0
+
+    # --- lookup and attributes ------------------------------------------------------------
+
+    @_errno_guard
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        _, node, _ = await self._existing(parent_inode, name)
+        self.table.remember(node)
+        return self.attrs(node)
+
+    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.table.forget(ino, count)
+
+    @_errno_guard
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        node = self.node(inode)
+        await self._refresh(node)
+        return self.attrs(node)
+
+    @_errno_guard
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self.node(inode)
+        if node.area is Area.VIRTUAL:
+            raise _fail(errno.EPERM)
+        if not node.writable:
+            raise _fail(errno.EACCES)
+        changes: dict[str, int] = {}
+        if fields.update_mode:
+            changes["mode"] = stat.S_IMODE(attr.st_mode)
+        if fields.update_uid:
+            changes["uid"] = attr.st_uid
+        if fields.update_gid:
+            changes["gid"] = attr.st_gid
+        if fields.update_atime:
+            changes["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            changes["mtime_ns"] = attr.st_mtime_ns
+        if fields.update_size:
+            if node.kind is not Kind.FILE:
+                raise _fail(errno.EISDIR if node.is_dir else errno.EINVAL)
+            await self._check_room(node, attr.st_size)
+            await self._truncate(node, attr.st_size)
+            if "mtime_ns" not in changes:
+                node.mtime_ns = node.ctime_ns = time.time_ns()
+            if self._open_count.get(inode, 0) == 0:
+                self.writer.schedule(inode)
+        if node.kind is Kind.LINK:
+            changes.pop("mode", None)  # a symlink's mode is always 0777
+        if changes:
+            reply = await self.mutate(
+                (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
+            )
+            st = self.writer.get(inode)
+            if reply.WhichOneof("entry") == "folder":
+                self.table.put_folder(reply.folder, node.parent, node.area, node.name)
+            else:
+                size = node.size
+                self.table.refresh_file(node, reply.file)
+                if st is not None and st.dirty:
+                    node.size = size
+            if "mtime_ns" in changes:
+                node.mtime_ns = changes["mtime_ns"]
+        return self.attrs(node)
+
+    async def _truncate(self, node: Node, size: int) -> None:
+        st = self.writer.get(node.ino)
+        if size == 0:
+            st = self.writer.create_empty(node.ino)
+            st.opens = self._open_count.get(node.ino, 0)
+            st.gen += 1
+            return
+        await self._stage(node)
+        await self.writer.truncate(node.ino, size)
+
+    async def _stage(self, node: Node) -> None:
+        """Make sure the file has a complete local staging copy (fetched if need be)."""
+        if self.writer.get(node.ino) is not None:
+            return
+        st = self.writer._new_file(node.ino)
+        try:
+            if node.size:
+                await self.reader.copy_into(node.entry_id, node.version, st.fd, node.size)
+            st.size = os.fstat(st.fd).st_size
+        except BaseException:
+            self.writer._remove(st)
+            raise
+        if self.writer.get(node.ino) is not None:  # another request staged it meanwhile
+            self.writer._remove(st)
+            return
+        st.opens = self._open_count.get(node.ino, 0)
+        self.writer.adopt(node.ino, st)
+
+    @_errno_guard
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.node(inode)
+        if node.kind is not Kind.LINK:
+            raise _fail(errno.EINVAL)
+        return os.fsencode(node.target)
+
+    # --- directories ----------------------------------------------------------------------
+
+    @_errno_guard
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self.node(inode)
+        if not node.is_dir:
+            raise _fail(errno.ENOTDIR)
+        fh = self._fh()
+        self.dir_handles[fh] = []
+        self._dirs[fh] = inode
+        return fh
+
+    @_errno_guard
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self.dir_handles.get(fh)
+        if entries is None:
+            raise _fail(errno.EBADF)
+        if start_id == 0:
+            folder = self.node(self._dirs[fh])
+            kids = dict(await self.children(folder))
+            entries[:] = sorted(kids.items())
+            folder = self.node(self._dirs[fh])
+            parent = self.table.get(folder.parent) or folder
+            entries[:0] = [(".", -folder.ino), ("..", -parent.ino)]
+        for index in range(start_id, len(entries)):
+            name, ino = entries[index]
+            dots = ino < 0  # "." and "..": listed, but no lookup count (pyfuse3's rule)
+            node = self.table.get(abs(ino))
+            if node is None:
+                continue
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attrs(node), index + 1):
+                return
+            if not dots:
+                self.table.remember(node)
+
+    async def releasedir(self, fh: int) -> None:
+        self.dir_handles.pop(fh, None)
+        self._dirs.pop(fh, None)
+
+    @_errno_guard
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._tree_dir(parent_inode)
+        text = _name(name)
+        reply = await self.mutate(
+            (self._name_key(parent.entry_id, text),),
+            self.client.create_folder,
+            text,
+            parent.entry_id,
+            mode=stat.S_IMODE(mode) or 0o755,
+            uid=ctx.uid,
+            gid=ctx.gid,
+        )
+        node = self.table.put_folder(reply.folder, parent.ino)
+        self.table.set_children(node, {})
+        self.table.add_child(parent, text, node.ino)
+        self.table.remember(node)
+        return self.attrs(node)
+
+    def _tree_dir(self, ino: int) -> Node:
+        node = self.node(ino)
+        if not node.is_dir:
+            raise _fail(errno.ENOTDIR)
+        if node.area is not Area.TREE:
+            raise _fail(errno.EACCES)
+        return node
+
+    @_errno_guard
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent, node, text = await self._existing(parent_inode, name)
+        if not node.is_dir:
+            raise _fail(errno.ENOTDIR)
+        if node.area is Area.VIRTUAL:
+            raise _fail(errno.EBUSY)
+        if node.area is Area.TRASH:
+            await self.call(self.client.empty_trash, [node.entry_id])
+        elif node.area is Area.TREE:
+            await self.mutate((node.entry_id,), self.client.delete_folder, node.entry_id)
+        else:
+            raise _fail(errno.EACCES)
+        self.table.mark_deleted(node)
+        self._trash_changed()
+
+    def _trash_changed(self) -> None:
+        self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
+
+    # --- files: create, open, read, write -------------------------------------------------
+
+    @_errno_guard
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        parent = self._tree_dir(parent_inode)
+        text = _name(name)
+        node = await self._create_file(parent, text, mode, ctx)
+        fh = self._open_handle(node, flags)
+        st = self.writer.create_empty(node.ino)
+        st.opens = self._open_count[node.ino]
+        self.table.remember(node)
+        return pyfuse3.FileInfo(fh=fh), self.attrs(node)
+
+    async def _create_file(
+        self, parent: Node, name: str, mode: int, ctx: pyfuse3.RequestContext
+    ) -> Node:
+        """An empty file on the gateway now, so the new inode has a server id at once."""
+        reply = await self.mutate(
+            (self._name_key(parent.entry_id, name),),
+            self.client.upload,
+            io.BytesIO(b""),
+            filename=name,
+            parent_folder_id=parent.entry_id,
+            file_size=0,
+            mode=stat.S_IMODE(mode) or 0o644,
+            uid=ctx.uid,
+            gid=ctx.gid,
+            known_chunks=False,
+        )
+        node = self.table.put_file(reply.entry, parent.ino)
+        self.table.add_child(parent, name, node.ino)
+        return node
+
+    def _open_handle(self, node: Node, flags: int) -> int:
+        fh = self._fh()
+        self.handles[fh] = Handle(node.ino, flags)
+        self._open_count[node.ino] = self._open_count.get(node.ino, 0) + 1
+        return fh
+
+    @_errno_guard
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self.node(inode)
+        if node.is_dir:
+            raise _fail(errno.EISDIR)
+        writes = (flags & os.O_ACCMODE) in (os.O_WRONLY, os.O_RDWR)
+        if writes and not node.writable:
+            raise _fail(errno.EACCES if node.area is not Area.VIRTUAL else errno.EPERM)
+        fh = self._open_handle(node, flags)
+        if node.ino == STATUS_INODE:
+            self.handles[fh].status = self.status_text()
+            return pyfuse3.FileInfo(fh=fh, direct_io=True)
+        await self._refresh(node)
+        if writes and flags & os.O_TRUNC:
+            st = self.writer.create_empty(inode)
+            st.gen += 1
+        st = self.writer.get(inode)
+        if st is not None:
+            st.opens = self._open_count[inode]
+        keep = st is None and node.kernel_version == node.version
+        if st is None:
+            node.kernel_version = node.version
+        else:
+            node.kernel_version = -1
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+
+    def _handle(self, fh: int) -> Handle:
+        handle = self.handles.get(fh)
+        if handle is None:
+            raise _fail(errno.EBADF)
+        return handle
+
+    @_errno_guard
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handle(fh)
+        if handle.ino == STATUS_INODE:
+            return handle.status[off : off + size]
+        node = self.node(handle.ino)
+        if self.writer.get(node.ino) is not None:
+            return self.writer.read(node.ino, off, size)
+        if node.size == 0 or off >= node.size:
+            return b""
+        return await self.reader.read(node.entry_id, node.version, off, size, handle.read_state)
+
+    @_errno_guard
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handle(fh)
+        if not handle.writes:
+            raise _fail(errno.EBADF)
+        node = self.node(handle.ino)
+        await self._stage(node)
+        st = self.writer.get(node.ino)
+        assert st is not None
+        if handle.flags & os.O_APPEND:
+            off = st.size
+        end = off + len(buf)
+        if end > st.size:
+            await self._check_room(node, end)
+        written = await self.writer.write(node.ino, off, buf)
+        node.mtime_ns = node.ctime_ns = time.time_ns()
+        return written
+
+    async def _space_info(self) -> pb.StorageInfoResponse:
+        if self._space is None or time.monotonic() - self._space_at > SPACE_TTL:
+            self._space = await self.call(self.client.storage_info)
+            self._space_at = time.monotonic()
+        return self._space
+
+    def _server_size(self, ino: int) -> int:
+        node = self.table.get(ino)
+        return node.size if node is not None else 0
+
+    async def _check_room(self, node: Node, new_size: int) -> None:
+        """Refuse a write the quota cannot hold now, rather than fail its upload later."""
+        st = self.writer.get(node.ino)
+        current = st.size if st is not None else node.size
+        if new_size <= current:
+            return
+        if node.area is not Area.TREE:
+            return  # a shared file counts against its owner's quota: the gateway decides
+        space = await self._space_info()
+        growth = self.writer.pending_growth(self._server_size)
+        if st is not None and st.dirty:
+            growth -= max(0, st.size - node.size)
+        growth += max(0, new_size - node.size)
+        if growth > space.available_bytes:
+            raise errors.QuotaExceeded(f"{growth} bytes pending, {space.available_bytes} available")
+
+    @_errno_guard
+    async def flush(self, fh: int) -> None:
+        handle = self._handle(fh)
+        if handle.writes:
+            self.writer.schedule(handle.ino)
+
+    @_errno_guard
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        handle = self._handle(fh)
+        await self.writer.wait(handle.ino)
+
+    @_errno_guard
+    async def release(self, fh: int) -> None:
+        handle = self.handles.pop(fh, None)
+        if handle is None:
+            return
+        ino = handle.ino
+        left = self._open_count.get(ino, 1) - 1
+        if left:
+            self._open_count[ino] = left
+        else:
+            self._open_count.pop(ino, None)
+        if handle.writes:
+            self.writer.schedule(ino)
+        self.writer.release(ino)
+
+    def _upload_target(self, ino: int) -> UploadTarget | None:
+        node = self.table.get(ino)
+        if node is None or node.deleted or not node.entry_id:
+            return None
+        return UploadTarget(
+            node.entry_id,
+            node.name,
+            node.mode,
+            node.uid,
+            node.gid,
+            node.mtime_ns,
+            self.path_of(node),
+        )
+
+    def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
+        node = self.table.get(ino)
+        self._space_at = 0.0
+        if node is None:
+            return
+        mtime = node.mtime_ns
+        current = self.writer.get(ino)
+        self.table.refresh_file(node, reply.entry)
+        if current is not None and current.dirty:
+            node.mtime_ns = mtime
+        node.kernel_version = node.version if current is st else -1
+        self.reader.forget(node.entry_id)
+
+    # --- removing and renaming ------------------------------------------------------------
+
+    @_errno_guard
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        parent, node, _ = await self._existing(parent_inode, name)
+        if node.is_dir:
+            raise _fail(errno.EISDIR)
+        await self._remove_file(node)
+
+    async def _remove_file(self, node: Node) -> None:
+        if node.area is Area.VIRTUAL:
+            raise _fail(errno.EPERM)
+        if node.area is Area.TRASH:
+            await self.call(self.client.empty_trash, [node.entry_id])
+        elif node.area is Area.TREE:
+            await self.mutate((node.entry_id,), self.client.delete_file, node.entry_id)
+        else:
+            raise _fail(errno.EACCES)
+        self.writer.discard(node.ino)
+        self.reader.forget(node.entry_id)
+        self.table.mark_deleted(node)
+        self._trash_changed()
+
+    @_errno_guard
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise _fail(errno.EINVAL)
+        old_parent, node, old_name = await self._existing(parent_inode_old, name_old)
+        new_parent = self.node(parent_inode_new)
+        new_name = _name(name_new)
+        if not new_parent.is_dir:
+            raise _fail(errno.ENOTDIR)
+        target = await self._child(new_parent, new_name)
+        if target is not None and target.ino == node.ino:
+            return
+        if target is not None and flags & pyfuse3.RENAME_NOREPLACE:
+            raise _fail(errno.EEXIST)
+        if node.area is Area.VIRTUAL or (target is not None and target.area is Area.VIRTUAL):
+            raise _fail(errno.EBUSY)
+        if new_parent.ino == TRASH_INODE and node.area is Area.TREE:
+            if node.is_dir:
+                await self.mutate(
+                    (node.entry_id,), self.client.delete_folder, node.entry_id, recursive=True
+                )
+                self.table.mark_deleted(node)
+                self._trash_changed()
+            else:
+                await self._remove_file(node)
+            return
+        if new_parent.area is not Area.TREE:
+            raise _fail(errno.EXDEV if new_parent.area is Area.SHARED else errno.EACCES)
+        if node.area is Area.SHARED:
+            raise _fail(errno.EXDEV)
+        if target is not None:
+            if node.is_dir and not target.is_dir:
+                raise _fail(errno.ENOTDIR)
+            if not node.is_dir and target.is_dir:
+                raise _fail(errno.EISDIR)
+        if node.area is Area.TRASH:
+            if target is not None:
+                if target.is_dir:
+                    await self.call(self.client.delete_folder, target.entry_id)
+                    self.table.mark_deleted(target)
+                else:
+                    await self._remove_file(target)
+            reply = await self.mutate(
+                (
+                    node.entry_id,
+                    self._name_key(new_parent.entry_id, new_name),
+                ),
+                self.client.restore_file,
+                node.entry_id,
+                new_parent_folder_id=new_parent.entry_id,
+                new_name=new_name,
+            )
+            self.table.drop_child(old_parent, old_name)
+            restored = self.table.put_entry(reply, new_parent.ino)
+            restored.name = new_name
+            self.table.add_child(new_parent, new_name, restored.ino)
+            self._trash_changed()
+            return
+        keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
+        try:
+            await self.mutate(
+                keys,
+                self.client.move_entry,
+                node.entry_id,
+                new_parent.entry_id,
+                new_name,
+                replace_existing=True,
+            )
+        except errors.FailedPrecondition:
+            raise _fail(errno.ENOTEMPTY) from None
+        self.table.drop_child(old_parent, old_name)
+        if target is not None:
+            self.writer.discard(target.ino)
+            self.reader.forget(target.entry_id)
+            self.table.mark_deleted(target)
+        node.name, node.parent = new_name, new_parent.ino
+        node.ctime_ns = time.time_ns()
+        self.table.add_child(new_parent, new_name, node.ino)
+
+    # --- links, nodes ---------------------------------------------------------------------
+
+    @_errno_guard
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._tree_dir(parent_inode)
+        text = _name(name)
+        if len(target) > SYMLINK_MAX:
+            raise _fail(errno.ENAMETOOLONG)
+        reply = await self.mutate(
+            (self._name_key(parent.entry_id, text),),
+            self.client.create_symlink,
+            parent.entry_id,
+            text,
+            os.fsdecode(target),
+            uid=ctx.uid,
+            gid=ctx.gid,
+        )
+        node = self.table.put_entry(reply, parent.ino)
+        self.table.add_child(parent, text, node.ino)
+        self.table.remember(node)
+        return self.attrs(node)
+
+    @_errno_guard
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        _name(new_name)
+        raise _fail(errno.EPERM)  # what link(2) says for a filesystem without hard links
+
+    @_errno_guard
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._tree_dir(parent_inode)
+        text = _name(name)
+        if not stat.S_ISREG(mode):
+            raise _fail(errno.EPERM)  # no device nodes, FIFOs or sockets on a cloud drive
+        node = await self._create_file(parent, text, mode, ctx)
+        self.table.remember(node)
+        return self.attrs(node)
+
+    # --- statfs ---------------------------------------------------------------------------
+
+    @_errno_guard
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        self._space_at = 0.0
+        info = await self._space_info()
+        pending = self.writer.pending_growth(self._server_size)
+        out = pyfuse3.StatvfsData()
+        block = 4096
+        out.f_bsize = block
+        out.f_frsize = block
+        out.f_blocks = int(info.allocated_bytes) // block
+        free = max(0, int(info.available_bytes) - pending) // block
+        out.f_bfree = free
+        out.f_bavail = free
+        out.f_files = int(info.file_count) + 1_000_000
+        out.f_ffree = 1_000_000
+        out.f_favail = 1_000_000
+        out.f_namemax = NAME_MAX
+        return out
+
+    # --- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        report = self.writer.status()
+        report["mountpoint"] = self.mountpoint
+        report["watch"] = "connected" if self.watch_ok else "disconnected"
+        report["cache_bytes"] = self.cache.size
+        report["cache_capacity"] = self.cache.capacity
+        report["pid"] = os.getpid()
+        return report
+
+    def status_text(self) -> bytes:
+        return (json.dumps(self.status(), indent=2, sort_keys=True) + "\n").encode()
+
+    # --- the change feed ------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """Follow WatchChanges for the mount's life, re-subscribing after failures."""
+        delay = 0.5
+        while True:
+            try:
+                stream = await self.call(self.client.watch_changes)
+                self._watch_stream = stream
+                await trio.to_thread.run_sync(self._pump, stream, abandon_on_cancel=True)
+            except errors.CloudError as exc:
+                log.info("change feed unavailable: %s", exc.message)
+            finally:
+                if self._watch_stream is not None:
+                    self._watch_stream.cancel()
+                    self._watch_stream = None
+            self.watch_ok = False
+            await trio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _pump(self, stream: Any) -> None:
+        for event in stream:
+            trio.from_thread.run_sync(self.on_change, event)
+        raise errors.Unavailable("change feed ended")
+
+    def on_change(self, ev: pb.ChangeEvent) -> None:
+        """Drop what the kernel and this mount cache about the entries a change names."""
+        if ev.kind == "hello":
+            if not self.watch_ok:
+                self._all_stale()
+            self.watch_ok = True
+            return
+        own = self._consume(ev.entry_id)
+        if not own and ev.kind in ("created", "restored"):
+            own = self._consume(self._name_key(ev.parent_folder_id, ev.name))
+        if own:
+            return
+        log.debug("change %s %s %s/%s", ev.kind, ev.entry_id, ev.parent_folder_id, ev.name)
+        if ev.kind in ("deleted", "restored"):
+            self._trash_changed()
+        if not ev.parent_folder_id:
+            shared = self.table.get(SHARED_INODE)
+            if shared is not None:
+                shared.children = None
+        node = self.table.by_entry(ev.entry_id)
+        if node is not None:
+            node.attrs_at = 0.0
+            if ev.kind in ("updated", "restored", "created"):
+                self.reader.forget(node.entry_id)
+                node.kernel_version = -1
+                self._invalidate_inode(node.ino)
+            if ev.kind == "deleted" and self.writer.get(node.ino) is None:
+                parent = self.table.get(node.parent)
+                if parent is not None:
+                    parent.children = None
+                    self._invalidate_entry(parent.ino, node.name)
+        for folder_id, name in (
+            (ev.parent_folder_id, ev.name),
+            (ev.old_parent_folder_id, ev.old_name),
+        ):
+            if not folder_id:
+                continue
+            folder = self.table.by_entry(folder_id)
+            if folder is None:
+                continue
+            folder.children = None
+            folder.attrs_at = 0.0
+            if name:
+                self._invalidate_entry(folder.ino, name)
+            self._invalidate_inode(folder.ino, attr_only=True)
+
+    def _all_stale(self) -> None:
+        for node in self.table.by_ino.values():
+            node.attrs_at = 0.0
+            if node.is_dir and node.ino != TRASH_INODE:
+                node.children = None
+        self._trash_changed()
+
+    def _invalidate_entry(self, parent_ino: int, name: str) -> None:
+        try:
+            pyfuse3.invalidate_entry_async(parent_ino, os.fsencode(name), ignore_enoent=True)
+        except Exception as exc:  # noqa: BLE001 - an invalidation is advice to the kernel
+            log.debug("invalidate_entry failed: %s", exc)
+
+    def _invalidate_inode(self, ino: int, attr_only: bool = False) -> None:
+        if self.nursery is None:
+            return
+
+        async def run() -> None:
+            try:
+                await trio.to_thread.run_sync(pyfuse3.invalidate_inode, ino, attr_only)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENOSYS):
+                    log.debug("invalidate_inode(%d) failed: %s", ino, exc)
+
+        self.nursery.start_soon(run)
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    async def serve(self, nursery: trio.Nursery) -> None:
+        """Start the background tasks (change feed, upload workers) in ``nursery``."""
+        self.nursery = nursery
+        self.reader.nursery = nursery
+        nursery.start_soon(self.watch)
+        nursery.start_soon(self.writer.run)
+
+    def stop_watch(self) -> None:
+        if self._watch_stream is not None:
+            self._watch_stream.cancel()

@@ -1,0 +1,278 @@
+"""The inode table: kernel inode numbers <-> server entry ids, with cached attributes.
+
+The kernel names everything by inode number; the gateway names files, folders and symlinks
+by id. This table is the one place that maps the two, keeps each entry's attributes (with
+the time they were fetched, so callers can tell fresh from stale), the children of folders
+that were listed (so ``lookup`` after ``readdir`` costs no call) and the kernel's lookup
+counts (``forget``). A few inodes are virtual: ``.trash/`` and ``Shared/`` are views of
+server lists, ``.cloudgrpc-status`` is a read-only file with the upload queue.
+
+Inode numbers are never reused within a mount, so a stale kernel reference can never
+reach another entry (no generation numbers needed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import pyfuse3
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+
+ROOT_INODE = pyfuse3.ROOT_INODE
+TRASH_INODE = ROOT_INODE + 1
+SHARED_INODE = ROOT_INODE + 2
+STATUS_INODE = ROOT_INODE + 3
+FIRST_DYNAMIC_INODE = 16
+
+TRASH_NAME = ".trash"
+SHARED_NAME = "Shared"
+STATUS_NAME = ".cloudgrpc-status"
+VIRTUAL_NAMES = {TRASH_NAME: TRASH_INODE, SHARED_NAME: SHARED_INODE, STATUS_NAME: STATUS_INODE}
+
+BLOCK_SIZE = 128 * 1024  # st_blksize: what cp and friends use as their buffer size
+
+
+class Kind(Enum):
+    DIR = "dir"
+    FILE = "file"
+    LINK = "link"
+
+
+class Area(Enum):
+    """Where an entry lives: it decides what the mount allows on it."""
+
+    TREE = "tree"  # the account's own tree: read-write
+    TRASH = "trash"  # in .trash/: read-only, mv out restores, rm deletes for good
+    SHARED = "shared"  # in Shared/: another user's file, read or write per the share
+    VIRTUAL = "virtual"  # .trash, Shared, .cloudgrpc-status themselves
+
+
+@dataclass
+class Node:
+    ino: int
+    entry_id: str
+    kind: Kind
+    name: str
+    parent: int
+    area: Area = Area.TREE
+    mode: int = 0o644  # permission bits only
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    atime_ns: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    version: int = 0
+    target: str = ""
+    permission: str = "owner"
+    lookups: int = 0
+    attrs_at: float = 0.0  # time.monotonic() of the last refresh from the server
+    children: dict[str, int] | None = None  # name -> inode, for a listed folder
+    children_at: float = 0.0
+    deleted: bool = False
+    kernel_version: int = -1  # version the kernel's page cache holds (keep_cache)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind is Kind.DIR
+
+    @property
+    def writable(self) -> bool:
+        """May content or attributes be changed through the mount?"""
+        if self.area is Area.TREE:
+            return True
+        return self.area is Area.SHARED and self.permission == "write"
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
+class InodeTable:
+    """Nodes by inode number and by server id."""
+
+    def __init__(self, root_folder_id: str, uid: int | None = None,
+                 gid: int | None = None) -> None:
+        self.uid = os.getuid() if uid is None else uid
+        self.gid = os.getgid() if gid is None else gid
+        self._next = FIRST_DYNAMIC_INODE
+        self.by_ino: dict[int, Node] = {}
+        self.by_id: dict[str, int] = {}
+        t = _now_ns()
+        root = Node(ROOT_INODE, root_folder_id, Kind.DIR, "", ROOT_INODE, mode=0o755,
+                    uid=self.uid, gid=self.gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+        self._add(root)
+        for name, ino in VIRTUAL_NAMES.items():
+            kind = Kind.FILE if ino == STATUS_INODE else Kind.DIR
+            mode = 0o444 if kind is Kind.FILE else 0o555
+            self._add(Node(ino, "", kind, name, ROOT_INODE, area=Area.VIRTUAL, mode=mode,
+                           uid=self.uid, gid=self.gid, atime_ns=t, mtime_ns=t, ctime_ns=t))
+
+    # --- access ---------------------------------------------------------------------------
+
+    def _add(self, node: Node) -> Node:
+        self.by_ino[node.ino] = node
+        if node.entry_id:
+            self.by_id[node.entry_id] = node.ino
+        return node
+
+    def get(self, ino: int) -> Node | None:
+        return self.by_ino.get(ino)
+
+    def by_entry(self, entry_id: str) -> Node | None:
+        ino = self.by_id.get(entry_id)
+        return self.by_ino.get(ino) if ino is not None else None
+
+    @property
+    def root(self) -> Node:
+        return self.by_ino[ROOT_INODE]
+
+    def _node_for(self, entry_id: str, kind: Kind, name: str, parent: int) -> Node:
+        node = self.by_entry(entry_id)
+        if node is None:
+            node = self._add(Node(self._next, entry_id, kind, name, parent))
+            self._next += 1
+        node.kind = kind
+        node.name = name
+        node.parent = parent
+        node.deleted = False
+        return node
+
+    # --- filling from server answers -----------------------------------------------------
+
+    def _owner(self, uid: int, gid: int) -> tuple[int, int]:
+        """Entries written by clients that do not set uid/gid (0/0) belong to the mounter."""
+        if uid == 0 and gid == 0:
+            return self.uid, self.gid
+        return uid, gid
+
+    def put_folder(self, entry: pb.FolderEntry, parent: int, area: Area = Area.TREE,
+                   name: str | None = None) -> Node:
+        if entry.folder_id == self.root.entry_id:
+            node = self.root
+        else:
+            node = self._node_for(entry.folder_id, Kind.DIR, name or entry.name, parent)
+        node.area = area
+        node.mode = (entry.mode & 0o7777) or 0o755
+        node.uid, node.gid = self._owner(entry.uid, entry.gid)
+        if node.ino == ROOT_INODE:
+            node.uid, node.gid = self.uid, self.gid
+        node.atime_ns, node.mtime_ns, node.ctime_ns = entry.atime_ns, entry.mtime_ns, \
+            entry.ctime_ns
+        node.permission = "owner"
+        node.attrs_at = time.monotonic()
+        return node
+
+    def put_file(self, entry: pb.FileEntry, parent: int, area: Area = Area.TREE,
+                 name: str | None = None) -> Node:
+        kind = Kind.LINK if entry.symlink_target else Kind.FILE
+        node = self._node_for(entry.file_id, kind, name or entry.filename, parent)
+        self.refresh_file(node, entry)
+        node.area = area
+        return node
+
+    def refresh_file(self, node: Node, entry: pb.FileEntry) -> None:
+        """Copy a FileEntry's attributes onto ``node`` (name and place are left alone)."""
+        node.kind = Kind.LINK if entry.symlink_target else Kind.FILE
+        node.target = entry.symlink_target
+        node.mode = (entry.mode & 0o7777) or (0o777 if node.kind is Kind.LINK else 0o644)
+        node.uid, node.gid = self._owner(entry.uid, entry.gid)
+        node.size = int(entry.file_size)
+        node.atime_ns, node.mtime_ns, node.ctime_ns = entry.atime_ns, entry.mtime_ns, \
+            entry.ctime_ns
+        node.version = int(entry.version)
+        node.permission = entry.permission or "owner"
+        node.attrs_at = time.monotonic()
+
+    def put_entry(self, response: pb.EntryResponse, parent: int,
+                  area: Area = Area.TREE) -> Node:
+        if response.WhichOneof("entry") == "folder":
+            return self.put_folder(response.folder, parent, area)
+        return self.put_file(response.file, parent, area)
+
+    # --- folders' children ---------------------------------------------------------------
+
+    def set_children(self, folder: Node, children: dict[str, int]) -> None:
+        folder.children = children
+        folder.children_at = time.monotonic()
+
+    def add_child(self, folder: Node, name: str, ino: int) -> None:
+        if folder.children is not None:
+            folder.children[name] = ino
+
+    def drop_child(self, folder: Node, name: str) -> None:
+        if folder.children is not None:
+            folder.children.pop(name, None)
+
+    def mark_deleted(self, node: Node) -> None:
+        """The entry is gone (trashed or replaced): unlink it from its parent's view."""
+        parent = self.by_ino.get(node.parent)
+        if parent is not None and parent.children is not None \
+                and parent.children.get(node.name) == node.ino:
+            del parent.children[node.name]
+        node.deleted = True
+        self._maybe_drop(node)
+
+    # --- lookup counts --------------------------------------------------------------------
+
+    def remember(self, node: Node, count: int = 1) -> None:
+        node.lookups += count
+
+    def forget(self, ino: int, count: int) -> None:
+        node = self.by_ino.get(ino)
+        if node is None:
+            return
+        node.lookups = max(0, node.lookups - count)
+        self._maybe_drop(node)
+
+    def _maybe_drop(self, node: Node) -> None:
+        if node.ino < FIRST_DYNAMIC_INODE or node.lookups > 0 or not node.deleted:
+            return
+        if node.extra.get("pinned"):
+            return
+        self.by_ino.pop(node.ino, None)
+        if self.by_id.get(node.entry_id) == node.ino:
+            del self.by_id[node.entry_id]
+
+    # --- attributes -----------------------------------------------------------------------
+
+    def attributes(self, node: Node, *, size: int | None = None, timeout: float = 1.0,
+                   mtime_ns: int | None = None) -> pyfuse3.EntryAttributes:
+        """What the kernel sees; the trash and read-only shares show no write bits."""
+        attr = pyfuse3.EntryAttributes()
+        perm = node.mode
+        if not node.writable and node.kind is not Kind.LINK:
+            perm &= ~0o222
+        if node.kind is Kind.DIR:
+            attr.st_mode = stat.S_IFDIR | perm
+            attr.st_nlink = 2
+        elif node.kind is Kind.LINK:
+            attr.st_mode = stat.S_IFLNK | 0o777
+            attr.st_nlink = 1
+        else:
+            attr.st_mode = stat.S_IFREG | perm
+            attr.st_nlink = 1
+        attr.st_ino = node.ino
+        attr.generation = 0
+        attr.entry_timeout = timeout
+        attr.attr_timeout = timeout
+        attr.st_uid = node.uid
+        attr.st_gid = node.gid
+        nbytes = node.size if size is None else size
+        if node.kind is Kind.LINK:
+            nbytes = len(node.target.encode())
+        elif node.kind is Kind.DIR:
+            nbytes = 4096
+        attr.st_size = nbytes
+        attr.st_blksize = BLOCK_SIZE
+        attr.st_blocks = (nbytes + 511) // 512
+        attr.st_atime_ns = node.atime_ns or node.mtime_ns
+        attr.st_mtime_ns = node.mtime_ns if mtime_ns is None else mtime_ns
+        attr.st_ctime_ns = node.ctime_ns or node.mtime_ns
+        return attr

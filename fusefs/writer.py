@@ -1,0 +1,434 @@
+"""Writes: a local staging copy per file, uploaded whole by a background queue.
+
+Like rclone's ``--vfs-cache-mode writes`` and JuiceFS's writeback, ``write`` only touches a
+local file; ``close`` (flush/release) queues an upload and returns, ``fsync`` waits until
+the gateway has committed the upload (chunks stored on their replicas). An upload always
+overwrites by file id (``overwrite_file_id``), which the gateway applies atomically, and
+goes through ``CloudClient.upload(known_chunks=True)``: every chunk the server already
+holds travels as a ``chunk_ref``, so appending to a large file sends only the changed tail.
+
+A staging copy being uploaded is frozen; a write that arrives meanwhile copies it first
+(copy on write), so an upload always reads a consistent snapshot without blocking writers.
+The queue's state (pending, running, failed, bytes done) is what ``cloudgrpc status`` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
+
+from .aio import Blocking
+
+log = logging.getLogger(__name__)
+
+UPLOAD_WORKERS = 2
+TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
+RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
+
+
+@dataclass
+class Staging:
+    """The local copy of one file's content while it is being written or uploaded."""
+
+    path: Path
+    fd: int
+    size: int = 0
+    gen: int = 0  # bumped by every change
+    uploaded_gen: int = 0  # the last gen the gateway committed
+    frozen: bool = False  # an upload is reading it: copy before changing
+    opens: int = 0  # open handles using it
+
+    @property
+    def dirty(self) -> bool:
+        return self.gen > self.uploaded_gen
+
+
+@dataclass
+class UploadJob:
+    ino: int
+    entry_id: str
+    path: str  # for status reports
+    state: str = "pending"  # pending, running, retrying, failed
+    bytes_total: int = 0
+    bytes_done: int = 0
+    error: str = ""
+    errno: int = 0
+    attempts: int = 0
+    again: bool = False  # changed while running: upload once more when this run ends
+    queued_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"path": self.path, "state": self.state, "bytes_total": self.bytes_total,
+                "bytes_done": self.bytes_done, "error": self.error,
+                "attempts": self.attempts}
+
+
+@dataclass
+class UploadTarget:
+    """What the queue needs to know about a file at upload time (from the inode table)."""
+
+    entry_id: str
+    name: str
+    mode: int
+    uid: int
+    gid: int
+    mtime_ns: int
+    path: str
+
+
+class Writer:
+    """Staging copies by inode and the upload queue that drains them."""
+
+    def __init__(self, client: CloudClient, blocking: Blocking, root: Path,
+                 workers: int = UPLOAD_WORKERS) -> None:
+        self.client = client
+        self.blocking = blocking
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.workers = workers
+        self.staging: dict[int, Staging] = {}
+        self.jobs: dict[int, UploadJob] = {}
+        self._order: list[int] = []
+        self._wake = trio.Event()
+        self._changed = trio.Event()
+        self._old: list[Staging] = []  # superseded copies still being uploaded
+        # Set by the filesystem: current upload target of an inode, or None if gone.
+        self.target_of: Callable[[int], UploadTarget | None] = lambda ino: None
+        self.on_uploaded: Callable[[int, Staging, pb.UploadFileResponse], None] = \
+            lambda ino, st, reply: None
+        # Told before an upload starts and when it fails (the change feed echoes successes).
+        self.on_start: Callable[[str], None] = lambda entry_id: None
+        self.on_abort: Callable[[str], None] = lambda entry_id: None
+        self.uploaded_bytes = 0
+        self.uploads_done = 0
+
+    # --- staging copies -------------------------------------------------------------------
+
+    def _new_file(self, ino: int) -> Staging:
+        path = self.root / f"{ino}-{uuid.uuid4().hex[:10]}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        return Staging(path, fd)
+
+    def get(self, ino: int) -> Staging | None:
+        return self.staging.get(ino)
+
+    def create_empty(self, ino: int) -> Staging:
+        """A fresh empty staging copy (new file, or O_TRUNC) replacing any previous one."""
+        old = self.staging.get(ino)
+        st = self._new_file(ino)
+        if old is not None:
+            st.opens = old.opens
+            st.gen = old.gen + 1
+            st.uploaded_gen = old.uploaded_gen
+            self._retire(old)
+        self.staging[ino] = st
+        return st
+
+    def adopt(self, ino: int, st: Staging) -> None:
+        self.staging[ino] = st
+
+    def _retire(self, st: Staging) -> None:
+        if st.frozen:
+            self._old.append(st)
+        else:
+            self._remove(st)
+
+    def _remove(self, st: Staging) -> None:
+        try:
+            os.close(st.fd)
+        except OSError:
+            pass
+        st.path.unlink(missing_ok=True)
+
+    async def writable(self, ino: int) -> Staging:
+        """The staging copy to change now: copied first if an upload is reading it."""
+        st = self.staging[ino]
+        if not st.frozen:
+            return st
+        copy = self._new_file(ino)
+        await self.blocking(shutil.copyfile, st.path, copy.path)
+        copy.size, copy.gen, copy.uploaded_gen, copy.opens = st.size, st.gen, \
+            st.uploaded_gen, st.opens
+        self._old.append(st)
+        self.staging[ino] = copy
+        return copy
+
+    async def write(self, ino: int, offset: int, data: bytes) -> int:
+        st = await self.writable(ino)
+        written = os.pwrite(st.fd, data, offset)
+        st.size = max(st.size, offset + written)
+        st.gen += 1
+        return written
+
+    async def truncate(self, ino: int, size: int) -> None:
+        st = await self.writable(ino)
+        os.ftruncate(st.fd, size)
+        st.size = size
+        st.gen += 1
+
+    def read(self, ino: int, offset: int, length: int) -> bytes:
+        st = self.staging[ino]
+        return os.pread(st.fd, length, offset)
+
+    def release(self, ino: int) -> None:
+        """A handle closed: drop the copy once it is clean, closed and not uploading."""
+        st = self.staging.get(ino)
+        if st is None:
+            return
+        st.opens = max(0, st.opens - 1)
+        self._maybe_drop(ino)
+
+    def _maybe_drop(self, ino: int) -> None:
+        st = self.staging.get(ino)
+        if st is None or st.opens or st.dirty or st.frozen or ino in self.jobs:
+            return
+        del self.staging[ino]
+        self._remove(st)
+
+    def discard(self, ino: int) -> None:
+        """The file is gone (deleted or replaced): forget its copy and its upload."""
+        job = self.jobs.get(ino)
+        if job is not None and job.state != "running":
+            del self.jobs[ino]
+            self._order = [i for i in self._order if i != ino]
+        st = self.staging.pop(ino, None)
+        if st is not None:
+            self._retire(st)
+        self._notify()
+
+    def pending_growth(self, sizes: Callable[[int], int]) -> int:
+        """Bytes the staged copies add to the account beyond what the server holds."""
+        return sum(max(0, st.size - sizes(ino)) for ino, st in self.staging.items()
+                   if st.dirty)
+
+    # --- the queue ------------------------------------------------------------------------
+
+    def schedule(self, ino: int) -> None:
+        """Queue an upload of the inode's staging copy if it has unsent changes."""
+        st = self.staging.get(ino)
+        if st is None or not st.dirty:
+            return
+        job = self.jobs.get(ino)
+        if job is not None and job.state in ("pending", "running"):
+            if job.state == "running":
+                job.again = True
+            return
+        target = self.target_of(ino)
+        if target is None:
+            return
+        if job is None:
+            job = UploadJob(ino, target.entry_id, target.path)
+            self.jobs[ino] = job
+        job.state = "pending"
+        job.error = ""
+        job.errno = 0
+        job.bytes_total = st.size
+        job.bytes_done = 0
+        if ino not in self._order:
+            self._order.append(ino)
+        self._wake.set()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait(self, ino: int) -> None:
+        """Return once the inode's changes up to now are on the gateway; raise if they fail."""
+        st = self.staging.get(ino)
+        if st is None:
+            return
+        want = st.gen
+        self.schedule(ino)
+        while True:
+            st = self.staging.get(ino)
+            job = self.jobs.get(ino)
+            if st is None:
+                return
+            if st.uploaded_gen >= want:
+                return
+            if job is None:
+                if st.dirty:
+                    self.schedule(ino)
+                    if ino not in self.jobs:
+                        return  # no longer uploadable (the file went away)
+                    continue
+                return
+            if job.state in ("failed", "retrying") and job.errno:
+                raise _as_error(job)
+            await self._changed.wait()
+
+    async def sync(self, deadline: float | None = None) -> list[UploadJob]:
+        """Wait until no upload is pending or running; returns what is left (failed ones)."""
+        for ino in list(self.staging):
+            self.schedule(ino)
+        while True:
+            active = [j for j in self.jobs.values() if j.state in ("pending", "running",
+                                                                  "retrying")]
+            if not active:
+                return list(self.jobs.values())
+            if deadline is not None and time.monotonic() >= deadline:
+                return list(self.jobs.values())
+            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+                await self._changed.wait()
+
+    def status(self) -> dict[str, object]:
+        jobs = [j.as_dict() for j in self.jobs.values()]
+        dirty = sum(1 for st in self.staging.values() if st.dirty)
+        return {
+            "pending": sum(1 for j in self.jobs.values() if j.state == "pending"),
+            "running": sum(1 for j in self.jobs.values() if j.state == "running"),
+            "retrying": sum(1 for j in self.jobs.values() if j.state == "retrying"),
+            "failed": sum(1 for j in self.jobs.values() if j.state == "failed"),
+            "dirty_files": dirty,
+            "uploads": jobs,
+            "uploaded_bytes": self.uploaded_bytes,
+            "uploads_done": self.uploads_done,
+        }
+
+    async def run(self) -> None:
+        """The upload workers; runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.workers):
+                nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        while True:
+            ino = self._next_job()
+            if ino is None:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            await self._upload(ino)
+
+    def _next_job(self) -> int | None:
+        for ino in self._order:
+            job = self.jobs.get(ino)
+            if job is not None and job.state == "pending":
+                return ino
+        return None
+
+    async def _upload(self, ino: int) -> None:
+        job = self.jobs[ino]
+        st = self.staging.get(ino)
+        target = self.target_of(ino)
+        if st is None or target is None or not st.dirty:
+            self._finish(ino)
+            return
+        job.state = "running"
+        job.attempts += 1
+        job.entry_id, job.path = target.entry_id, target.path
+        job.bytes_total, job.bytes_done = st.size, 0
+        gen = st.gen
+        st.frozen = True
+        self._notify()
+
+        def progress(amount: int) -> None:
+            job.bytes_done += amount
+
+        self.on_start(target.entry_id)
+        try:
+            reply = await self.blocking(
+                self.client.upload, str(st.path), filename=target.name,
+                overwrite_file_id=target.entry_id, mode=target.mode, uid=target.uid,
+                gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
+                known_chunks=True, upload_id=f"mount-{uuid.uuid4().hex[:10]}")
+        except errors.CloudError as exc:
+            self.on_abort(target.entry_id)
+            st.frozen = False
+            self._unfreeze(st)
+            self._failed(ino, job, exc)
+            return
+        except OSError as exc:
+            self.on_abort(target.entry_id)
+            st.frozen = False
+            self._unfreeze(st)
+            self._failed(ino, job, errors.InternalError(f"staging copy unreadable: {exc}"))
+            return
+        st.frozen = False
+        st.uploaded_gen = max(st.uploaded_gen, gen)
+        current = self.staging.get(ino)
+        if current is not None and current is not st:
+            current.uploaded_gen = max(current.uploaded_gen, gen)
+        self._unfreeze(st)
+        self.uploaded_bytes += job.bytes_total
+        self.uploads_done += 1
+        self.on_uploaded(ino, st, reply)
+        again = job.again
+        job.again = False
+        job.error = ""
+        self._finish(ino)
+        if again:
+            self.schedule(ino)
+
+    def _unfreeze(self, st: Staging) -> None:
+        if st in self._old:
+            self._old.remove(st)
+            self._remove(st)
+
+    def _finish(self, ino: int) -> None:
+        self.jobs.pop(ino, None)
+        self._order = [i for i in self._order if i != ino]
+        current = self.staging.get(ino)
+        if current is not None and current.dirty:
+            self.schedule(ino)
+        self._maybe_drop(ino)
+        self._notify()
+
+    def _failed(self, ino: int, job: UploadJob, exc: errors.CloudError) -> None:
+        job.error = exc.message
+        job.errno = exc.errno
+        if isinstance(exc, TRANSIENT):
+            job.state = "retrying"
+            delay = RETRY_DELAYS[min(job.attempts - 1, len(RETRY_DELAYS) - 1)]
+            log.warning("upload of %s failed (%s); retrying in %ss", job.path, exc.message,
+                        delay)
+            trio.lowlevel.spawn_system_task(self._retry_later, ino, delay)
+        elif isinstance(exc, errors.NotFound):
+            log.warning("upload of %s dropped: the file is gone (%s)", job.path, exc.message)
+            job.state = "failed"
+            self._finish(ino)
+            st = self.staging.pop(ino, None)
+            if st is not None:
+                self._retire(st)
+        else:
+            job.state = "failed"
+            log.error("upload of %s failed: %s (the staged copy is kept)", job.path,
+                      exc.message)
+        self._notify()
+
+    async def _retry_later(self, ino: int, delay: float) -> None:
+        await trio.sleep(delay)
+        job = self.jobs.get(ino)
+        if job is not None and job.state == "retrying":
+            job.state = "pending"
+            self._wake.set()
+            self._notify()
+
+    def close(self) -> None:
+        """Close the staging files' descriptors (the files stay if they hold unsent data)."""
+        for st in list(self.staging.values()) + self._old:
+            try:
+                os.close(st.fd)
+            except OSError:
+                pass
+            if not st.dirty:
+                st.path.unlink(missing_ok=True)
+
+
+def _as_error(job: UploadJob) -> errors.CloudError:
+    error = errors.CloudError(job.error or "upload failed")
+    error.errno = job.errno or error.errno
+    return error

@@ -1,0 +1,155 @@
+"""The drive across mounts and accounts: shares, quota, a second mount, remounting."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from tests.cluster import ADMIN_KEY, Account, Cluster
+from tests.mount.conftest import MiB, Mount
+
+
+def _eventually(check: Callable[[], bool], within: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {within}s")
+
+
+def _file_id(account: Account, name: str) -> str:
+    for f in account.ls().files:
+        if f.filename == name:
+            return f.file_id
+    raise AssertionError(f"{name} not on the server")
+
+
+def test_two_mounts_see_each_others_changes_within_2s(make_mount, account: Account) -> None:
+    a: Mount = make_mount(account)
+    b: Mount = make_mount(account)
+    assert b.sh("ls").stdout.split() == ["Shared"]
+    a.sh("echo one > shared.txt && mkdir folder")
+    took = _eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "one\n", 2.0)
+    assert took < 2.0
+    b.sh("ls folder")
+    a.sh("echo two > shared.txt")
+    _eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "two\n", 2.0)
+    b.sh("echo from-b > folder/x && mv shared.txt renamed.txt")
+    _eventually(lambda: a.sh("cat folder/x", check=False).stdout == "from-b\n", 2.0)
+    _eventually(lambda: sorted(a.sh("ls").stdout.split()) == ["Shared", "folder",
+                                                             "renamed.txt"], 2.0)
+    a.sh("rm renamed.txt")
+    _eventually(lambda: "renamed.txt" not in b.sh("ls").stdout, 2.0)
+    _eventually(lambda: "renamed.txt" in b.sh("ls .trash").stdout, 2.0)
+
+
+def test_remount_with_empty_cache_keeps_everything(make_mount, account: Account,
+                                                   tmp_path: Path) -> None:
+    m: Mount = make_mount(account)
+    data = os.urandom(5 * MiB + 7)
+    (tmp_path / "d.bin").write_bytes(data)
+    m.sh(f"mkdir -p x/y && cp {tmp_path}/d.bin x/y/d.bin && echo hi > x/note && "
+         "chmod 600 x/note && ln -s y/d.bin x/link && touch -d '2010-01-01' x/note")
+    m.umount()  # waits for the uploads
+    again: Mount = make_mount(account)
+    assert again.cache != m.cache and not again.cache.joinpath("chunks").exists() or \
+        not any(again.cache.joinpath("chunks").iterdir())
+    again.sh(f"cmp {tmp_path}/d.bin x/y/d.bin && cmp {tmp_path}/d.bin x/link")
+    assert again.sh("stat -c '%a %y' x/note").stdout.startswith("600 2010-01-01")
+    assert again.sh("cat x/note").stdout == "hi\n"
+
+
+def test_read_only_share_refuses_writes(make_mount, mount_cluster: Cluster,
+                                        account: Account) -> None:
+    friend = mount_cluster.sign_up()
+    account.upload(b"read me\n", name="ro.txt")
+    account.upload(b"edit me\n", name="rw.txt")
+    for name, perm in (("ro.txt", "read"), ("rw.txt", "write")):
+        mount_cluster.files.ShareFile(pb.ShareFileRequest(
+            session_token=account.token, file_id=_file_id(account, name),
+            share_with_email=friend.email, permission=perm), timeout=10)
+    m: Mount = make_mount(friend)
+    assert sorted(m.sh("ls Shared").stdout.split()) == ["ro.txt", "rw.txt"]
+    assert m.sh("cat Shared/ro.txt").stdout == "read me\n"
+    with pytest.raises(PermissionError) as info:
+        with open(m.path / "Shared" / "ro.txt", "a") as handle:
+            handle.write("no")
+    assert info.value.errno == errno.EACCES
+    done = m.sh("echo x >> Shared/ro.txt", check=False)
+    assert done.returncode != 0 and "Permission denied" in done.stderr
+    m.sh("echo more >> Shared/rw.txt")
+    assert m.cli("sync").returncode == 0
+    assert account.download(_file_id(account, "rw.txt")) == b"edit me\nmore\n"
+    owner: Mount = make_mount(account)
+    assert owner.sh("cat rw.txt").stdout == "edit me\nmore\n"
+
+
+def test_quota_exhaustion_gives_edquot(make_mount, mount_cluster: Cluster,
+                                       account: Account) -> None:
+    mount_cluster.admin.SetUserQuota(pb.SetUserQuotaRequest(
+        admin_key=ADMIN_KEY, email=account.email, storage_bytes=2 * MiB), timeout=10)
+    m: Mount = make_mount(account)
+    assert m.sh("df -B1 --output=size . | tail -1").stdout.strip() == str(2 * MiB)
+    m.sh("head -c 1000000 /dev/urandom > ok.bin")
+    done = m.sh("head -c 3000000 /dev/urandom > big.bin", check=False)
+    assert done.returncode != 0
+    assert "Disk quota exceeded" in done.stderr or "No space left" in done.stderr
+    fd = os.open(m.path / "direct.bin", os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError) as info:
+            os.write(fd, b"\0" * (3 * MiB))
+        assert info.value.errno in (errno.EDQUOT, errno.ENOSPC)
+    finally:
+        os.close(fd)
+    assert m.cli("sync").returncode == 0
+    # buying space (an operator raising the quota here) makes df grow
+    mount_cluster.admin.SetUserQuota(pb.SetUserQuotaRequest(
+        admin_key=ADMIN_KEY, email=account.email, storage_bytes=8 * MiB), timeout=10)
+    assert m.sh("df -B1 --output=size . | tail -1").stdout.strip() == str(8 * MiB)
+    m.sh("head -c 3000000 /dev/urandom > big.bin")
+
+
+def test_sigterm_uploads_staged_writes_before_exit(make_mount, account: Account) -> None:
+    m: Mount = make_mount(account)
+    m.sh("head -c 2000000 /dev/urandom > last.bin")
+    digest = m.sh("md5sum last.bin").stdout.split()[0]
+    assert m.pid is not None
+    os.kill(m.pid, 15)
+    _eventually(lambda: not os.path.ismount(m.path), 30)
+    m.pid = None
+    again: Mount = make_mount(account)
+    assert again.sh("md5sum last.bin").stdout.split()[0] == digest
+
+
+@pytest.mark.slow
+def test_gateway_down_gives_eio_quickly_then_reconnects(sqlite_cluster: Cluster,
+                                                        tmp_path: Path) -> None:
+    user = sqlite_cluster.sign_up()
+    m = Mount(sqlite_cluster, user, tmp_path).start()
+    try:
+        m.sh("echo before > f.txt && mkdir d")
+        assert m.cli("sync").returncode == 0
+        assert sqlite_cluster.gateway is not None
+        sqlite_cluster.gateway.stop()
+        time.sleep(1.5)  # past the kernel's 1 s attribute timeout
+        for cmd in ("stat nothing-here", "df .", "ls d", "echo x > new.txt"):
+            start = time.monotonic()
+            done = m.sh(f"timeout 60 {cmd}", check=False)
+            took = time.monotonic() - start
+            assert done.returncode not in (0, 124), (cmd, done.stdout, done.stderr)
+            assert took < 20, (cmd, took)
+        assert "Input/output error" in m.sh("df .", check=False).stderr
+        sqlite_cluster.start_gateway()
+        _eventually(lambda: m.sh("cat f.txt", check=False).stdout == "before\n", 20)
+        _eventually(lambda: m.sh("echo after > g.txt", check=False).returncode == 0, 20)
+        assert m.cli("sync").returncode == 0
+        m.umount()
+    finally:
+        m.cleanup()

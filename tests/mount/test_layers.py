@@ -1,0 +1,147 @@
+"""The layers under the FUSE adapter, tested without a mount: cache, manifest, inodes, queue."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from cloudgrpc_fusefs.aio import Blocking
+from cloudgrpc_fusefs.inodes import ROOT_INODE, TRASH_INODE, Area, InodeTable, Kind
+from cloudgrpc_fusefs.reader import ChunkCache, Manifest
+from cloudgrpc_fusefs.writer import UploadTarget, Writer
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_chunk_cache_verifies_and_evicts(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "c", capacity=250)
+    blobs = [bytes([i]) * 100 for i in range(3)]
+    for blob in blobs:
+        cache.put(sha(blob), blob)
+    assert cache.size <= 250
+    assert cache.get(sha(blobs[0])) is None  # least recently used went first
+    assert cache.get(sha(blobs[2])) is not None
+    with pytest.raises(ValueError):
+        cache.put(sha(b"x"), b"y")
+    # a damaged chunk on disk is noticed by a new process (first read verifies)
+    path = cache.path(sha(blobs[2]))
+    path.write_bytes(b"rot" * 10)
+    reopened = ChunkCache(tmp_path / "c", capacity=250)
+    assert reopened.get(sha(blobs[2])) is None
+    assert not path.exists()
+
+
+def test_manifest_offsets() -> None:
+    m = Manifest(3, [("a", 10), ("b", 10), ("c", 5)])
+    assert m.size == 25 and m.starts == [0, 10, 20]
+    assert [m.index(o) for o in (0, 9, 10, 19, 20, 24)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_inode_table_maps_ids_and_attributes() -> None:
+    table = InodeTable("root-id", uid=1000, gid=1000)
+    folder = table.put_folder(pb.FolderEntry(folder_id="f1", name="docs", mode=0o750,
+                                             mtime_ns=5), ROOT_INODE)
+    f = table.put_file(pb.FileEntry(file_id="x1", filename="a.txt", file_size=12, mode=0o640,
+                                    uid=7, gid=8, version=2), folder.ino)
+    link = table.put_file(pb.FileEntry(file_id="l1", filename="l", symlink_target="a.txt"),
+                          folder.ino)
+    assert table.by_entry("x1") is f and f.kind is Kind.FILE and link.kind is Kind.LINK
+    attr = table.attributes(f)
+    assert stat.S_ISREG(attr.st_mode) and stat.S_IMODE(attr.st_mode) == 0o640
+    assert (attr.st_uid, attr.st_gid, attr.st_size) == (7, 8, 12)
+    assert attr.attr_timeout == 1.0
+    assert table.attributes(folder).st_uid == 1000  # unset owner -> the mounting user
+    assert stat.S_ISLNK(table.attributes(link).st_mode)
+    trashed = table.put_file(pb.FileEntry(file_id="t1", filename="old", mode=0o644),
+                             TRASH_INODE, Area.TRASH)
+    assert stat.S_IMODE(table.attributes(trashed).st_mode) == 0o444  # read-only
+    table.remember(f)
+    table.mark_deleted(f)
+    assert table.get(f.ino) is f  # the kernel still knows it
+    table.forget(f.ino, 1)
+    assert table.get(f.ino) is None and table.by_entry("x1") is None
+
+
+class FakeClient:
+    """Records uploads; fails the first ``fail`` of them with ``error``."""
+
+    def __init__(self, fail: int = 0, error: errors.CloudError | None = None) -> None:
+        self.uploads: list[bytes] = []
+        self.fail = fail
+        self.error = error or errors.Unavailable("down")
+
+    def upload(self, path: str, **kwargs: Any) -> pb.UploadFileResponse:
+        data = Path(path).read_bytes()
+        if self.fail:
+            self.fail -= 1
+            raise self.error
+        kwargs["progress"](len(data))
+        self.uploads.append(data)
+        return pb.UploadFileResponse(success=True, entry=pb.FileEntry(
+            file_id=kwargs["overwrite_file_id"], file_size=len(data), version=len(self.uploads)))
+
+
+def _writer(tmp_path: Path, client: FakeClient) -> Writer:
+    w = Writer(client, Blocking(4), tmp_path / "staging")  # type: ignore[arg-type]
+    w.target_of = lambda ino: UploadTarget(f"id{ino}", f"n{ino}", 0o644, 0, 0, 0, f"/n{ino}")
+    return w
+
+
+def test_writer_uploads_snapshot_and_copies_on_write(tmp_path: Path) -> None:
+    client = FakeClient()
+
+    async def main() -> None:
+        w = _writer(tmp_path, client)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(w.run)
+            w.create_empty(5).opens = 1  # one open handle
+            await w.write(5, 0, b"hello")
+            w.schedule(5)
+            w.staging[5].frozen = True  # as if the upload were reading it now
+            await w.write(5, 5, b" world")  # must not touch the frozen copy
+            await w.wait(5)
+            assert client.uploads[-1] == b"hello world"
+            assert not w.staging[5].dirty
+            w.release(5)
+            assert 5 not in w.staging  # clean and closed: dropped
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_writer_retries_transient_and_reports_permanent(tmp_path: Path) -> None:
+    async def main() -> None:
+        client = FakeClient(fail=1)
+        w = _writer(tmp_path, client)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(w.run)
+            w.create_empty(1).opens = 1
+            await w.write(1, 0, b"abc")
+            with pytest.raises(errors.CloudError) as info:
+                await w.wait(1)  # the first try fails: fsync reports EIO
+            assert info.value.errno == 5
+            left = await w.sync(trio.current_time() + 10)  # the retry succeeds
+            assert left == [] and client.uploads == [b"abc"]
+            client.fail, client.error = 1, errors.QuotaExceeded("full")
+            await w.write(1, 3, b"def")
+            w.schedule(1)
+            left = await w.sync(trio.current_time() + 10)
+            assert [j.state for j in left] == ["failed"]
+            assert w.status()["failed"] == 1 and w.staging[1].dirty  # kept, not lost
+            client.fail = 1  # fsync tries again, and reports the quota errno
+            with pytest.raises(errors.CloudError) as info:
+                await w.wait(1)
+            assert info.value.errno == errors.QuotaExceeded.errno
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -1,0 +1,155 @@
+"""POSIX behaviour through the mount: open flags, rename rules, mode and time bits, errno."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+import time
+
+import pytest
+
+from tests.mount.conftest import Mount
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+AT_FDCWD = -100
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def renameat2(old: str, new: str, flags: int) -> None:
+    if _libc.renameat2(AT_FDCWD, old.encode(), AT_FDCWD, new.encode(), flags) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def _errno(fn, *args) -> int:  # type: ignore[no-untyped-def]
+    with pytest.raises(OSError) as info:
+        fn(*args)
+    return info.value.errno
+
+
+def write(path: str, data: bytes, flags: int = os.O_WRONLY | os.O_CREAT | os.O_TRUNC) -> None:
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def test_open_flags(mnt: Mount) -> None:
+    p = str(mnt.path / "f")
+    fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o640)
+    os.write(fd, b"hello")
+    os.close(fd)
+    assert _errno(os.open, p, os.O_CREAT | os.O_EXCL | os.O_WRONLY) == errno.EEXIST
+    # O_APPEND writes at the end whatever the offset
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, b" world")
+    os.close(fd)
+    assert read(p) == b"hello world"
+    # O_TRUNC empties
+    write(p, b"x")
+    assert read(p) == b"x"
+    # O_RDWR: read back what was written on the same descriptor, write in the middle
+    fd = os.open(p, os.O_RDWR)
+    os.pwrite(fd, b"abcdef", 0)
+    os.pwrite(fd, b"ZZ", 2)
+    assert os.pread(fd, 100, 0) == b"abZZef"
+    os.fsync(fd)  # returns once stored on the nodes
+    os.close(fd)
+    assert read(p) == b"abZZef"
+    assert _errno(os.open, str(mnt.path / "missing"), os.O_RDONLY) == errno.ENOENT
+
+
+def test_rename_semantics(mnt: Mount) -> None:
+    d = str(mnt.path)
+    write(f"{d}/a", b"A")
+    write(f"{d}/b", b"B")
+    os.rename(f"{d}/a", f"{d}/b")  # replaces
+    assert read(f"{d}/b") == b"A" and not os.path.exists(f"{d}/a")
+    os.rename(f"{d}/b", f"{d}/b")  # same name: nothing happens
+    assert read(f"{d}/b") == b"A"
+    os.mkdir(f"{d}/dir1")
+    os.mkdir(f"{d}/dir2")
+    write(f"{d}/dir2/inner", b"i")
+    assert _errno(os.rename, f"{d}/dir1", f"{d}/dir2") == errno.ENOTEMPTY
+    assert _errno(os.rename, f"{d}/b", f"{d}/dir1") == errno.EISDIR
+    assert _errno(os.rename, f"{d}/dir1", f"{d}/b") == errno.ENOTDIR
+    os.mkdir(f"{d}/empty")
+    os.rename(f"{d}/dir1", f"{d}/empty")  # over an empty folder
+    assert os.path.isdir(f"{d}/empty") and not os.path.exists(f"{d}/dir1")
+    assert _errno(os.rename, f"{d}/dir2", f"{d}/dir2/inner2") == errno.EINVAL
+    write(f"{d}/c", b"C")
+    assert _errno(renameat2, f"{d}/c", f"{d}/b", RENAME_NOREPLACE) == errno.EEXIST
+    renameat2(f"{d}/c", f"{d}/c2", RENAME_NOREPLACE)
+    assert read(f"{d}/c2") == b"C"
+    assert _errno(renameat2, f"{d}/c2", f"{d}/b", RENAME_EXCHANGE) in (errno.EINVAL,
+                                                                        errno.ENOTSUP)
+    assert read(f"{d}/b") == b"A" and read(f"{d}/c2") == b"C"
+    assert _errno(os.rename, f"{d}/nope", f"{d}/x") == errno.ENOENT
+
+
+def test_folder_rename_is_one_operation(mnt: Mount) -> None:
+    mnt.sh("mkdir -p big/a/b && for i in $(seq 1 30); do echo $i > big/a/b/f$i; done")
+    mnt.sh("mv big moved")
+    assert mnt.sh("cat moved/a/b/f30").stdout == "30\n"
+    assert mnt.sh("ls moved/a/b | wc -l").stdout.strip() == "30"
+
+
+def test_mode_owner_and_time_bits(mnt: Mount) -> None:
+    p = str(mnt.path / "m")
+    write(p, b"data")
+    os.chmod(p, 0o600)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
+    os.chmod(p, 0o4755)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o4755
+    os.mkdir(str(mnt.path / "d"), 0o700)
+    assert stat.S_IMODE(os.stat(str(mnt.path / "d")).st_mode) == 0o700
+    os.chown(p, 1234, 4321)
+    st = os.stat(p)
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
+    os.utime(p, ns=(1_500_000_000_000_000_000, 1_600_000_000_123_456_789))
+    st = os.stat(p)
+    assert st.st_mtime_ns == 1_600_000_000_123_456_789
+    assert st.st_atime_ns == 1_500_000_000_000_000_000
+    before = time.time_ns()
+    time.sleep(0.01)
+    write(p, b"new", os.O_WRONLY | os.O_APPEND)
+    assert os.stat(p).st_mtime_ns >= before
+    # cp -p keeps the mtime through the upload that follows it
+    mnt.sh("touch -d '2001-02-03 04:05:06' /tmp/.mount-src-$$ 2>/dev/null; "
+           "echo z > src.txt && touch -d '2001-02-03 04:05:06' src.txt && cp -p src.txt cp.txt")
+    assert mnt.cli("sync").returncode == 0
+    assert mnt.sh("date -r cp.txt +%Y").stdout.strip() == "2001"
+
+
+def test_errno_on_error_paths(mnt: Mount) -> None:
+    d = str(mnt.path)
+    os.mkdir(f"{d}/dir")
+    write(f"{d}/dir/f", b"1")
+    assert _errno(os.mkdir, f"{d}/dir") == errno.EEXIST
+    assert _errno(os.rmdir, f"{d}/dir") == errno.ENOTEMPTY
+    assert _errno(os.unlink, f"{d}/dir") in (errno.EISDIR, errno.EPERM)
+    assert _errno(os.rmdir, f"{d}/dir/f") == errno.ENOTDIR
+    assert _errno(os.listdir, f"{d}/dir/f") == errno.ENOTDIR
+    assert _errno(os.open, f"{d}/{'n' * 256}", os.O_CREAT | os.O_WRONLY) == errno.ENAMETOOLONG
+    assert _errno(os.mkdir, f"{d}/{'n' * 256}") == errno.ENAMETOOLONG
+    write(f"{d}/{'n' * 255}", b"ok")  # NAME_MAX itself is fine
+    assert _errno(os.stat, f"{d}/{'n/' * 2100}") == errno.ENAMETOOLONG  # PATH_MAX
+    assert _errno(os.link, f"{d}/dir/f", f"{d}/hard") == errno.EPERM
+    assert _errno(os.mkfifo, f"{d}/fifo") == errno.EPERM
+    assert _errno(os.mknod, f"{d}/dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3)) == errno.EPERM
+    assert _errno(os.open, f"{d}/.cloudgrpc-status", os.O_WRONLY) in (errno.EACCES,
+                                                                       errno.EPERM)
+    assert _errno(os.mkdir, f"{d}/.trash/x") in (errno.EACCES, errno.EPERM)
+    assert _errno(os.rmdir, f"{d}/Shared") in (errno.EBUSY, errno.EACCES, errno.EPERM)
+    assert _errno(os.symlink, "x" * 4096, f"{d}/longlink") == errno.ENAMETOOLONG
+    assert _errno(os.readlink, f"{d}/dir/f") == errno.EINVAL
