@@ -140,6 +140,28 @@ class WhoAmIResponse(_message.Message):
     session_expires_at: int
     def __init__(self, success: _Optional[bool] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ..., full_name: _Optional[str] = ..., session_expires_at: _Optional[int] = ...) -> None: ...
 
+class DownloadSmallFilesRequest(_message.Message):
+    __slots__ = ("session_token", "file_ids", "max_file_size")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    file_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_file_size: int
+    def __init__(self, session_token: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., max_file_size: _Optional[int] = ...) -> None: ...
+
+class SmallFileContent(_message.Message):
+    __slots__ = ("file_id", "version", "data", "error")
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    version: int
+    data: bytes
+    error: str
+    def __init__(self, file_id: _Optional[str] = ..., version: _Optional[int] = ..., data: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+
 class UploadFileRequest(_message.Message):
     __slots__ = ("metadata", "chunk_data", "chunk_ref")
     METADATA_FIELD_NUMBER: _ClassVar[int]

@@ -482,6 +482,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.WatchChangesRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.ChangeEvent.FromString,
                 _registered_method=True)
+        self.DownloadSmallFiles = channel.unary_stream(
+                '/cloudstorage.FileService/DownloadSmallFiles',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -615,6 +620,14 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadSmallFiles(self, request, context):
+        """The whole content of many small files in one call (a mount prefetches a folder's
+        small files when it is listed, so `cat *` does not pay a round trip per file).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -717,6 +730,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.WatchChanges,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.WatchChangesRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.ChangeEvent.SerializeToString,
+            ),
+            'DownloadSmallFiles': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadSmallFiles,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1263,6 +1281,33 @@ class FileService:
             '/cloudstorage.FileService/WatchChanges',
             cloudgrpc__proto_dot_cloud__storage__pb2.WatchChangesRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.ChangeEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadSmallFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cloudstorage.FileService/DownloadSmallFiles',
+            cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.FromString,
             options,
             channel_credentials,
             insecure,

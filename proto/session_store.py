@@ -95,11 +95,19 @@ def _file_backend() -> Any:
     from keyrings.alt.file import PlaintextKeyring
 
     backend = PlaintextKeyring()
-    path = fallback_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
-    backend.file_path = str(path)  # instance-level override, documented by keyrings.alt
+    backend.file_path = str(fallback_path())  # instance-level override, as keyrings.alt allows
     return backend
+
+
+def _private_parent(backend: Any) -> None:
+    """Create a file backend's folder 0700 before keyrings.alt writes its 0600 file there."""
+    path = getattr(backend, "file_path", None)
+    if not path:
+        return
+    parent = pathlib.Path(path).parent
+    if not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(parent, 0o700)
 
 
 class SessionStore:
@@ -190,9 +198,11 @@ class SessionStore:
 
     def save(self, session: Session) -> None:
         with self._lock:
-            self._with_backend(
-                "store", lambda b: b.set_password(SERVICE_NAME, self.target, session.to_json())
-            )
+            def store(backend: Any) -> None:
+                _private_parent(backend)
+                backend.set_password(SERVICE_NAME, self.target, session.to_json())
+
+            self._with_backend("store", store)
             path = getattr(self.backend, "file_path", None)
             if path and os.path.exists(path):
                 os.chmod(path, 0o600)

@@ -80,12 +80,12 @@ class Gateway:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.registry.stop()
         self.maintenance.stop()
+        self.events.close()  # ends the monitors' streams now instead of after the grace
         self.server.stop(grace).wait()
         self.uploads.close()
         self.downloads.close()
         self.store.close()
         self.pool.close()
-        self.events.close()
         self.db.dispose()
 
 

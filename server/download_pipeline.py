@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cloudgrpc_proto.errors import InvalidArgument
+from cloudgrpc_proto.errors import CloudError, InvalidArgument
 
 from .accounts import Caller
 from .namespace import FileAccess, Namespace
@@ -84,3 +84,33 @@ class DownloadPipeline:
 
     def close(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)
+
+    def small_files(self, caller: Caller, file_ids: list[str], max_size: int
+                    ) -> Iterator[tuple[str, int, bytes, str]]:
+        """(file id, version, content, error) for each small file, read in parallel."""
+        found = self.namespace.readable_files(caller, file_ids)
+        wanted: list[tuple[str, int, list[str]]] = []
+        for fid in file_ids:
+            entry = found.get(fid)
+            if isinstance(entry, str) or entry is None:
+                yield fid, 0, b"", entry or "not found"
+                continue
+            access, spans = entry
+            if access.file.symlink_target is not None:
+                yield fid, access.file.version, b"", "a symbolic link has no content"
+                continue
+            if access.file.size > max_size:
+                yield fid, access.file.version, b"", "larger than max_file_size"
+                continue
+            wanted.append((fid, access.file.version, [s.sha256 for s in spans]))
+        replicas = self.store.replicas_of(h for _, _, hashes in wanted for h in hashes)
+
+        def read_all(item: tuple[str, int, list[str]]) -> tuple[str, int, bytes, str]:
+            fid, version, hashes = item
+            try:
+                return fid, version, b"".join(
+                    self.store.read(h, replicas.get(h, [])) for h in hashes), ""
+            except CloudError as exc:
+                return fid, version, b"", exc.message
+
+        yield from self.workers.map(read_all, wanted)

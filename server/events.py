@@ -74,6 +74,7 @@ class EventBus:
         self.fanout: Fanout[EventRecord] = Fanout()
         self._seen = _SeenIds()
         self.relay: EventRelay | None = None
+        self.closing = threading.Event()  # set on shutdown: live streams end
 
     def emit(self, event_type: str, message: str, user_id: str | None = None,
              **details: Any) -> None:
@@ -149,6 +150,8 @@ class EventBus:
         self.relay.start()
 
     def close(self) -> None:
+        """Stop relaying and end live streams; ``emit`` keeps storing events."""
+        self.closing.set()
         if self.relay is not None:
             self.relay.stop()
             self.relay = None

@@ -38,6 +38,7 @@ from ..models import (
     User,
     utcnow,
 )
+from ..node_registry import NodeRegistry
 from ..wire import iso, node_info, user_info
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,10 @@ USER_PAYMENTS = 50  # payments shown in user details, newest first
 
 class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(self, db: Database, events: EventBus, admin_key: str,
-                 replication_factor: int, node_timeout_s: float = 30.0) -> None:
+                 replication_factor: int, node_timeout_s: float = 30.0,
+                 registry: NodeRegistry | None = None) -> None:
         self.db = db
+        self.registry = registry
         self.events = events
         self.admin_key = admin_key
         self.replication_factor = replication_factor
@@ -283,6 +286,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 return pb.DrainNodeResponse(success=True, message=f"node {name} is drained")
             node.status = "drained" if replicas == 0 else "draining"
             status, node_id = node.status, node.id
+        if self.registry is not None:
+            self.registry.invalidate()  # placement here stops using it at once
         if before != "draining":
             self.events.emit("node_draining", f"node {name} draining: no new chunks go to it",
                              None, node=name, node_id=node_id, replicas=int(replicas),
@@ -312,8 +317,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             for record in self.events.recent(history, types) if history else []:
                 replayed.add(record.event_id)
                 yield _event(record)
-            while context.is_active():
-                record = sub.get(timeout=1.0)
+            while context.is_active() and not self.events.closing.is_set():
+                record = sub.get(timeout=0.5)
                 if record is None:
                     continue
                 if record.event_id and record.event_id in replayed:

@@ -244,6 +244,19 @@ class FileServicer(pb_grpc.FileServiceServicer):
             chunks=[pb.ChunkRef(sha256=s.sha256, size=s.size) for s in spans],
             chunk_size=self.chunk_size, version=f.version)
 
+    @rpc
+    def DownloadSmallFiles(self, request: pb.DownloadSmallFilesRequest,
+                           context: grpc.ServicerContext) -> Iterator[pb.SmallFileContent]:
+        caller = self._caller(request.session_token)
+        if len(request.file_ids) > 10_000:
+            raise InvalidArgument("at most 10000 files per call")
+        limit = request.max_file_size or 1024 * 1024
+        if limit > 16 * 1024 * 1024:
+            raise InvalidArgument("max_file_size is at most 16 MiB")
+        for fid, version, data, error in self.downloads.small_files(
+                caller, list(request.file_ids), limit):
+            yield pb.SmallFileContent(file_id=fid, version=version, data=data, error=error)
+
     # --- change feed ------------------------------------------------------------------
 
     @rpc

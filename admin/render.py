@@ -1,0 +1,238 @@
+"""Tables and lines for the admin CLI (rich), and the plain JSON form of every answer.
+
+Tables are laid out for an 80-column terminal (rich shrinks or elides the wide text columns
+first); colour is used only when the output is a terminal (and ``NO_COLOR`` is unset).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import IO, Any
+
+from google.protobuf.message import Message
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+
+from .units import ago, human_size, local_time
+
+STATUS_STYLE = {"online": "green", "offline": "red", "draining": "yellow",
+                "drained": "dim", "completed": "green", "failed": "red",
+                "pending": "yellow", "processing": "yellow"}
+
+EVENT_STYLE = {"upload": "green", "download": "cyan", "delete": "magenta", "restore": "magenta",
+               "share": "cyan", "node_up": "green", "node_down": "bold red",
+               "node_draining": "yellow", "node_drained": "yellow", "replica_repaired": "yellow",
+               "admin_denied": "bold red", "otp_failed": "red", "login": "blue",
+               "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow"}
+
+
+def make_console(file: IO[str] | None = None) -> Console:
+    out = file or sys.stdout
+    return Console(file=out, highlight=False, emoji=False, soft_wrap=False)
+
+
+# --- JSON ------------------------------------------------------------------------------
+
+
+def to_dict(msg: Message) -> dict[str, Any]:
+    """Every field of ``msg`` (defaults included), numbers as numbers, nested as dicts."""
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.is_repeated:
+            out[field.name] = [to_dict(v) if field.message_type else v for v in value]
+        elif field.message_type:
+            out[field.name] = to_dict(value) if msg.HasField(field.name) else None
+        else:
+            out[field.name] = value
+    return out
+
+
+def event_dict(event: pb.SystemEvent) -> dict[str, Any]:
+    data = to_dict(event)
+    try:
+        data["details"] = json.loads(event.details) if event.details else {}
+    except ValueError:
+        pass
+    return data
+
+
+def print_json(data: Any, file: IO[str] | None = None, indent: int | None = 2) -> None:
+    out = file or sys.stdout
+    out.write(json.dumps(data, indent=indent, sort_keys=False) + "\n")
+    out.flush()
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _table(title: str | None = None) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+                 collapse_padding=True, show_edge=False,
+                 title_justify="left", title_style="bold", header_style="bold")
+
+
+def _styled(text: str, style: str | None) -> Text:
+    return Text(text, style=style or "")
+
+
+def _elide(text: str, style: str | None = None) -> Text:
+    """A cell that is cut with an ellipsis, never wrapped, when its column must shrink."""
+    return Text(text, style=style or "", no_wrap=True, overflow="ellipsis")
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.0f}%" if whole else "-"
+
+
+def health_style(score: float) -> str:
+    return "green" if score >= 80 else "yellow" if score >= 50 else "red"
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+def status_view(st: pb.SystemStatusResponse) -> Table:
+    t = Table.grid(padding=(0, 2))
+    t.title = "System Status"
+    t.title_justify = "left"
+    t.title_style = "bold"
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("Storage capacity", f"{human_size(st.global_capacity_bytes)}  "
+              f"({st.online_nodes}/{st.total_nodes} nodes online)")
+    t.add_row("Allocated", f"{human_size(st.global_allocated_bytes)}  (quotas of all users)")
+    t.add_row("Used", f"{human_size(st.global_used_bytes)}  "
+              f"({_pct(st.global_used_bytes, st.global_allocated_bytes)} of allocated)")
+    t.add_row("On the nodes", f"{human_size(st.node_used_bytes)}  "
+              f"({_pct(st.node_used_bytes, st.global_capacity_bytes)} of capacity, "
+              f"replication {st.replication_factor})")
+    t.add_row("Users", str(st.total_users))
+    t.add_row("Nodes", f"{st.online_nodes} online / {st.total_nodes} total")
+    t.add_row("Files", str(st.total_files))
+    t.add_row("Chunks", f"{st.total_chunks}  ({st.under_replicated_chunks} under-replicated)")
+    t.add_row("Health", _styled(f"{st.system_health:.1f}%", health_style(st.system_health)))
+    return t
+
+
+def users_view(users: list[pb.UserInfo]) -> Table:
+    t = _table(f"Users ({len(users)})")
+    t.add_column("EMAIL", overflow="ellipsis", max_width=32)
+    t.add_column("NAME", overflow="ellipsis", max_width=20)
+    t.add_column("USED", justify="right", no_wrap=True)
+    t.add_column("QUOTA", justify="right", no_wrap=True)
+    t.add_column("USE", justify="right", no_wrap=True)
+    t.add_column("FILES", justify="right", no_wrap=True)
+    t.add_column("LOGIN", justify="right", no_wrap=True)  # how long ago
+    for u in users:
+        use = u.storage_used / u.storage_allocated if u.storage_allocated else 0.0
+        t.add_row(_elide(u.email, None if u.is_active else "dim"), _elide(u.full_name),
+                  human_size(u.storage_used), human_size(u.storage_allocated),
+                  _styled(_pct(u.storage_used, u.storage_allocated),
+                          "red" if use >= 0.9 else None),
+                  str(u.file_count), ago(u.last_login, suffix=""))
+    return t
+
+
+def nodes_view(nodes: list[pb.NodeInfo]) -> Table:
+    online = sum(1 for n in nodes if n.online)
+    t = _table(f"Storage nodes ({online}/{len(nodes)} online)")
+    t.add_column("NAME", overflow="ellipsis", max_width=16)
+    t.add_column("STATUS", no_wrap=True)
+    t.add_column("ADDRESS", overflow="ellipsis", max_width=21)
+    t.add_column("USED/CAPACITY", justify="right", no_wrap=True)
+    t.add_column("CHUNKS", justify="right", no_wrap=True)
+    t.add_column("HEALTH", justify="right", no_wrap=True)
+    t.add_column("BEAT", justify="right", no_wrap=True)
+    for n in nodes:
+        t.add_row(_elide(n.name), _styled(n.status, STATUS_STYLE.get(n.status)),
+                  _elide(f"{n.host}:{n.port}"),
+                  f"{human_size(n.used_bytes)}/{human_size(n.capacity_bytes)}",
+                  str(n.chunk_count),
+                  _styled(f"{n.health_score:.0f}%", health_style(n.health_score)),
+                  ago(n.last_heartbeat, suffix=""))
+    return t
+
+
+def user_view(d: pb.GetUserDetailsResponse) -> list[Table]:
+    u = d.user
+    t = Table.grid(padding=(0, 2))
+    t.title = f"User {u.email}"
+    t.title_justify = "left"
+    t.title_style = "bold"
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    t.add_row("Name", u.full_name)
+    t.add_row("User id", u.user_id)
+    t.add_row("Status", "active" if u.is_active else _styled("disabled", "red"))
+    t.add_row("Storage", f"{human_size(u.storage_used)} used of "
+              f"{human_size(u.storage_allocated)} "
+              f"({_pct(u.storage_used, u.storage_allocated)})")
+    t.add_row("In trash", human_size(d.trash_bytes))
+    t.add_row("Files", f"{u.file_count} in {d.folder_count} folders")
+    t.add_row("Sessions", f"{d.active_sessions} active")
+    t.add_row("Enrolled", local_time(u.created_at, with_date=True))
+    t.add_row("Last login", f"{local_time(u.last_login, with_date=True)}  ({ago(u.last_login)})"
+              if u.last_login else "never")
+    views = [t]
+    p = _table(f"Payments ({len(d.payments)})")
+    p.add_column("DATE", no_wrap=True)
+    p.add_column("TIER", overflow="ellipsis", max_width=12)
+    p.add_column("PROVIDER", no_wrap=True)
+    p.add_column("XAF", justify="right", no_wrap=True)
+    p.add_column("STORAGE", justify="right", no_wrap=True)
+    p.add_column("STATUS", no_wrap=True)
+    for r in d.payments:
+        p.add_row(local_time(r.created_at, with_date=True), _elide(r.tier_name or r.tier_id[:8]),
+                  r.provider, str(r.amount_xaf), human_size(r.storage_bytes),
+                  _styled(r.status, STATUS_STYLE.get(r.status)))
+    views.append(p)
+    return views
+
+
+def payments_view(a: pb.PaymentAnalyticsResponse, period: str) -> list[Table | Text]:
+    head = Text.assemble(
+        (f"Payments, {period}\n", "bold"),
+        f"{a.total_payments} payments: {a.completed} completed, {a.failed} failed, "
+        f"{a.pending} pending\n",
+        f"Revenue {a.revenue_xaf:,} XAF, success rate {a.success_rate:.1f}%")
+    return [head, _breakdown("By tier", "TIER", a.by_tier),
+            _breakdown("By provider", "PROVIDER", a.by_provider)]
+
+
+def _breakdown(title: str, label: str, rows: Any) -> Table:
+    t = _table(title)
+    t.add_column(label, overflow="ellipsis", max_width=16)
+    t.add_column("COUNT", justify="right", no_wrap=True)
+    t.add_column("DONE", justify="right", no_wrap=True)
+    t.add_column("FAILED", justify="right", no_wrap=True)
+    t.add_column("PENDING", justify="right", no_wrap=True)
+    t.add_column("REVENUE XAF", justify="right", no_wrap=True)
+    t.add_column("SUCCESS", justify="right", no_wrap=True)
+    t.add_column("SOLD", justify="right", no_wrap=True)
+    for b in rows:
+        t.add_row(_elide(b.key), str(b.count), str(b.completed), str(b.failed), str(b.pending),
+                  f"{b.revenue_xaf:,}", f"{b.success_rate:.1f}%",
+                  human_size(b.storage_sold_bytes))
+    return t
+
+
+def event_style(event_type: str) -> str:
+    if event_type in EVENT_STYLE:
+        return EVENT_STYLE[event_type]
+    return "yellow" if event_type.startswith("payment") else "bold"
+
+
+def event_line(e: pb.SystemEvent) -> Text:
+    """One event as one line: time, type, message (and the user when there is one)."""
+    line = Text.assemble(
+        (local_time(e.timestamp), "dim"), "  ",
+        (f"{e.event_type:<13}", event_style(e.event_type)), " ", e.message)
+    if e.user_id:
+        line.append(f"  [user {e.user_id[:8]}]", style="dim")
+    return line

@@ -1,0 +1,356 @@
+"""``cloudgrpc`` through subprocess against the fake gateway: arguments, errors, file commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import socket
+
+import pytest
+
+from cloudgrpc_proto.session_store import Session, SessionStore
+from tests.client.clitools import Cli
+from tests.client.fake_gateway import Running
+
+EMAIL = "ada@example.com"
+
+
+@pytest.fixture
+def cli(gateway: Running, tmp_path: pathlib.Path) -> Cli:
+    return Cli(gateway.target, tmp_path)
+
+
+@pytest.fixture
+def signed_in(cli: Cli) -> Cli:
+    result = cli.ok("enroll", EMAIL, "Ada Lovelace", stdin="123456\n")
+    assert "Enter the 6-digit code sent to ada@example.com:" in result.err
+    return cli
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- arguments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["bogus"],
+        ["upload"],
+        ["download"],
+        ["mv", "a"],
+        ["share", "--permission", "admin", "/a", "b@c.d"],
+        ["ls", "--no-such-flag"],
+        ["--timeout", "soon", "ls"],
+        ["trash", "restore"],
+    ],
+)
+def test_argument_errors_exit_2(cli: Cli, argv: list[str]) -> None:
+    result = cli(*argv)
+    assert result.code == 2, str(result)
+    if argv:
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("cloudgrpc: "), str(result)
+
+
+def test_help_exits_0(cli: Cli) -> None:
+    result = cli.ok("--help")
+    assert "upload" in result.out and "shell" in result.out
+    assert "mount" in result.out
+    assert "--name" in cli.ok("upload", "--help").out
+
+
+def test_bad_email_is_a_usage_error(cli: Cli) -> None:
+    cli.fails(2, "login", "not-an-email")
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls"], ["storage"], ["whoami"], ["upload", "x"], ["download", "/a"], ["trash"], ["rm", "/a"]],
+)
+def test_not_signed_in(cli: Cli, argv: list[str], tmp_path: pathlib.Path) -> None:
+    (tmp_path / "x").write_text("x")
+    result = cli.fails(7, *argv)
+    assert result.err.strip().endswith("not signed in: run cloudgrpc login EMAIL"), str(result)
+
+
+def test_gateway_down_exits_12(cli: Cli) -> None:
+    target = f"127.0.0.1:{_closed_port()}"
+    SessionStore(target).save(Session(email=EMAIL, session_token="tok", expires_at=0))
+    down = Cli(target, cli.cwd)
+    result = down.fails(12, "--timeout", "3", "ls")
+    assert f"cannot reach the gateway at {target}" in result.err
+
+
+def test_sign_in_stores_the_session_in_the_keyring(signed_in: Cli, gateway: Running) -> None:
+    stored = SessionStore(gateway.target).load()
+    assert stored is not None and stored.email == EMAIL
+    assert stored.session_token in gateway.fake.sessions
+    assert stored.refresh_token in gateway.fake.refresh_tokens  # device token issued
+    who = signed_in.ok("whoami")
+    assert EMAIL in who.out and "PlaintextKeyring" in who.out
+    assert "session stored in" in who.out
+    data = json.loads(signed_in.ok("whoami", "--json").out)
+    assert data["email"] == EMAIL and data["device_token"] is True
+    assert "PlaintextKeyring" in data["keyring"]
+    # no secret in the output
+    assert stored.session_token not in who.out + who.err
+
+
+def test_login_with_send_code_then_otp(signed_in: Cli, gateway: Running) -> None:
+    signed_in.ok("logout")
+    assert SessionStore(gateway.target).load() is None
+    signed_in.fails(7, "ls")
+    signed_in.ok("login", EMAIL, "--send-code")
+    result = signed_in.ok("login", EMAIL, "--otp", "123456")
+    assert "Signed in as ada@example.com" in result.out
+    assert signed_in.ok("ls").code == 0
+
+
+def test_wrong_code_fails_cleanly(cli: Cli) -> None:
+    result = cli.fails(2, "enroll", EMAIL, "Ada", stdin="000000\n")
+    assert "invalid code" in result.err
+    cli.fails(2, "enroll", EMAIL, "Ada", stdin="")  # EOF at the prompt
+
+
+def test_expired_session_is_refreshed_and_stored(signed_in: Cli, gateway: Running) -> None:
+    before = SessionStore(gateway.target).load()
+    gateway.fake.expire_sessions()
+    signed_in.ok("ls")
+    after = SessionStore(gateway.target).load()
+    assert after is not None and before is not None
+    assert after.session_token != before.session_token
+    assert after.refresh_token != before.refresh_token
+
+
+def test_revoked_session_says_how_to_sign_in(signed_in: Cli, gateway: Running) -> None:
+    gateway.fake.expire_sessions()
+    gateway.fake.refresh_tokens.clear()
+    result = signed_in.fails(7, "ls")
+    assert "run cloudgrpc login ada@example.com" in result.err
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def test_file_commands_round_trip(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    cli = signed_in
+    src = tmp_path / "report.pdf"
+    src.write_bytes(b"%PDF" + bytes(range(256)) * 4000)
+    up = cli.ok("upload", str(src), "/docs/")
+    assert "-> /docs/report.pdf" in up.out
+    listing = json.loads(cli.ok("ls", "/docs", "--json").out)
+    assert [e["name"] for e in listing] == ["report.pdf"]
+    entry = listing[0]
+    assert entry["size"] == src.stat().st_size and entry["type"] == "file"
+    assert entry["mime_type"] == "application/pdf"
+    table = cli.ok("ls", "/docs").out
+    assert "report.pdf" in table and entry["id"] in table
+    # by path, by id, to stdout, ranged
+    cli.ok("download", "/docs/report.pdf", str(tmp_path / "back.pdf"))
+    assert (tmp_path / "back.pdf").read_bytes() == src.read_bytes()
+    out = cli("download", entry["id"], "-")
+    assert out.code == 0 and out.raw == src.read_bytes()
+    part = cli("download", "/docs/report.pdf", "-", "--offset", "10", "--length", "100")
+    assert part.raw == src.read_bytes()[10:110]
+    (tmp_path / "into").mkdir()
+    cli.ok("download", "/docs/report.pdf", str(tmp_path / "into"))
+    assert (tmp_path / "into" / "report.pdf").read_bytes() == src.read_bytes()
+    # mkdir, mv, rm, trash
+    cli.ok("mkdir", "-p", "/a/b/c")
+    cli.fails(5, "mkdir", "/a")
+    cli.fails(4, "mkdir", "/x/y")
+    cli.ok("mv", "/docs/report.pdf", "/a/b")
+    assert cli.ok("ls", "/a/b/report.pdf", "--json").out.count('"report.pdf"') == 1
+    cli.ok("mv", "/a/b/report.pdf", "/a/renamed.pdf")
+    cli.fails(4, "ls", "/a/b/report.pdf")
+    cli.fails(2, "rm", "/a")  # a folder without -r
+    cli.ok("rm", "/a/renamed.pdf")
+    trash = json.loads(cli.ok("trash", "list", "--json").out)
+    assert [t["name"] for t in trash] == ["renamed.pdf"]
+    cli.ok("trash", "restore", "/a/renamed.pdf")
+    assert json.loads(cli.ok("ls", "/a", "--json").out)[-1]["name"] == "renamed.pdf"
+    cli.ok("rm", "-r", "/a")
+    assert "the trash is empty" not in cli.ok("trash").out
+    cli.ok("trash", "empty")
+    assert "the trash is empty" in cli.ok("trash").out
+    cli.fails(4, "download", "/nope.txt")
+    cli.fails(4, "rm", "/nope.txt")
+    cli.ok("rm", "-f", "/nope.txt")
+
+
+def test_upload_tree_and_download_tree(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    tree = tmp_path / "photos"
+    (tree / "2024" / "summer").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    files = {
+        "a.jpg": b"a" * 1000,
+        "2024/b.jpg": b"b" * 300_000,
+        "2024/summer/c.jpg": b"",
+        "2024/summer/d.jpg": bytes(range(256)) * 3000,
+    }
+    for rel, data in files.items():
+        (tree / rel).write_bytes(data)
+    result = signed_in.ok("upload", "-r", "--jobs", "3", str(tree), "/")
+    assert "4 of 4 files uploaded" in result.out
+    listing = json.loads(signed_in.ok("ls", "/photos/2024/summer", "--json").out)
+    assert sorted(e["name"] for e in listing) == ["c.jpg", "d.jpg"]
+    assert json.loads(signed_in.ok("ls", "/photos/empty", "--json").out) == []
+    out = tmp_path / "restored"
+    signed_in.ok("download", "-r", "/photos", str(out) + "/")
+    for rel, data in files.items():
+        assert (out / "photos" / rel).read_bytes() == data
+    assert (out / "photos" / "empty").is_dir()
+    signed_in.fails(2, "upload", str(tree))  # a directory without -r
+
+
+def test_upload_again_sends_references_only(signed_in: Cli, gateway: Running, tmp_path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(hashlib.sha256(b"x").digest() * (40_000))  # ~1.2 MiB
+    signed_in.ok("upload", str(big))
+    result = signed_in.ok("upload", str(big))
+    assert gateway.fake.upload_log[-1]["bytes"] == 0
+    assert "already stored" in result.out
+    signed_in.ok("upload", "--no-dedup", str(big))
+    assert gateway.fake.upload_log[-1]["bytes"] == big.stat().st_size
+    skipped = signed_in.ok("upload", "--no-clobber", str(big))
+    assert "skipped" in skipped.out
+
+
+def test_upload_from_stdin(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    signed_in.ok("upload", "-", "/in/", "--name", "notes.txt", stdin="hello from a pipe\n")
+    out = signed_in("download", "/in/notes.txt", "-")
+    assert out.raw == b"hello from a pipe\n"
+
+
+def test_missing_local_file_exits_4(signed_in: Cli) -> None:
+    result = signed_in.fails(4, "upload", "no-such-file.txt", "/docs")
+    assert "no-such-file.txt" in result.err
+
+
+def test_quota_exceeded_exits_8(signed_in: Cli, gateway: Running, tmp_path) -> None:
+    gateway.fake.users[EMAIL].allocated = 100
+    (tmp_path / "f").write_bytes(b"x" * 1000)
+    result = signed_in.fails(8, "upload", str(tmp_path / "f"))
+    assert "quota" in result.err
+
+
+def test_share_commands(signed_in: Cli, gateway: Running, tmp_path: pathlib.Path) -> None:
+    other = Cli(gateway.target, tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "bob-data")})
+    other.ok("enroll", "bob@example.com", "Bob", stdin="123456\n")
+    (tmp_path / "s.txt").write_text("shared")
+    signed_in.ok("upload", str(tmp_path / "s.txt"))
+    signed_in.ok("share", "/s.txt", "bob@example.com", "--permission", "write")
+    shares = json.loads(signed_in.ok("share", "--list", "--json").out)
+    assert shares[0]["shared_with"] == "bob@example.com" and shares[0]["permission"] == "write"
+    mine = json.loads(other.ok("share", "--with-me", "--json").out)
+    assert [e["name"] for e in mine] == ["s.txt"]
+    assert other("download", mine[0]["id"], "-").raw == b"shared"
+    signed_in.ok("share", "--revoke", shares[0]["share_id"])
+    assert json.loads(signed_in.ok("share", "--list", "--json").out) == []
+    signed_in.fails(2, "share", "/s.txt")
+
+
+def test_storage(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 2048)
+    signed_in.ok("upload", str(tmp_path / "f"))
+    text = signed_in.ok("storage").out
+    assert "allocated:" in text and "1.0 GiB" in text and "2.0 KiB" in text
+    data = json.loads(signed_in.ok("storage", "--json").out)
+    assert data["used_bytes"] == 2048 and data["file_count"] == 1
+
+
+# -- the shell -----------------------------------------------------------------------------
+
+
+def test_shell_through_stdin(cli: Cli, tmp_path: pathlib.Path) -> None:
+    (tmp_path / "test.pdf").write_bytes(b"%PDF-1.4 shell test")
+    script = "\n".join(
+        [
+            'enroll ada@example.com "Ada Lovelace"',
+            "123456",
+            "upload test.pdf",
+            "list",
+            "mkdir /docs",
+            "cd /docs",
+            "pwd",
+            "upload test.pdf",
+            "ls --json",
+            "cd /",
+            "download /docs/test.pdf copy.pdf",
+            "delete /test.pdf",
+            "ls /nope",
+            "storage",
+            "help",
+            "bogus",
+            "exit",
+            "ls",  # never runs
+        ]
+    )
+    result = cli("shell", stdin=script + "\n")
+    assert result.code == 2, str(result)  # the status of the last command before exit
+    assert "Enrolled Ada Lovelace" in result.out
+    assert "uploaded test.pdf -> /test.pdf" in result.out
+    assert "/docs\n" in result.out
+    assert "/docs/test.pdf" in result.out
+    assert (tmp_path / "copy.pdf").read_bytes() == b"%PDF-1.4 shell test"
+    assert "moved to trash: /test.pdf" in result.out
+    assert "no such file or folder: /nope" in result.err
+    assert "enroll EMAIL" in result.out  # help
+    assert "invalid choice: 'bogus'" in result.err
+    assert "cloudgrpc:/" not in result.out  # no prompts when stdin is not a terminal
+
+
+def test_shell_exit_status_and_eof(signed_in: Cli) -> None:
+    assert signed_in("shell", stdin="ls\n").code == 0
+    assert signed_in("shell", stdin="ls /missing\n").code == 4
+    assert signed_in("shell", stdin="ls /missing\nexit 0\n").code == 0
+
+
+# -- the mount's commands ------------------------------------------------------------------
+
+
+def test_mount_commands_without_mount_support(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    from cloudgrpc_fusefs import cli
+
+    real = importlib.import_module
+
+    def missing(name: str, *args, **kwargs):
+        if name == "cloudgrpc_fusefs.mount_cli":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    cases = (["mount", "/tmp/x"], ["--server", "h:1", "umount", "/tmp/x"], ["status"], ["sync"])
+    for argv in cases:
+        assert cli.main(argv) == 13
+        assert "mount support is not installed in this build" in capsys.readouterr().err
+
+
+def test_mount_commands_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from cloudgrpc_fusefs import cli
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("cloudgrpc_fusefs.mount_cli")
+    fake.main = lambda argv: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cloudgrpc_fusefs.mount_cli", fake)
+    assert cli.main(["--server", "gw:1", "mount", "-f", "/mnt/x", "-o", "allow_other"]) == 0
+    assert seen[-1] == ["--server", "gw:1", "mount", "-f", "/mnt/x", "-o", "allow_other"]
+    assert cli.main(["status", "--json"]) == 0
+    assert seen[-1] == ["status", "--json"]
