@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -71,6 +73,8 @@ class Accounts:
         self.db = db
         self.events = events
         self.mailer = mailer
+        self._sessions: dict[str, tuple[Caller, float]] = {}
+        self._sessions_lock = threading.Lock()
 
     # --- one-time codes -------------------------------------------------------------
 
@@ -226,6 +230,7 @@ class Accounts:
                              refresh_token, issued.storage_allocated)
 
     def logout(self, session_token: str, refresh_token: str = "") -> None:
+        self.forget_session(session_token)
         now = utcnow()
         with self.db.write() as s:
             sess = s.scalars(select(Session).where(
@@ -243,9 +248,35 @@ class Accounts:
     # --- per-request authentication -------------------------------------------------
 
     def authenticate(self, session_token: str) -> Caller:
+        """The caller a session token belongs to.
+
+        Every call authenticates, so a verified session is remembered for a few seconds
+        (``SESSION_CACHE_S``): a burst of small operations costs one lookup, not one each. A
+        logout on this gateway forgets it at once; on another gateway it stops working
+        within that window.
+        """
         if not session_token:
             raise Unauthenticated("no session token: sign in first")
+        key = security.token_hash(session_token)
         now = utcnow()
+        cached = self._sessions.get(key)
+        if cached is not None:
+            caller, at = cached
+            if time.monotonic() - at < self.settings.session_cache_s and \
+                    caller.session_expires_at > now:
+                return caller
+        caller = self._lookup(session_token, now)
+        with self._sessions_lock:
+            if len(self._sessions) > 10_000:
+                self._sessions.clear()
+            self._sessions[key] = (caller, time.monotonic())
+        return caller
+
+    def forget_session(self, session_token: str) -> None:
+        with self._sessions_lock:
+            self._sessions.pop(security.token_hash(session_token or ""), None)
+
+    def _lookup(self, session_token: str, now: dt.datetime) -> Caller:
         with self.db.read() as s:
             row = s.execute(
                 select(Session, User).join(User, User.id == Session.user_id)

@@ -86,6 +86,10 @@ class Gateway:
         self.downloads.close()
         self.store.close()
         self.pool.close()
+        close_payments = getattr(self.payments, "close", None)
+        if close_payments is not None:
+            close_payments()
+        self.events.flush()
         self.db.dispose()
 
 

@@ -33,6 +33,7 @@ class Settings:
     otp_max_attempts: int = 5
     otp_resend_cooldown_s: int = 30
     session_ttl_s: int = 24 * 3600
+    session_cache_s: float = 5.0
     refresh_ttl_s: int = 90 * 24 * 3600
     # Mail.
     smtp_host: str = ""
@@ -119,6 +120,7 @@ def load_settings() -> Settings:
         otp_max_attempts=get_int("OTP_MAX_ATTEMPTS", 5),
         otp_resend_cooldown_s=get_int("OTP_RESEND_COOLDOWN_S", 30),
         session_ttl_s=get_int("SESSION_TTL_S", 24 * 3600),
+        session_cache_s=get_float("SESSION_CACHE_S", 5.0),
         refresh_ttl_s=get_int("REFRESH_TTL_S", 90 * 24 * 3600),
         smtp_host=smtp_host,
         smtp_port=smtp_port,

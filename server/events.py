@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WRITE_BATCH = 200
 SEEN_IDS = 20_000  # ids remembered for de-duplication (far more than a relay batch)
 
 
@@ -75,29 +77,78 @@ class EventBus:
         self._seen = _SeenIds()
         self.relay: EventRelay | None = None
         self.closing = threading.Event()  # set on shutdown: live streams end
+        self._pending: list[tuple[str, str, str | None, str, dt.datetime]] = []
+        self._pending_lock = threading.Lock()
+        self._wake = threading.Condition(self._pending_lock)
+        self._drained = threading.Condition(self._pending_lock)
+        self._unwritten = 0
+        self._writer: threading.Thread | None = None
 
     def emit(self, event_type: str, message: str, user_id: str | None = None,
              **details: Any) -> None:
-        """Store and publish an event; never fails the operation that caused it."""
+        """Queue an event for storing and publishing; never fails or slows the caller.
+
+        A writer thread stores queued events in batches (one transaction for many), so a
+        burst of small operations does not pay a database write each for its event.
+        """
         payload = json.dumps(details, default=str, sort_keys=True)
+        log.info("event %s: %s %s", event_type, message, payload)
+        with self._pending_lock:
+            self._pending.append((event_type, message, user_id, payload, utcnow()))
+            self._unwritten += 1
+            self._wake.notify()
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="event-writer",
+                                                 daemon=True)
+                self._writer.start()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued event is stored and published."""
+        deadline = time.monotonic() + timeout
+        with self._pending_lock:
+            while self._unwritten:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._drained.wait(left)
+        return True
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._pending_lock:
+                while not self._pending:
+                    self._wake.wait()
+                batch = self._pending[:WRITE_BATCH]
+                del self._pending[:WRITE_BATCH]
+            records = self._store(batch)
+            for record in records:
+                self.fanout.publish(record)
+            with self._pending_lock:
+                self._unwritten -= len(batch)
+                if not self._unwritten:
+                    self._drained.notify_all()
+
+    def _store(self, batch: list[tuple[str, str, str | None, str, dt.datetime]]
+               ) -> list[EventRecord]:
         try:
             with self.db.write() as s:
-                row = Event(event_type=event_type, message=message, user_id=user_id,
-                            details=payload, timestamp=utcnow())
-                s.add(row)
+                rows = [Event(event_type=t, message=m, user_id=u, details=d, timestamp=ts)
+                        for t, m, u, d, ts in batch]
+                s.add_all(rows)
                 s.flush()
-                record = _record(row)
-                # Marked before the commit: the relay may hear our own NOTIFY right after it.
-                self._seen.add(record.event_id)
+                records = [_record(row) for row in rows]
+                for record in records:
+                    # Marked before the commit: the relay may hear our own NOTIFY at once.
+                    self._seen.add(record.event_id)
                 if self.db.is_postgres:
                     from .event_relay import notify_stored
 
-                    notify_stored(s, record.event_id)
+                    for record in records:
+                        notify_stored(s, record.event_id)
+            return records
         except Exception:  # noqa: BLE001 - an event must never break the user's operation
-            log.exception("could not store event %s", event_type)
-            record = EventRecord(0, event_type, utcnow(), message, user_id or "", payload)
-        log.info("event %s: %s %s", event_type, message, payload)
-        self.fanout.publish(record)
+            log.exception("could not store %d events", len(batch))
+            return [EventRecord(0, t, ts, m, u or "", d) for t, m, u, d, ts in batch]
 
     def publish(self, record: EventRecord) -> None:
         """Publish a record to this gateway's monitors (once per event id)."""
@@ -151,6 +202,7 @@ class EventBus:
 
     def close(self) -> None:
         """Stop relaying and end live streams; ``emit`` keeps storing events."""
+        self.flush()
         self.closing.set()
         if self.relay is not None:
             self.relay.stop()

@@ -604,7 +604,11 @@ class Namespace:
 
     def prepare_upload(self, caller: Caller, parent_id: str, name: str, size: int,
                        overwrite_file_id: str, replace_existing: bool) -> tuple[str, int, str]:
-        """Check an upload before any byte is stored: (owner id, bytes it frees, file id)."""
+        """Check an upload before any byte is stored: (owner id, bytes free for it, file id).
+
+        The free bytes count what an overwrite gives back; the real bytes are held against
+        them as they arrive and checked again at commit.
+        """
         with self.db.read() as s:
             if overwrite_file_id:
                 f = s.get(File, overwrite_file_id)
@@ -625,17 +629,11 @@ class Namespace:
                     frees, file_id = existing.size, existing.id
             owner = s.get(User, owner_id)
             assert owner is not None
-            if size > 0 and owner.storage_used - frees + size > owner.storage_allocated:
-                free = owner.storage_allocated - owner.storage_used + frees
+            free = owner.storage_allocated - owner.storage_used + frees
+            if size > 0 and size > free:
                 raise QuotaExceeded(
                     f"not enough space: the file needs {size} bytes, {max(free, 0)} are free")
-            return owner_id, frees, file_id
-
-    def room_left(self, owner_id: str, frees: int) -> int:
-        with self.db.read() as s:
-            owner = s.get(User, owner_id)
-            assert owner is not None
-            return owner.storage_allocated - owner.storage_used + frees
+            return owner_id, free, file_id
 
     def commit_upload(self, caller: Caller, *, parent_id: str, name: str, mime_type: str,
                       spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,

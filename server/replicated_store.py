@@ -60,14 +60,21 @@ class ReplicatedStore:
     def store(self, sha256: str, data: bytes, user_id: str, upload_id: str = "") -> bool:
         """Make sure the chunk is held by enough nodes; True when its bytes had to travel."""
         target = self.replication_target()
-        # Claim the chunk first (fresh last_used_at): garbage collection only drops chunks
-        # unclaimed for its grace period, so what this upload is about to rely on stays.
-        self._record(sha256, len(data), user_id, [])
         with self.db.read() as s:
-            have = set(s.scalars(select(Replica.node_id).where(Replica.chunk_sha256 == sha256)))
-        live = {n for n in have if self.registry.is_online(n)}
-        if len(live) >= target:
-            return False
+            known = s.get(Chunk, sha256) is not None
+        have: set[str] = set()
+        live: set[str] = set()
+        if known:
+            # An existing chunk is claimed first (fresh last_used_at): garbage collection
+            # only drops chunks unclaimed for its grace period, so what this upload is about
+            # to rely on stays. A new chunk has no row for the collector to race with.
+            self._record(sha256, len(data), user_id, [])
+            with self.db.read() as s:
+                have = set(s.scalars(select(Replica.node_id).where(
+                    Replica.chunk_sha256 == sha256)))
+            live = {n for n in have if self.registry.is_online(n)}
+            if len(live) >= target:
+                return False
         need = target - len(live)
         candidates = [n for n in rank(sha256, self.registry.writable_nodes(), len(data))
                       if n.node_id not in have]
@@ -99,12 +106,12 @@ class ReplicatedStore:
                         launch()
         if len(written) < need:
             # Keep what did land recorded, so garbage collection can find it.
-            self._record(sha256, len(data), "", written)
+            self._record(sha256, len(data), user_id, written)
             raise Unavailable(
                 f"could store the chunk on {len(live) + len(written)} of {target} nodes"
                 + (f" ({'; '.join(errors[:3])})" if errors else " (not enough nodes online)")
             )
-        self._record(sha256, len(data), "", written)
+        self._record(sha256, len(data), user_id, written)
         log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
         return True
 

@@ -63,10 +63,9 @@ class UploadPipeline:
         name = meta.filename
         if not meta.overwrite_file_id and "/" in name:
             raise InvalidArgument("filename must be a plain name; use parent_folder_id")
-        owner_id, frees, _ = self.namespace.prepare_upload(
+        _, room, _ = self.namespace.prepare_upload(
             caller, meta.parent_folder_id, name, meta.file_size, meta.overwrite_file_id,
             meta.replace_existing)
-        room = self.namespace.room_left(owner_id, frees)
         started = time.monotonic()
         log.info("upload %s: start %r (%d bytes announced) by %s", upload_id, name,
                  meta.file_size, caller.email)
