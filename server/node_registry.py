@@ -28,6 +28,9 @@ from .placement import NodeView
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("online", "draining")
+# A draining node that stops answering keeps its intent: it is "drain-offline", and comes
+# back as "draining", never as a plain "online" node that would take new chunks again.
+DRAIN_OFFLINE = "drain-offline"
 
 
 class NodeRegistry:
@@ -66,7 +69,9 @@ class NodeRegistry:
             node.cpu_cores = cpu_cores or 1
             node.last_heartbeat = now
             node.offline_since = None
-            if node.status not in ("draining", "drained"):
+            if node.status == DRAIN_OFFLINE:
+                node.status = "draining"
+            elif node.status not in ("draining", "drained"):
                 node.status = "online"
             s.flush()
             node_id = node.id
@@ -93,8 +98,8 @@ class NodeRegistry:
             node.used_bytes, node.chunk_count = used, chunk_count
             if capacity > 0:
                 node.capacity_bytes = capacity
-            if node.status == "offline":
-                node.status = "online"
+            if node.status in ("offline", DRAIN_OFFLINE):
+                node.status = "online" if node.status == "offline" else "draining"
                 node.offline_since = None
                 came_back = True
             name, address = node.name, node.address
@@ -112,8 +117,8 @@ class NodeRegistry:
             node = s.get(StorageNode, node_id)
             if node is None:
                 raise NotFound("unknown node")
-            if node.status == "online":
-                node.status = "offline"
+            if node.status in ACTIVE_STATES:
+                node.status = "offline" if node.status == "online" else DRAIN_OFFLINE
                 node.offline_since = utcnow()
             name = node.name
         self.invalidate()
@@ -145,7 +150,7 @@ class NodeRegistry:
             for node in s.scalars(select(StorageNode).where(
                     StorageNode.status.in_(ACTIVE_STATES))):
                 if node.last_heartbeat is None or node.last_heartbeat < limit:
-                    node.status = "offline"
+                    node.status = "offline" if node.status == "online" else DRAIN_OFFLINE
                     node.offline_since = now
                     gone.append((node.id, node.name))
         if gone:

@@ -32,7 +32,7 @@ from .db import Database
 from .events import EventBus
 from .models import Chunk, FileChunk, Replica, StorageNode, utcnow
 from .node_pool import NodePool
-from .node_registry import NodeRegistry
+from .node_registry import DRAIN_OFFLINE, NodeRegistry
 from .placement import NodeView, rank
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Repairer:
         now = utcnow()
         grace = dt.timedelta(seconds=self.settings.repair_grace_s)
         members = [n for n in nodes.values() if n.status != "drained"]
-        eligible = [n for n in members if n.status != "draining"]
+        eligible = [n for n in members if n.status not in ("draining", DRAIN_OFFLINE)]
         target = max(1, min(self.settings.replication_factor, len(eligible) or 1))
         writable = [NodeView(n.node_id, n.name, n.address, n.free)
                     for n in nodes.values() if n.status == "online"]
@@ -213,7 +213,7 @@ class Repairer:
 
     def _finish_drains(self, nodes: dict[str, _Node], target: int,
                        report: RepairReport) -> None:
-        draining = [n for n in nodes.values() if n.status == "draining"]
+        draining = [n for n in nodes.values() if n.status in ("draining", DRAIN_OFFLINE)]
         if not draining:
             return
         where, _ = self._replica_map()

@@ -284,11 +284,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 Replica.node_id == node.id)) or 0
             if before == "drained":
                 return pb.DrainNodeResponse(success=True, message=f"node {name} is drained")
-            node.status = "drained" if replicas == 0 else "draining"
+            if replicas == 0:
+                node.status = "drained"
+            elif before in ("offline", "drain-offline"):
+                node.status = "drain-offline"  # stays leaving, even while it is away
+            else:
+                node.status = "draining"
             status, node_id = node.status, node.id
         if self.registry is not None:
             self.registry.invalidate()  # placement here stops using it at once
-        if before != "draining":
+        if before not in ("draining", "drain-offline"):
             self.events.emit("node_draining", f"node {name} draining: no new chunks go to it",
                              None, node=name, node_id=node_id, replicas=int(replicas),
                              previous_status=before)
@@ -355,7 +360,7 @@ def settle_drained_nodes(db: Database, events: EventBus) -> list[str]:
     """
     with db.read() as s:
         candidates = list(s.scalars(select(StorageNode.id).where(
-            StorageNode.status == "draining",
+            StorageNode.status.in_(("draining", "drain-offline")),
             ~select(Replica.node_id).where(Replica.node_id == StorageNode.id).exists())))
     if not candidates:
         return []
@@ -365,7 +370,7 @@ def settle_drained_nodes(db: Database, events: EventBus) -> list[str]:
                               .with_for_update()):
             holds = s.scalar(select(func.count()).select_from(Replica).where(
                 Replica.node_id == node.id)) or 0
-            if node.status == "draining" and not holds:
+            if node.status in ("draining", "drain-offline") and not holds:
                 node.status = "drained"
                 done.append((node.id, node.name))
     for node_id, name in done:

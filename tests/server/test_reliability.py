@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
-from tests.cluster import Cluster, MiB
+from tests.cluster import ADMIN_KEY, Cluster, MiB
 
 FAST = {
     "NODE_TIMEOUT_S": "2",
@@ -140,7 +140,7 @@ def test_drained_node_can_be_switched_off(fast_cluster: Cluster) -> None:
     files = {acct.upload(os.urandom(3 * MiB), f"d{i}.bin").file_id: None for i in range(3)}
     for fid in files:
         files[fid] = acct.download(fid)
-    _sql(c, "UPDATE storage_nodes SET status = 'draining' WHERE name = 'node3'")
+    c.admin.DrainNode(pb.DrainNodeRequest(admin_key=ADMIN_KEY, node_name="node3"), timeout=10)
     _wait(lambda: _sql(c, "SELECT status FROM storage_nodes WHERE name = 'node3'")[0][0]
           == "drained", what="node3 drained")
     assert all(name != "node3" for _, name in _replica_rows(c))
@@ -250,3 +250,20 @@ def test_gateway_killed_mid_flight_loses_nothing_committed(cluster: Cluster) -> 
             continue  # the delete committed before the kill
         assert acct.download(fid) == data
     assert acct.storage().used_bytes == _sum_sizes(c, acct.user_id)
+
+
+def test_drain_survives_the_node_going_away(fast_cluster: Cluster) -> None:
+    c = fast_cluster
+    acct = c.sign_up()
+    data = os.urandom(3 * MiB)
+    fid = acct.upload(data, "x.bin").file_id
+    c.stop_node("node1", signal.SIGKILL)
+    _wait(lambda: c.status().online_nodes == 2, what="node1 offline")
+    c.admin.DrainNode(pb.DrainNodeRequest(admin_key=ADMIN_KEY, node_name="node1"), timeout=10)
+    status = lambda: _sql(c, "SELECT status FROM storage_nodes WHERE name = 'node1'")[0][0]  # noqa: E731
+    assert status() in ("drain-offline", "drained")
+    c.start_node("node1")
+    # Back, it keeps leaving: it never takes new chunks again, and ends drained.
+    _wait(lambda: status() == "drained", what="node1 drained")
+    assert acct.download(fid) == data
+    assert all(name != "node1" for _, name in _replica_rows(c))
