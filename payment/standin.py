@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .campay_client import ERROR_MESSAGES, FAILED, PENDING, SUCCESSFUL
+from .json_http import JsonHandler
 from .phone import MTN_MOMO, provider_of
 
 log = logging.getLogger(__name__)
@@ -313,20 +314,9 @@ class CampayStandIn:
 
 
 def _handler_for(standin: CampayStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(JsonHandler):
         server_version = "CampayStandIn/1.0"
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("stand-in: " + fmt, *args)
-
-        def _reply(self, status: int, data: dict[str, Any]) -> None:
-            body = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        log_name = "stand-in"
 
         def _body(self) -> tuple[bytes, dict[str, Any]]:
             length = int(self.headers.get("Content-Length") or 0)

@@ -52,7 +52,9 @@ class GarbageCollector:
 
     @property
     def _idle_window_s(self) -> float:
-        return self.settings.gc_idle_s
+        # Never shorter than an upload's node write takes: a chunk written for an upload
+        # that has not recorded it yet looks exactly like a stray file.
+        return max(self.settings.gc_idle_s, self.settings.node_call_timeout_s + 5.0)
 
     def run_once(self, sweep_nodes: bool = True) -> GcReport:
         report = GcReport()

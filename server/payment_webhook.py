@@ -12,8 +12,9 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from cloudgrpc_payment.json_http import JsonHandler
 
 from .payments import PaymentLedger
 
@@ -50,20 +51,9 @@ class WebhookServer:
 
 
 def _handler_for(ledger: PaymentLedger) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(JsonHandler):
         server_version = "CloudGrpcWebhook/1.0"
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("webhook: " + fmt, *args)
-
-        def _reply(self, status: int, data: dict[str, Any]) -> None:
-            body = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        log_name = "webhook"
 
         def _handle(self, params: dict[str, str]) -> None:
             try:

@@ -125,11 +125,15 @@ def _spawn(name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Proc:
     popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
     proc = Proc(name, popen)
+    log_path = cwd / f"{name}.log"  # kept with the test's tmp folder, for post-mortems
 
     def pump() -> None:
         assert popen.stdout is not None
-        for line in popen.stdout:
-            proc.lines.append(line)
+        with log_path.open("a") as log:
+            for line in popen.stdout:
+                proc.lines.append(line)
+                log.write(line)
+                log.flush()
 
     threading.Thread(target=pump, daemon=True, name=f"pump-{name}").start()
     return proc

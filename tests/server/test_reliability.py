@@ -26,6 +26,7 @@ FAST = {
     "GC_GRACE_S": "1",
     "GC_INTERVAL_S": "0.5",
     "GC_IDLE_S": "0",
+    "NODE_CALL_TIMEOUT_S": "3",
     "SCRUB_INTERVAL_S": "1",
     "SCRUB_RATE_MBPS": "200",
 }
