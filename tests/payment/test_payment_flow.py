@@ -341,3 +341,57 @@ def test_external_campay_and_restart_in_between(tmp_path, stop_all) -> None:
         pb.CheckPaymentStatusRequest(session_token=acct.token,
                                      payment_id=started.payment_id), timeout=10)
     assert reply.status == "completed" and reply.storage_added == STARTER
+
+
+def test_gateway_killed_while_crediting_credits_exactly_once(tmp_path, stop_all) -> None:
+    """kill -9 of the gateway while status checks race the approval: after the restart
+    the payment is completed and its storage added once, never twice, never lost."""
+    import signal
+
+    port = free_port()
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "cloudgrpc_payment.standin", "--port", str(port),
+         "--username", "app-user", "--password", "app-pass", "--outcome", "pending"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    stop_all.append(standin)
+    assert standin.stdout is not None
+    standin.stdout.readline()
+    base = f"http://127.0.0.1:{port}"
+    cluster = Cluster(tmp_path, nodes=1)
+    cluster.env.update({"CAMPAY_APP_USERNAME": "app-user", "CAMPAY_APP_PASSWORD": "app-pass",
+                        "CAMPAY_BASE_URL": f"{base}/api"})
+    stop_all.append(cluster)
+    cluster.start()
+    acct = cluster.sign_up()
+    before = acct.storage().allocated_bytes
+    stub = pb_grpc.PaymentServiceStub(cluster.channel)
+    started = stub.InitiatePayment(pb.InitiatePaymentRequest(
+        session_token=acct.token, tier_id="starter", provider="mtn_momo",
+        phone_number=MTN_PHONE), timeout=30)
+
+    def poll() -> str:
+        try:
+            return stub.CheckPaymentStatus(pb.CheckPaymentStatusRequest(
+                session_token=acct.token, payment_id=started.payment_id), timeout=5).status
+        except grpc.RpcError as exc:
+            return exc.code().name
+
+    def approve_then_kill() -> str:
+        requests.post(f"{base}/_standin/approve/{started.transaction_ref}",
+                      timeout=10).raise_for_status()
+        time.sleep(0.05)
+        assert cluster.gateway is not None
+        cluster.gateway.stop(signal.SIGKILL)
+        return "killed"
+
+    run_threads([poll] * 10 + [approve_then_kill])
+    cluster.start_gateway()
+    stub = pb_grpc.PaymentServiceStub(cluster.channel)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if poll() == "completed" and acct.storage().allocated_bytes > before:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # let reconciliation and any retried check run again
+    assert poll() == "completed"
+    assert acct.storage().allocated_bytes == before + STARTER
