@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from cloudgrpc_proto.errors import (
@@ -696,7 +697,11 @@ class Namespace:
                              "offset": offset, "size": span.size})
                 offset += span.size
             if rows:
-                s.execute(FileChunk.__table__.insert(), rows)
+                try:
+                    s.execute(FileChunk.__table__.insert(), rows)
+                except IntegrityError as exc:
+                    raise Conflict("some of the upload's chunks were collected before it "
+                                   "finished: upload it again") from exc
             owner.storage_used = owner.storage_used - frees + size
             if parent is not None:
                 parent.mtime_ns = parent.ctime_ns = t

@@ -132,10 +132,13 @@ class ReplicatedStore:
                                                    created_at=now)
                           .on_conflict_do_nothing())
 
-    def touch(self, sha256: str) -> None:
-        """Mark an existing chunk as in use now (never creates one)."""
+    def touch(self, *hashes: str) -> None:
+        """Mark existing chunks as in use now (never creates one)."""
+        wanted = list(dict.fromkeys(hashes))
         with self.db.write() as s:
-            s.execute(update(Chunk).where(Chunk.sha256 == sha256).values(last_used_at=utcnow()))
+            for i in range(0, len(wanted), 500):
+                s.execute(update(Chunk).where(Chunk.sha256.in_(wanted[i:i + 500]))
+                          .values(last_used_at=utcnow()))
 
     # --- reads ----------------------------------------------------------------------
 

@@ -115,7 +115,8 @@ class UploadPipeline:
             idx = len(spans)
             spans.append(None)
             sizes[idx] = len(piece)
-            futures.append((idx, self.workers.submit(self._store, piece, caller, upload_id)))
+            futures.append((idx, self.workers.submit(self._store, piece, caller, upload_id,
+                                                     held)))
             drain(MAX_IN_FLIGHT)
 
         def cut_full() -> None:
@@ -132,8 +133,23 @@ class UploadPipeline:
             parts = [rest] if rest else []
             buffered = len(rest)
 
+        # A long upload keeps its chunks claimed, so garbage collection never takes one
+        # before the commit that makes it referenced (see garbage.py).
+        reclaim_every = self.settings.gc_grace_s / 4
+        held: list[str] = []  # every chunk stored or referenced so far
+        claimed_at = time.monotonic()
+
+        def keep_claimed() -> None:
+            nonlocal claimed_at
+            if time.monotonic() - claimed_at < reclaim_every:
+                return
+            claimed_at = time.monotonic()
+            if held:
+                self.store.touch(*held)
+
         try:
             for req in requests:
+                keep_claimed()
                 kind = req.WhichOneof("data")
                 if kind == "chunk_data":
                     data = req.chunk_data
@@ -157,6 +173,7 @@ class UploadPipeline:
                     total += ref.size
                     self._check_size(total, meta.file_size, room)
                     spans.append(ChunkSpan(ref.sha256, ref.size))
+                    held.append(ref.sha256)
                     deduped += 1
                 elif kind == "metadata":
                     raise InvalidArgument("metadata may only come first")
@@ -164,6 +181,7 @@ class UploadPipeline:
                 cut(parts[0] if len(parts) == 1 else b"".join(parts))
                 parts, buffered = [], 0
             drain(0)
+            keep_claimed()
         except BaseException:
             for _, fut in futures:
                 fut.cancel()
@@ -177,9 +195,12 @@ class UploadPipeline:
         if total > room:
             raise QuotaExceeded(f"not enough space: {max(room, 0)} bytes free")
 
-    def _store(self, data: bytes, caller: Caller, upload_id: str) -> tuple[str, bool]:
+    def _store(self, data: bytes, caller: Caller, upload_id: str, held: list[str]
+               ) -> tuple[str, bool]:
         sha = hashlib.sha256(data).hexdigest()
-        return sha, self.store.store(sha, data, caller.user_id, upload_id)
+        travelled = self.store.store(sha, data, caller.user_id, upload_id)
+        held.append(sha)
+        return sha, travelled
 
     def close(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)

@@ -268,3 +268,33 @@ def test_drain_survives_the_node_going_away(fast_cluster: Cluster) -> None:
     _wait(lambda: status() == "drained", what="node1 drained")
     assert acct.download(fid) == data
     assert all(name != "node1" for _, name in _replica_rows(c))
+
+
+def test_collection_never_takes_chunks_of_an_upload_in_flight(tmp_path: Path) -> None:
+    # Collection as aggressive as it gets: every pass, for anything unused for 1 s.
+    c = Cluster(tmp_path, env={**FAST, "GC_INTERVAL_S": "0.2"})
+    try:
+        c.start()
+        acct = c.sign_up()
+        old = os.urandom(8 * MiB)
+        gone = acct.upload(old, "old.bin").file_id
+        c.files.DeleteFile(pb.DeleteFileRequest(session_token=acct.token, file_id=gone,
+                                                permanent=True))
+        # The same bytes again (their chunks are garbage now) plus new ones, sent slowly:
+        # the upload outlives the grace period several times over.
+        data = old + os.urandom(8 * MiB)
+
+        def reqs() -> Iterator[pb.UploadFileRequest]:
+            yield pb.UploadFileRequest(metadata=pb.FileMetadata(
+                session_token=acct.token, filename="slow.bin", file_size=len(data)))
+            for i in range(0, len(data), MiB):
+                time.sleep(0.35)
+                yield pb.UploadFileRequest(chunk_data=data[i:i + MiB])
+
+        fid = c.files.UploadFile(reqs(), timeout=120).file_id
+        time.sleep(2.0)  # several more collection passes after the commit
+        assert acct.download(fid) == data
+        for piece in (data[:4 * MiB], data[12 * MiB:]):
+            assert len(_on_disk(c, hashlib.sha256(piece).hexdigest())) == 2
+    finally:
+        c.stop()
