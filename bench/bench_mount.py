@@ -330,17 +330,35 @@ def main() -> int:
                 peer.teardown()
     names = list(results)
     rows = list(next(iter(results.values()))) if results else []
-    print(f"\n{args.size_mib} MiB file, {args.files} small files; seconds (lower is better)"
-          " and cloudgrpc/sshfs time ratio\n")
-    print("| workload | " + " | ".join(names) + " | cloudgrpc÷sshfs |")
-    print("|---" * (len(names) + 2) + "|")
+    print(f"\n{args.size_mib} MiB file, {args.files} small files; seconds (lower is better),"
+          " cloudgrpc/sshfs time ratio and issue 3's target\n")
+    print("| workload | " + " | ".join(names) + " | cloudgrpc÷sshfs | target |")
+    print("|---" * (len(names) + 3) + "|")
     for row in rows:
         cells = [f"{results[n][row]:.2f}" for n in names]
         ratio = ""
+        peer, limit = TARGETS.get(row, ("sshfs", 0.0))
+        target = f"<= {limit:g}x {peer}" if limit else ""
         if "cloudgrpc" in results and "sshfs" in results and results["sshfs"][row]:
             ratio = f"{results['cloudgrpc'][row] / results['sshfs'][row]:.2f}"
-        print(f"| {row} | " + " | ".join(cells) + f" | {ratio} |")
+        if limit and "cloudgrpc" in results and peer in results and results[peer][row]:
+            met = results["cloudgrpc"][row] <= limit * results[peer][row]
+            target += " (met)" if met else " (NOT met)"
+        print(f"| {row} | " + " | ".join(cells) + f" | {ratio} | {target} |")
     return 0
+
+
+# Issue 3's targets as time ratios: cloudgrpc's seconds <= factor x the peer's seconds.
+TARGETS = {
+    "write dd": ("sshfs", 1.0),
+    "write dd fsync": ("rclone", 1.0),
+    "cold seq read": ("sshfs", 1.0),
+    "create 1000x4K (settled)": ("sshfs", 2.0),
+    "cold ls -l 1000": ("sshfs", 2.0),
+    "cold read 1000x4K": ("sshfs", 2.0),
+    "delete 1000": ("sshfs", 2.0),
+    "500 mkdir + 500 mv": ("sshfs", 2.0),
+}
 
 
 if __name__ == "__main__":

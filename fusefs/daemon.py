@@ -61,6 +61,33 @@ def make_client(server: str | None) -> CloudClient:
     return client
 
 
+def set_kernel_read_ahead(mountpoint: str, kib: int) -> bool:
+    """Raise the kernel's read-ahead for this mount (its bdi), when allowed (root).
+
+    FUSE mounts get 128 KiB, which keeps only one request of a sequential reader in flight
+    at a time; a few MiB let the kernel ask for several at once, and the reader's own
+    chunk prefetch keeps ahead of them. Without the right to change it, the default stays.
+    """
+    target = os.path.abspath(mountpoint)
+    device = ""
+    try:
+        with open("/proc/self/mountinfo") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 4 and fields[4] == target:
+                    device = fields[2]
+        if not device:
+            return False
+        path = f"/sys/class/bdi/{device}/read_ahead_kb"
+        with open(path, "w") as handle:
+            handle.write(str(kib))
+    except OSError as exc:
+        log.debug("kernel read-ahead left at its default: %s", exc)
+        return False
+    log.info("kernel read-ahead for %s: %d KiB", target, kib)
+    return True
+
+
 def build(config: MountConfig, client: CloudClient) -> CloudFS:
     cache = config.cache_dir or cache_home()
     chunks = cache / "chunks"
@@ -103,6 +130,9 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
 
     async def ready() -> None:
         await trio.sleep(0)
+        if config.options.kernel_read_ahead_kb:
+            await trio.to_thread.run_sync(set_kernel_read_ahead, config.mountpoint,
+                                          config.options.kernel_read_ahead_kb)
         if config.ready_fd is not None:
             try:
                 os.write(config.ready_fd, b"ready\n")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import io
 import json
 import logging
 import os
@@ -112,9 +111,12 @@ class Handle:
 class Options:
     ttl: float = ATTR_TTL
     cache_bytes: int = 2048 * 1024 * 1024
-    read_ahead: int = 6
-    upload_workers: int = 2
-    threads: int = 16
+    read_ahead: int = 8
+    upload_workers: int = 8
+    threads: int = 24
+    upload_delay: float = 0.0  # seconds an upload waits before it starts (tests)
+    prefetch: bool = True  # listing a folder prefetches its small files' content
+    kernel_read_ahead_kb: int = 4096  # 0 = leave the kernel's default (128 KiB)
 
 
 class CloudFS(pyfuse3.Operations):
@@ -143,11 +145,14 @@ class CloudFS(pyfuse3.Operations):
         self.cache = ChunkCache(cache_dir, self.options.cache_bytes)
         self.reader = Reader(client, self.blocking, self.cache, self.options.read_ahead)
         self.reader.on_version = self._version_seen
-        self.writer = Writer(client, self.blocking, staging_dir, self.options.upload_workers)
+        self.writer = Writer(client, self.blocking, staging_dir, self.options.upload_workers,
+                             account=root.folder.folder_id, delay=self.options.upload_delay)
         self.writer.target_of = self._upload_target
         self.writer.on_uploaded = self._uploaded
-        self.writer.on_start = lambda entry_id: self._expect(entry_id)
-        self.writer.on_abort = lambda entry_id: self._unexpect(entry_id)
+        self.writer.on_start = lambda target: self._expect(target.key)
+        self.writer.on_abort = lambda target: self._unexpect(target.key)
+        # files created here and not uploaded yet, by (parent inode, name)
+        self.local_names: dict[tuple[int, str], int] = {}
         self.handles: dict[int, Handle] = {}
         self.dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._dirs: dict[int, int] = {}
@@ -262,6 +267,9 @@ class CloudFS(pyfuse3.Operations):
             else:
                 node = self.table.put_file(f, folder.ino)
             children[f.filename] = node.ino
+        for (parent_ino, name), ino in self.local_names.items():
+            if parent_ino == folder.ino:
+                children[name] = ino  # created here, not uploaded yet
         if folder.ino == ROOT_INODE:
             for name, ino in VIRTUAL_NAMES.items():
                 children[name] = ino
@@ -315,6 +323,9 @@ class CloudFS(pyfuse3.Operations):
         if parent.children is not None and self._fresh(parent.children_at):
             ino = parent.children.get(name)
             return self.table.get(ino) if ino is not None else None
+        local = self.local_names.get((parent.ino, name))
+        if local is not None:
+            return self.table.get(local)
         if parent.area is Area.TREE:
             try:
                 reply = await self.call(
@@ -349,7 +360,7 @@ class CloudFS(pyfuse3.Operations):
 
     async def _refresh(self, node: Node) -> None:
         """Re-read an entry's attributes unless they are fresh or local changes own them."""
-        if node.area is Area.VIRTUAL or self._fresh(node.attrs_at):
+        if node.area is Area.VIRTUAL or node.local or self._fresh(node.attrs_at):
             return
         st = self.writer.get(node.ino)
         try:
@@ -432,7 +443,18 @@ class CloudFS(pyfuse3.Operations):
                 self.writer.schedule(inode)
         if node.kind is Kind.LINK:
             changes.pop("mode", None)  # a symlink's mode is always 0777
-        if changes:
+        if changes and node.local:
+            await self.writer.settle(inode)  # its first upload may be creating it now
+        if changes and node.local:
+            # not on the server yet: the first upload carries mode, owner and mtime
+            node.mode = changes.get("mode", node.mode)
+            node.uid = changes.get("uid", node.uid)
+            node.gid = changes.get("gid", node.gid)
+            node.atime_ns = changes.get("atime_ns", node.atime_ns)
+            node.mtime_ns = changes.get("mtime_ns", node.mtime_ns)
+            node.ctime_ns = time.time_ns()
+            self.writer.journal(inode)
+        elif changes:
             reply = await self.mutate(
                 (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
             )
@@ -504,6 +526,8 @@ class CloudFS(pyfuse3.Operations):
             folder = self.node(self._dirs[fh])
             kids = dict(await self.children(folder))
             entries[:] = sorted(kids.items())
+            if self.options.prefetch and folder.area is Area.TREE:
+                self._prefetch_small(kids.values())
             folder = self.node(self._dirs[fh])
             parent = self.table.get(folder.parent) or folder
             entries[:0] = [(".", -folder.ino), ("..", -parent.ino)]
@@ -517,6 +541,17 @@ class CloudFS(pyfuse3.Operations):
                 return
             if not dots:
                 self.table.remember(node)
+
+    def _prefetch_small(self, inos: Any) -> None:
+        files = []
+        for ino in inos:
+            node = self.table.get(ino)
+            if node is None or node.kind is not Kind.FILE or not node.entry_id \
+                    or node.size <= 0 or self.writer.get(ino) is not None:
+                continue
+            files.append((node.entry_id, node.version, node.size))
+        if files:
+            self.reader.prefetch_small(files)
 
     async def releasedir(self, fh: int) -> None:
         self.dir_handles.pop(fh, None)
@@ -558,6 +593,8 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.ENOTDIR)
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EBUSY)
+        if self._holds_local(node):
+            raise _fail(errno.ENOTEMPTY)  # holds files not uploaded yet
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
@@ -580,7 +617,8 @@ class CloudFS(pyfuse3.Operations):
         text = _name(name)
         node = await self._create_file(parent, text, mode, ctx)
         fh = self._open_handle(node, flags)
-        st = self.writer.create_empty(node.ino)
+        st = self.writer.get(node.ino)
+        assert st is not None
         st.opens = self._open_count[node.ino]
         self.table.remember(node)
         return pyfuse3.FileInfo(fh=fh), self.attrs(node)
@@ -588,22 +626,35 @@ class CloudFS(pyfuse3.Operations):
     async def _create_file(
         self, parent: Node, name: str, mode: int, ctx: pyfuse3.RequestContext
     ) -> Node:
-        """An empty file on the gateway now, so the new inode has a server id at once."""
-        reply = await self.mutate(
-            (self._name_key(parent.entry_id, name),),
-            self.client.upload,
-            io.BytesIO(b""),
-            filename=name,
-            parent_folder_id=parent.entry_id,
-            file_size=0,
-            mode=stat.S_IMODE(mode) or 0o644,
-            uid=ctx.uid,
-            gid=ctx.gid,
-            known_chunks=False,
-        )
-        node = self.table.put_file(reply.entry, parent.ino)
+        """A new file, local for now: its first upload (at close/fsync) creates it.
+
+        It is visible at once (the parent's listing merges local files), and until it is
+        uploaded, unlink, rename and chmod act on it locally.
+        """
+        known = parent.children.get(name) if parent.children is not None else None
+        if known is not None or (parent.ino, name) in self.local_names:
+            raise _fail(errno.EEXIST)  # (the kernel looked the name up just before)
+        node = self.table.new_local_file(name, parent.ino, stat.S_IMODE(mode) or 0o644,
+                                         ctx.uid, ctx.gid)
         self.table.add_child(parent, name, node.ino)
+        self.local_names[(parent.ino, name)] = node.ino
+        st = self.writer.create_empty(node.ino)
+        st.gen += 1  # even an empty new file has to reach the server
         return node
+
+    def _holds_local(self, folder: Node) -> bool:
+        return any(p == folder.ino for p, _ in self.local_names)
+
+    def _unlocal(self, node: Node) -> None:
+        if self.local_names.get((node.parent, node.name)) == node.ino:
+            del self.local_names[(node.parent, node.name)]
+
+    async def _ensure_uploaded(self, node: Node) -> None:
+        """Before a server-side operation on a local file: its first upload, now."""
+        if node.local:
+            await self.writer.wait(node.ino)
+            if node.local:
+                raise _fail(errno.EIO)
 
     def _open_handle(self, node: Node, flags: int) -> int:
         fh = self._fh()
@@ -653,7 +704,8 @@ class CloudFS(pyfuse3.Operations):
             return self.writer.read(node.ino, off, size)
         if node.size == 0 or off >= node.size:
             return b""
-        return await self.reader.read(node.entry_id, node.version, off, size, handle.read_state)
+        return await self.reader.read(node.entry_id, node.version, off, size, handle.read_state,
+                                      size=node.size)
 
     @_errno_guard
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -727,7 +779,10 @@ class CloudFS(pyfuse3.Operations):
 
     def _upload_target(self, ino: int) -> UploadTarget | None:
         node = self.table.get(ino)
-        if node is None or node.deleted or not node.entry_id:
+        if node is None or node.deleted or not (node.entry_id or node.local):
+            return None
+        parent = self.table.get(node.parent)
+        if node.local and (parent is None or not parent.entry_id):
             return None
         return UploadTarget(
             node.entry_id,
@@ -737,15 +792,25 @@ class CloudFS(pyfuse3.Operations):
             node.gid,
             node.mtime_ns,
             self.path_of(node),
+            parent_id=parent.entry_id if parent is not None else "",
+            base_version=node.version,
         )
 
     def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
         node = self.table.get(ino)
-        self._space_at = 0.0
         if node is None:
+            self._space_at = 0.0
             return
+        if self._space is not None:
+            # the upload turned staged growth into used space: account for it without
+            # asking GetStorageInfo again on the next write
+            grown = int(reply.entry.file_size) - (0 if node.local else node.size)
+            self._space.available_bytes = max(0, self._space.available_bytes - grown)
         mtime = node.mtime_ns
         current = self.writer.get(ino)
+        if node.local:
+            self._unlocal(node)
+            self.table.assign_id(node, reply.entry.file_id or reply.file_id)
         self.table.refresh_file(node, reply.entry)
         if current is not None and current.dirty:
             node.mtime_ns = mtime
@@ -764,6 +829,13 @@ class CloudFS(pyfuse3.Operations):
     async def _remove_file(self, node: Node) -> None:
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EPERM)
+        if node.local:
+            await self.writer.settle(node.ino)
+        if node.local:  # never reached the server: nothing to tell it
+            self._unlocal(node)
+            self.writer.discard(node.ino)
+            self.table.mark_deleted(node)
+            return
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
@@ -799,6 +871,33 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EEXIST)
         if node.area is Area.VIRTUAL or (target is not None and target.area is Area.VIRTUAL):
             raise _fail(errno.EBUSY)
+        if target is not None and target.is_dir and self._holds_local(target):
+            raise _fail(errno.ENOTEMPTY)  # holds files not uploaded yet
+        if target is not None and target.local:
+            await self.writer.settle(target.ino)
+        if node.local:
+            await self.writer.settle(node.ino)
+        if node.local and new_parent.area is Area.TREE and new_parent.ino != TRASH_INODE \
+                and (target is None or (target.local and not target.is_dir)):
+            # neither name is on the server yet: a local rename, the upload follows it
+            if target is not None:
+                self._unlocal(target)
+                self.writer.discard(target.ino)
+                self.table.mark_deleted(target)
+            self._unlocal(node)
+            self.table.drop_child(old_parent, old_name)
+            node.name, node.parent = new_name, new_parent.ino
+            node.ctime_ns = time.time_ns()
+            self.table.add_child(new_parent, new_name, node.ino)
+            self.local_names[(new_parent.ino, new_name)] = node.ino
+            self.writer.journal(node.ino)
+            return
+        if target is not None and target.local and not target.is_dir:
+            self._unlocal(target)  # replaced before it was ever uploaded
+            self.writer.discard(target.ino)
+            self.table.mark_deleted(target)
+            target = None
+        await self._ensure_uploaded(node)
         if new_parent.ino == TRASH_INODE and node.area is Area.TREE:
             if node.is_dir:
                 await self.mutate(
@@ -843,7 +942,7 @@ class CloudFS(pyfuse3.Operations):
             return
         keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
         try:
-            await self.mutate(
+            reply = await self.mutate(
                 keys,
                 self.client.move_entry,
                 node.entry_id,
@@ -860,7 +959,21 @@ class CloudFS(pyfuse3.Operations):
             self.table.mark_deleted(target)
         node.name, node.parent = new_name, new_parent.ino
         node.ctime_ns = time.time_ns()
+        self._apply_reply(node, reply)
         self.table.add_child(new_parent, new_name, node.ino)
+
+    def _apply_reply(self, node: Node, reply: pb.EntryResponse) -> None:
+        """Attributes a changing call answered with (no stat needed after it)."""
+        which = reply.WhichOneof("entry")
+        if which == "folder":
+            self.table.put_folder(reply.folder, node.parent, node.area, node.name)
+        elif which == "file":
+            st = self.writer.get(node.ino)
+            if st is None or not st.dirty:
+                old = node.version
+                self.table.refresh_file(node, reply.file)
+                if node.version != old:
+                    self.reader.forget(node.entry_id)
 
     # --- links, nodes ---------------------------------------------------------------------
 
@@ -902,6 +1015,7 @@ class CloudFS(pyfuse3.Operations):
         if not stat.S_ISREG(mode):
             raise _fail(errno.EPERM)  # no device nodes, FIFOs or sockets on a cloud drive
         node = await self._create_file(parent, text, mode, ctx)
+        self.writer.schedule(node.ino)
         self.table.remember(node)
         return self.attrs(node)
 
@@ -934,6 +1048,11 @@ class CloudFS(pyfuse3.Operations):
         report["watch"] = "connected" if self.watch_ok else "disconnected"
         report["cache_bytes"] = self.cache.size
         report["cache_capacity"] = self.cache.capacity
+        report["local_files"] = len(self.local_names)
+        report["small_cache_bytes"] = self.reader.small.size
+        report["small_hits"] = self.reader.small_hits
+        report["small_fetches"] = self.reader.small_fetches
+        report["prefetched"] = self.reader.prefetched
         report["pid"] = os.getpid()
         return report
 
@@ -1045,6 +1164,7 @@ class CloudFS(pyfuse3.Operations):
         self.reader.nursery = nursery
         nursery.start_soon(self.watch)
         nursery.start_soon(self.writer.run)
+        nursery.start_soon(self.writer.recover)
 
     def stop_watch(self) -> None:
         if self._watch_stream is not None:

@@ -83,6 +83,11 @@ class Node:
         return self.kind is Kind.DIR
 
     @property
+    def local(self) -> bool:
+        """Created through this mount and not uploaded yet: no server id so far."""
+        return not self.entry_id and self.ino >= FIRST_DYNAMIC_INODE
+
+    @property
     def writable(self) -> bool:
         """May content or attributes be changed through the mount?"""
         if self.area is Area.TREE:
@@ -143,6 +148,30 @@ class InodeTable:
         node.parent = parent
         node.deleted = False
         return node
+
+    def new_local_file(self, name: str, parent: int, mode: int, uid: int, gid: int) -> Node:
+        """A file created here: it gets its server id from its first upload (``assign_id``)."""
+        t = _now_ns()
+        node = self._add(Node(self._next, "", Kind.FILE, name, parent, mode=mode & 0o7777,
+                              uid=uid, gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t,
+                              attrs_at=time.monotonic()))
+        self._next += 1
+        return node
+
+    def assign_id(self, node: Node, entry_id: str) -> None:
+        """The first upload of a local file created it on the server as ``entry_id``."""
+        other = self.by_entry(entry_id)
+        if other is not None and other is not node:
+            # a listing met the new file before its upload's answer did: one node wins
+            folder = self.by_ino.get(other.parent)
+            if folder is not None and folder.children is not None \
+                    and folder.children.get(other.name) == other.ino:
+                folder.children[other.name] = node.ino
+            del self.by_id[entry_id]
+            other.deleted = True
+            self._maybe_drop(other)
+        node.entry_id = entry_id
+        self.by_id[entry_id] = node.ino
 
     # --- filling from server answers -----------------------------------------------------
 
@@ -237,7 +266,7 @@ class InodeTable:
         if node.extra.get("pinned"):
             return
         self.by_ino.pop(node.ino, None)
-        if self.by_id.get(node.entry_id) == node.ino:
+        if node.entry_id and self.by_id.get(node.entry_id) == node.ino:
             del self.by_id[node.entry_id]
 
     # --- attributes -----------------------------------------------------------------------

@@ -25,7 +25,8 @@ from cloudgrpc_proto import errors
 from . import control
 
 MiB = 1024 * 1024
-OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads"}
+OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads",
+               "upload_delay", "prefetch", "kernel_read_ahead"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
     m.add_argument("-o", dest="options", action="append", default=[],
                    help="comma-separated options: allow_other, cache_dir=D, cache_size=MiB, "
-                        "read_ahead=N, upload_workers=N, ttl=S, and other FUSE options")
+                        "read_ahead=N (chunks), upload_workers=N (default 8), ttl=S, "
+                        "prefetch=0|1, and other FUSE options")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--server", dest="mount_server", default=None, help=argparse.SUPPRESS)
     m.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -93,6 +95,13 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
         options.ttl = float(ours["ttl"])
     if "threads" in ours:
         options.threads = max(2, int(ours["threads"]))
+    options.threads = max(options.threads, options.upload_workers + 8)
+    if "upload_delay" in ours:
+        options.upload_delay = float(ours["upload_delay"])
+    if "kernel_read_ahead" in ours:
+        options.kernel_read_ahead_kb = int(ours["kernel_read_ahead"])
+    if "prefetch" in ours:
+        options.prefetch = ours["prefetch"].lower() not in ("0", "no", "off", "false")
     cache_dir = Path(os.path.expanduser(ours["cache_dir"])) if ours.get("cache_dir") else None
     if not args.foreground:
         return _spawn_background(args, server, mountpoint)
@@ -168,6 +177,16 @@ def _print_status(reply: dict[str, Any]) -> None:
                 f"{_human(job['bytes_total'])}")
         if job.get("error"):
             line += f"  ({job['error']})"
+        print(line)
+    if reply.get("recovering"):
+        print("  uploading staged copies left by a crashed mount...")
+    for item in reply.get("recovered", []):
+        line = f"  {'recovered' if item['state'] == 'uploaded' else 'NOT recovered'} " \
+               f"{item['path']}"
+        if item.get("renamed_to"):
+            line += f" (as {item['renamed_to']})"
+        if item.get("error"):
+            line += f"  ({item['error']}; staged copy kept at {item['copy']})"
         print(line)
 
 

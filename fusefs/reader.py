@@ -5,7 +5,13 @@ fetches whole chunks with a ranged ``DownloadFile`` (offset/length of that chunk
 each against its hash and keeps it in a size-capped cache keyed by the hash, the way
 S3QL's block cache and JuiceFS's chunk cache do: a chunk is immutable, so a cached copy is
 valid for every file and version that references it, and identical chunks are cached once.
-A reader that moves sequentially gets the next chunks fetched before it asks.
+A reader that moves sequentially gets the next chunks fetched before it asks; the last
+chunks fetched stay in memory too, so a sequential reader slices them without a disk trip.
+
+Small files (up to ``SMALL_FILE_MAX``) skip the manifest: one whole-file ``DownloadFile``
+answers, kept in memory by (file id, version). Listing a folder prefetches the content of
+its small files in the background with ``DownloadSmallFiles`` (a few batched calls for the
+whole folder), so ``cat dir/*`` after a cold mount is served locally.
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 DEFAULT_CACHE_BYTES = 2048 * MiB
-READ_AHEAD_CHUNKS = 6
+READ_AHEAD_CHUNKS = 8
+PREFETCH_PARALLEL = 4  # chunks in flight at once for read-ahead
+HOT_CHUNKS = 12  # chunks kept in memory as well as on disk
+SMALL_FILE_MAX = 1 * MiB  # whole-file fast path at or below this size
+SMALL_CACHE_BYTES = 96 * MiB  # in-memory small-file cache
+PREFETCH_FILE_MAX = 256 * 1024  # readdir prefetch: files at most this big...
+PREFETCH_FOLDER_BYTES = 32 * MiB  # ...up to this much per folder listing
+PREFETCH_BATCH = 200  # file ids per DownloadSmallFiles call
+PREFETCH_CALLS = 2  # DownloadSmallFiles calls in flight at once
 
 
 def cache_home() -> Path:
@@ -104,9 +118,18 @@ class ChunkCache:
         self.hits += 1
         return path
 
-    def put(self, sha: str, data: bytes) -> Path:
-        """Store ``data`` as chunk ``sha``; ValueError when the bytes do not hash to it."""
-        if hashlib.sha256(data).hexdigest() != sha:
+    def unchecked(self, sha: str) -> bool:
+        """Cached but not verified yet by this process (``get`` will hash it)."""
+        with self._lock:
+            return sha in self._lru and sha not in self._verified
+
+    def put(self, sha: str, data: bytes, verify: bool = True) -> Path:
+        """Store ``data`` as chunk ``sha``; ValueError when the bytes do not hash to it.
+
+        With ``verify=False`` the hash is checked the first time the chunk is read back
+        from disk instead (a reader served from memory does not wait for it).
+        """
+        if verify and hashlib.sha256(data).hexdigest() != sha:
             raise ValueError(f"chunk {sha[:12]} does not match its SHA-256")
         path = self.path(sha)
         path.parent.mkdir(exist_ok=True, mode=0o700)
@@ -119,7 +142,10 @@ class ChunkCache:
                 self.size += len(data)
             self._lru[sha] = len(data)
             self._lru.move_to_end(sha)
-            self._verified.add(sha)
+            if verify:
+                self._verified.add(sha)
+            else:
+                self._verified.discard(sha)
             self._evict()
         return path
 
@@ -143,6 +169,52 @@ class ChunkCache:
             shas = list(self._lru)
         for sha in shas:
             self.discard(sha)
+
+
+class SmallFiles:
+    """Whole small files in memory by file id, tagged with their version; LRU by bytes.
+
+    Thread-safe (prefetches land from worker threads). A version mismatch is a miss, and a
+    change event or an own upload drops the entry (``forget``).
+    """
+
+    def __init__(self, capacity: int = SMALL_CACHE_BYTES) -> None:
+        self.capacity = capacity
+        self.size = 0
+        self._lock = threading.Lock()
+        self._lru: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
+
+    def get(self, file_id: str, version: int) -> bytes | None:
+        with self._lock:
+            hit = self._lru.get(file_id)
+            if hit is None or (version and hit[0] != version):
+                return None
+            self._lru.move_to_end(file_id)
+            return hit[1]
+
+    def has(self, file_id: str, version: int) -> bool:
+        with self._lock:
+            hit = self._lru.get(file_id)
+            return hit is not None and (not version or hit[0] == version)
+
+    def put(self, file_id: str, version: int, data: bytes) -> None:
+        if len(data) > self.capacity // 4:
+            return
+        with self._lock:
+            old = self._lru.pop(file_id, None)
+            if old is not None:
+                self.size -= len(old[1])
+            self._lru[file_id] = (version, data)
+            self.size += len(data)
+            while self.size > self.capacity and self._lru:
+                _, (_, gone) = self._lru.popitem(last=False)
+                self.size -= len(gone)
+
+    def forget(self, file_id: str) -> None:
+        with self._lock:
+            old = self._lru.pop(file_id, None)
+            if old is not None:
+                self.size -= len(old[1])
 
 
 @dataclass
@@ -186,8 +258,17 @@ class Reader:
         self.nursery: trio.Nursery | None = None
         self._manifests: dict[str, Manifest] = {}
         self._inflight: dict[str, trio.Event] = {}
-        self._prefetch_slots = trio.Semaphore(6)
+        self._prefetch_slots = trio.Semaphore(PREFETCH_PARALLEL)
         self.on_version: Callable[[str, int], None] | None = None
+        self.small = SmallFiles()
+        self._small_inflight: dict[str, trio.Event] = {}
+        self._batch_slots = trio.Semaphore(PREFETCH_CALLS)
+        self._hot: OrderedDict[str, bytes] = OrderedDict()
+        self._hot_lock = threading.Lock()
+
+        self.small_hits = 0
+        self.small_fetches = 0
+        self.prefetched = 0
 
     # --- manifests ------------------------------------------------------------------------
 
@@ -204,19 +285,143 @@ class Reader:
 
     def forget(self, file_id: str) -> None:
         self._manifests.pop(file_id, None)
+        self.small.forget(file_id)
+
+    # --- small files ----------------------------------------------------------------------
+
+    def _download_whole(self, file_id: str) -> tuple[int, bytes] | None:
+        """(version, content) in one DownloadFile; None when the file is not small after all."""
+        with self.client.download(file_id) as stream:
+            if stream.info.file_size > SMALL_FILE_MAX:
+                return None
+            data = stream.read_all()
+            return int(stream.info.version), data
+
+    async def small_file(self, file_id: str, version: int) -> bytes | None:
+        """The whole content of a small file: memory, a prefetch in flight, or one download."""
+        for _ in range(3):
+            data = self.small.get(file_id, version)
+            if data is not None:
+                self.small_hits += 1
+                return data
+            pending = self._small_inflight.get(file_id)
+            if pending is None:
+                break
+            await pending.wait()
+        data = self.small.get(file_id, version)
+        if data is not None:
+            self.small_hits += 1
+            return data
+        done = trio.Event()
+        self._small_inflight[file_id] = done
+        try:
+            got = await self.blocking(self._download_whole, file_id)
+        finally:
+            if self._small_inflight.get(file_id) is done:
+                del self._small_inflight[file_id]
+            done.set()
+        self.small_fetches += 1
+        if got is None:
+            return None
+        found, data = got
+        self.small.put(file_id, found, data)
+        if version and found != version and self.on_version is not None:
+            self.on_version(file_id, found)
+        return data
+
+    def prefetch_small(self, files: list[tuple[str, int, int]]) -> int:
+        """Fetch in the background the small files among ``(file_id, version, size)``.
+
+        Files at most ``PREFETCH_FILE_MAX`` bytes, up to ``PREFETCH_FOLDER_BYTES`` in all, in
+        batches of ``PREFETCH_BATCH`` with ``PREFETCH_CALLS`` calls in flight; a read of one
+        of them meanwhile waits for its batch instead of downloading it again.
+        """
+        if self.nursery is None:
+            return 0
+        wanted: list[str] = []
+        budget = PREFETCH_FOLDER_BYTES
+        for file_id, version, size in files:
+            if not 0 < size <= PREFETCH_FILE_MAX or size > budget:
+                continue
+            if file_id in self._small_inflight or self.small.has(file_id, version):
+                continue
+            budget -= size
+            wanted.append(file_id)
+        for start in range(0, len(wanted), PREFETCH_BATCH):
+            batch = wanted[start:start + PREFETCH_BATCH]
+            events = {fid: trio.Event() for fid in batch}
+            self._small_inflight.update(events)
+            self.nursery.start_soon(self._prefetch_batch, events)
+        return len(wanted)
+
+    async def _prefetch_batch(self, events: dict[str, trio.Event]) -> None:
+        token = trio.lowlevel.current_trio_token()
+
+        def fetch() -> None:
+            stream = self.client.download_small_files(list(events), PREFETCH_FILE_MAX)
+            try:
+                for item in stream:
+                    if not item.error:
+                        self.small.put(item.file_id, int(item.version), item.data)
+                        self.prefetched += 1
+                    ev = events.get(item.file_id)
+                    if ev is not None:
+                        trio.from_thread.run_sync(self._small_done, item.file_id, ev,
+                                                  trio_token=token)
+            finally:
+                stream.cancel()
+
+        try:
+            async with self._batch_slots:
+                await self.blocking(fetch)
+        except (errors.CloudError, OSError) as exc:  # readers fetch on their own
+            log.debug("small-file prefetch failed: %s", exc)
+        finally:
+            for fid, ev in events.items():
+                self._small_done(fid, ev)
+
+    def _small_done(self, file_id: str, ev: trio.Event) -> None:
+        if self._small_inflight.get(file_id) is ev:
+            del self._small_inflight[file_id]
+        ev.set()
 
     # --- chunks ---------------------------------------------------------------------------
 
-    def _download(self, file_id: str, start: int, size: int, sha: str) -> Path:
+    def _download(self, file_id: str, start: int, size: int, sha: str, version: int) -> bytes:
         with self.client.download(file_id, start, size) as stream:
+            if version and stream.info.version and stream.info.version != version:
+                raise ValueError(f"{file_id} is at version {stream.info.version} now")
             data = stream.read_all()
-        return self.cache.put(sha, data)
+        if len(data) != size:
+            raise ValueError(f"chunk {sha[:12]}: {len(data)} bytes, expected {size}")
+        # The version check above already ties these bytes to the manifest; the SHA-256 is
+        # checked when the chunk is first read back from disk (readers get it from memory).
+        self.cache.put(sha, data, verify=False)
+        self._keep_hot(sha, data)
+        return data
 
-    async def chunk(self, file_id: str, manifest: Manifest, index: int) -> Path:
-        """The cached path of chunk ``index``, fetching it (once, however many ask)."""
+    def _keep_hot(self, sha: str, data: bytes) -> None:
+        with self._hot_lock:
+            self._hot[sha] = data
+            self._hot.move_to_end(sha)
+            while len(self._hot) > max(HOT_CHUNKS, self.read_ahead + 4):
+                self._hot.popitem(last=False)
+
+    def _hot_get(self, sha: str) -> bytes | None:
+        with self._hot_lock:
+            return self._hot.get(sha)
+
+    async def chunk(self, file_id: str, manifest: Manifest, index: int) -> Path | bytes:
+        """Chunk ``index`` in memory or its cached path, fetching it (once, however many ask)."""
         sha, size = manifest.chunks[index]
         while True:
-            path = self.cache.get(sha)
+            hot = self._hot_get(sha)
+            if hot is not None:
+                return hot
+            if self.cache.unchecked(sha):  # hashing 4 MiB: not on the FUSE loop
+                path = await self.blocking(self.cache.get, sha)
+            else:
+                path = self.cache.get(sha)
             if path is not None:
                 return path
             pending = self._inflight.get(sha)
@@ -229,7 +434,7 @@ class Reader:
         self._inflight[sha] = done
         try:
             return await self.blocking(self._download, file_id, manifest.starts[index],
-                                       size, sha)
+                                       size, sha, manifest.version)
         except ValueError:
             raise errors.Conflict("the file changed while it was read") from None
         finally:
@@ -241,7 +446,7 @@ class Reader:
             return
         for index in range(first, min(first + self.read_ahead, len(manifest.chunks))):
             sha = manifest.chunks[index][0]
-            if sha in self._inflight or self.cache.get(sha) is not None:
+            if sha in self._inflight or sha in self._hot or sha in self.cache._lru:
                 continue
             self.nursery.start_soon(self._prefetch_one, file_id, manifest, index)
 
@@ -257,8 +462,15 @@ class Reader:
     # --- read -----------------------------------------------------------------------------
 
     async def read(self, file_id: str, version: int, offset: int, length: int,
-                   state: ReadState | None = None) -> bytes:
-        """``length`` bytes at ``offset`` of the file (fewer at its end)."""
+                   state: ReadState | None = None, size: int | None = None) -> bytes:
+        """``length`` bytes at ``offset`` of the file (fewer at its end).
+
+        ``size`` is the file's size as last known: a small file is read whole in one call.
+        """
+        if size is not None and size <= SMALL_FILE_MAX:
+            data = await self.small_file(file_id, version)
+            if data is not None:
+                return data[offset:offset + length]
         for attempt in (0, 1):
             manifest = await self.manifest(file_id, version, fresh=attempt == 1)
             try:
@@ -275,8 +487,11 @@ class Reader:
         if offset >= end:
             return b""
         if state is not None:
-            state.sequential = state.sequential + 1 if offset == state.next_offset else 0
-            state.next_offset = end
+            # the kernel issues reads asynchronously, a little out of order: near enough is
+            # sequential
+            near = abs(offset - state.next_offset) <= 2 * MiB
+            state.sequential = state.sequential + 1 if near else 0
+            state.next_offset = max(end, state.next_offset) if near else end
         parts: list[bytes] = []
         pos = offset
         index = manifest.index(pos)
@@ -285,20 +500,28 @@ class Reader:
             size = manifest.chunks[index][1]
             if state is not None and (state.sequential or offset == 0):
                 self._prefetch(file_id, manifest, index + 1)
-            path = await self.chunk(file_id, manifest, index)
+            got = await self.chunk(file_id, manifest, index)
             lo = pos - start
             hi = min(end - start, size)
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                parts.append(os.pread(fd, hi - lo, lo))
-            finally:
-                os.close(fd)
+            if isinstance(got, bytes):
+                parts.append(got[lo:hi])
+            else:
+                fd = os.open(got, os.O_RDONLY)
+                try:
+                    parts.append(os.pread(fd, hi - lo, lo))
+                finally:
+                    os.close(fd)
             pos = start + hi
             index += 1
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     async def copy_into(self, file_id: str, version: int, fd: int, size: int) -> None:
         """Write the whole file into ``fd`` (a staging copy about to be modified)."""
+        if size and size <= SMALL_FILE_MAX:
+            whole = await self.small_file(file_id, version)
+            if whole is not None:
+                os.pwrite(fd, whole, 0)
+                return
         manifest = await self.manifest(file_id, version)
         state = ReadState()
         pos = 0

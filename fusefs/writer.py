@@ -10,10 +10,20 @@ holds travels as a ``chunk_ref``, so appending to a large file sends only the ch
 A staging copy being uploaded is frozen; a write that arrives meanwhile copies it first
 (copy on write), so an upload always reads a consistent snapshot without blocking writers.
 The queue's state (pending, running, failed, bytes done) is what ``cloudgrpc status`` shows.
+
+A file created through the mount has no server id until its first upload: that upload
+creates it (parent id + name), so create+write+close costs one UploadFile.
+
+Crash safety: next to every staging copy with unsent changes lies a small journal
+(``<copy>.journal``: target file id or parent id + name, base version, attributes, the
+account's root folder id). The next mount of the same account (``recover``) uploads what
+a killed daemon left behind, and ``cloudgrpc status`` reports what it could not.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import shutil
@@ -33,7 +43,10 @@ from .aio import Blocking
 
 log = logging.getLogger(__name__)
 
-UPLOAD_WORKERS = 2
+UPLOAD_WORKERS = 8
+SMALL_UPLOAD = 256 * 1024  # below this, asking FindChunks costs more than sending the bytes
+JOURNAL = ".journal"
+LOCK = ".lock"
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 
@@ -49,6 +62,11 @@ class Staging:
     uploaded_gen: int = 0  # the last gen the gateway committed
     frozen: bool = False  # an upload is reading it: copy before changing
     opens: int = 0  # open handles using it
+    journaled: str = ""  # what the journal next to it says (JSON), "" = none written
+
+    @property
+    def journal(self) -> Path:
+        return self.path.with_name(self.path.name + JOURNAL)
 
     @property
     def dirty(self) -> bool:
@@ -79,28 +97,45 @@ class UploadJob:
 class UploadTarget:
     """What the queue needs to know about a file at upload time (from the inode table)."""
 
-    entry_id: str
+    entry_id: str  # "" = not on the server yet: the upload creates it
     name: str
     mode: int
     uid: int
     gid: int
     mtime_ns: int
     path: str
+    parent_id: str = ""
+    base_version: int = 0
+
+    @property
+    def key(self) -> str:
+        """What the change feed's echo of this upload is recognised by."""
+        return self.entry_id or f"{self.parent_id}/{self.name}"
 
 
 class Writer:
     """Staging copies by inode and the upload queue that drains them."""
 
     def __init__(self, client: CloudClient, blocking: Blocking, root: Path,
-                 workers: int = UPLOAD_WORKERS) -> None:
+                 workers: int = UPLOAD_WORKERS, account: str = "",
+                 delay: float = 0.0) -> None:
         self.client = client
         self.blocking = blocking
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.account = account  # the root folder id: whose journals are ours to recover
+        self.delay = delay  # seconds before an upload starts (tests: a window to crash in)
+        self._lock_fd = _lock_dir(self.root, wait=False)
+        if self._lock_fd is None:
+            log.warning("%s is in use by another mount daemon: not recovering it", self.root)
+        self.leftovers = self._claim_own_leftovers() if self._lock_fd is not None else []
+        self.recovery: list[dict[str, object]] = []
+        self.recovering = False
+        self._recovered_done = trio.Event()
         self.workers = workers
         self.staging: dict[int, Staging] = {}
         self.jobs: dict[int, UploadJob] = {}
-        self._order: list[int] = []
+        self._order: dict[int, None] = {}  # inodes with a job, oldest first
         self._wake = trio.Event()
         self._changed = trio.Event()
         self._old: list[Staging] = []  # superseded copies still being uploaded
@@ -109,8 +144,8 @@ class Writer:
         self.on_uploaded: Callable[[int, Staging, pb.UploadFileResponse], None] = \
             lambda ino, st, reply: None
         # Told before an upload starts and when it fails (the change feed echoes successes).
-        self.on_start: Callable[[str], None] = lambda entry_id: None
-        self.on_abort: Callable[[str], None] = lambda entry_id: None
+        self.on_start: Callable[[UploadTarget], None] = lambda target: None
+        self.on_abort: Callable[[UploadTarget], None] = lambda target: None
         self.uploaded_bytes = 0
         self.uploads_done = 0
 
@@ -151,7 +186,55 @@ class Writer:
         except OSError:
             pass
         st.path.unlink(missing_ok=True)
+        if st.journaled:
+            st.journal.unlink(missing_ok=True)
+            st.journaled = ""
 
+    # --- journals -------------------------------------------------------------------------
+
+    def journal(self, ino: int, st: Staging | None = None) -> None:
+        """Write (or refresh) the journal of the inode's dirty staging copy."""
+        st = st or self.staging.get(ino)
+        if st is None or not st.dirty:
+            return
+        target = self.target_of(ino)
+        if target is None:
+            return
+        record = json.dumps({
+            "account": self.account, "entry_id": target.entry_id,
+            "parent_id": target.parent_id, "name": target.name, "mode": target.mode,
+            "uid": target.uid, "gid": target.gid, "mtime_ns": target.mtime_ns,
+            "base_version": target.base_version, "path": target.path, "copy": st.path.name,
+        })
+        if record == st.journaled:
+            return
+        tmp = st.journal.with_name(st.journal.name + ".tmp")
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(record)
+            os.replace(tmp, st.journal)
+            st.journaled = record
+        except OSError as exc:
+            log.warning("cannot write the journal of %s: %s", target.path, exc)
+
+    def _unjournal(self, st: Staging) -> None:
+        if st.journaled:
+            st.journal.unlink(missing_ok=True)
+            st.journaled = ""
+
+    def _claim_own_leftovers(self) -> list[Path]:
+        """Journals a previous daemon of this mount point left; clean copies are dropped."""
+        journals = []
+        for path in self.root.iterdir():
+            if path.name == LOCK:
+                continue
+            if path.name.endswith(JOURNAL):
+                journals.append(path)
+            elif path.name.endswith(".tmp"):
+                path.unlink(missing_ok=True)
+            elif not path.with_name(path.name + JOURNAL).exists():
+                path.unlink(missing_ok=True)  # a copy with nothing unsent
+        return journals
     async def writable(self, ino: int) -> Staging:
         """The staging copy to change now: copied first if an upload is reading it."""
         st = self.staging[ino]
@@ -161,8 +244,13 @@ class Writer:
         await self.blocking(shutil.copyfile, st.path, copy.path)
         copy.size, copy.gen, copy.uploaded_gen, copy.opens = st.size, st.gen, \
             st.uploaded_gen, st.opens
-        self._old.append(st)
+        if st.frozen:
+            self._old.append(st)  # removed once its upload ends
+        else:
+            self._remove(st)  # its upload ended while we copied
         self.staging[ino] = copy
+        if st.journaled:
+            self.journal(ino, copy)
         return copy
 
     async def write(self, ino: int, offset: int, data: bytes) -> int:
@@ -202,11 +290,20 @@ class Writer:
         job = self.jobs.get(ino)
         if job is not None and job.state != "running":
             del self.jobs[ino]
-            self._order = [i for i in self._order if i != ino]
+            self._order.pop(ino, None)
         st = self.staging.pop(ino, None)
         if st is not None:
             self._retire(st)
         self._notify()
+
+    def uploading(self, ino: int) -> bool:
+        job = self.jobs.get(ino)
+        return job is not None and job.state == "running"
+
+    async def settle(self, ino: int) -> None:
+        """Wait until no upload of the inode is running (its outcome is then known)."""
+        while self.uploading(ino):
+            await self._changed.wait()
 
     def pending_growth(self, sizes: Callable[[int], int]) -> int:
         """Bytes the staged copies add to the account beyond what the server holds."""
@@ -221,13 +318,14 @@ class Writer:
         if st is None or not st.dirty:
             return
         job = self.jobs.get(ino)
-        if job is not None and job.state in ("pending", "running"):
+        if job is not None and job.state in ("pending", "waiting", "running"):
             if job.state == "running":
                 job.again = True
             return
         target = self.target_of(ino)
         if target is None:
             return
+        self.journal(ino, st)
         if job is None:
             job = UploadJob(ino, target.entry_id, target.path)
             self.jobs[ino] = job
@@ -236,8 +334,7 @@ class Writer:
         job.errno = 0
         job.bytes_total = st.size
         job.bytes_done = 0
-        if ino not in self._order:
-            self._order.append(ino)
+        self._order.setdefault(ino, None)
         self._wake.set()
         self._notify()
 
@@ -274,9 +371,12 @@ class Writer:
         """Wait until no upload is pending or running; returns what is left (failed ones)."""
         for ino in list(self.staging):
             self.schedule(ino)
+        if self.recovering:
+            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+                await self._recovered_done.wait()
         while True:
-            active = [j for j in self.jobs.values() if j.state in ("pending", "running",
-                                                                  "retrying")]
+            active = any(j.state in ("pending", "waiting", "running", "retrying")
+                         for j in self.jobs.values())
             if not active:
                 return list(self.jobs.values())
             if deadline is not None and time.monotonic() >= deadline:
@@ -288,7 +388,7 @@ class Writer:
         jobs = [j.as_dict() for j in self.jobs.values()]
         dirty = sum(1 for st in self.staging.values() if st.dirty)
         return {
-            "pending": sum(1 for j in self.jobs.values() if j.state == "pending"),
+            "pending": sum(1 for j in self.jobs.values() if j.state in ("pending", "waiting")),
             "running": sum(1 for j in self.jobs.values() if j.state == "running"),
             "retrying": sum(1 for j in self.jobs.values() if j.state == "retrying"),
             "failed": sum(1 for j in self.jobs.values() if j.state == "failed"),
@@ -296,6 +396,8 @@ class Writer:
             "uploads": jobs,
             "uploaded_bytes": self.uploaded_bytes,
             "uploads_done": self.uploads_done,
+            "recovering": self.recovering,
+            "recovered": self.recovery,
         }
 
     async def run(self) -> None:
@@ -311,6 +413,12 @@ class Writer:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 continue
+            if self.delay:
+                job = self.jobs[ino]
+                job.state = "waiting"
+                await trio.sleep(max(0.0, job.queued_at + self.delay - time.time()))
+                if self.jobs.get(ino) is not job:
+                    continue
             await self._upload(ino)
 
     def _next_job(self) -> int | None:
@@ -333,26 +441,30 @@ class Writer:
         job.bytes_total, job.bytes_done = st.size, 0
         gen = st.gen
         st.frozen = True
+        self.journal(ino, st)
         self._notify()
 
         def progress(amount: int) -> None:
             job.bytes_done += amount
 
-        self.on_start(target.entry_id)
+        self.on_start(target)
+        where: dict[str, str] = (
+            {"overwrite_file_id": target.entry_id} if target.entry_id
+            else {"parent_folder_id": target.parent_id})
         try:
             reply = await self.blocking(
-                self.client.upload, str(st.path), filename=target.name,
-                overwrite_file_id=target.entry_id, mode=target.mode, uid=target.uid,
-                gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
-                known_chunks=True, upload_id=f"mount-{uuid.uuid4().hex[:10]}")
+                self.client.upload, str(st.path), filename=target.name, mode=target.mode,
+                uid=target.uid, gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
+                known_chunks=st.size >= SMALL_UPLOAD,
+                upload_id=f"mount-{uuid.uuid4().hex[:10]}", **where)
         except errors.CloudError as exc:
-            self.on_abort(target.entry_id)
+            self.on_abort(target)
             st.frozen = False
             self._unfreeze(st)
             self._failed(ino, job, exc)
             return
         except OSError as exc:
-            self.on_abort(target.entry_id)
+            self.on_abort(target)
             st.frozen = False
             self._unfreeze(st)
             self._failed(ino, job, errors.InternalError(f"staging copy unreadable: {exc}"))
@@ -366,6 +478,10 @@ class Writer:
         self.uploaded_bytes += job.bytes_total
         self.uploads_done += 1
         self.on_uploaded(ino, st, reply)
+        if current is not None and current.dirty:
+            self.journal(ino, current)  # now names the file by id and its new version
+        elif current is not None:
+            self._unjournal(current)
         again = job.again
         job.again = False
         job.error = ""
@@ -380,7 +496,7 @@ class Writer:
 
     def _finish(self, ino: int) -> None:
         self.jobs.pop(ino, None)
-        self._order = [i for i in self._order if i != ino]
+        self._order.pop(ino, None)
         current = self.staging.get(ino)
         if current is not None and current.dirty:
             self.schedule(ino)
@@ -426,6 +542,124 @@ class Writer:
                 pass
             if not st.dirty:
                 st.path.unlink(missing_ok=True)
+                self._unjournal(st)
+            elif not st.journaled:
+                self.journal_closing(st)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def journal_closing(self, st: Staging) -> None:
+        for ino, current in self.staging.items():
+            if current is st:
+                self.journal(ino, st)
+
+    # --- crash recovery -------------------------------------------------------------------
+
+    def _recoverable(self) -> list[Path]:
+        """Journals of this account left by dead daemons (ours first, then other dirs')."""
+        found = list(self.leftovers)
+        for other in sorted(self.root.parent.iterdir()):
+            if other == self.root or not other.is_dir():
+                continue
+            fd = _lock_dir(other, wait=False)
+            if fd is None:
+                continue  # a live mount owns it
+            try:
+                found.extend(p for p in other.iterdir() if p.name.endswith(JOURNAL))
+            finally:
+                os.close(fd)
+        out = []
+        for path in found:
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if record.get("account") == self.account:
+                out.append(path)
+        return sorted(out, key=lambda p: p.stat().st_mtime if p.exists() else 0)
+
+    async def recover(self) -> None:
+        """Upload the staged copies a killed daemon left; report what cannot be uploaded."""
+        try:
+            journals = await self.blocking(self._recoverable)
+        except OSError as exc:
+            log.warning("cannot scan for staged copies left by a crash: %s", exc)
+            journals = []
+        if not journals:
+            self._recovered_done.set()
+            return
+        self.recovering = True
+        self._notify()
+        try:
+            for path in journals:
+                item = await self.blocking(self._recover_one, path)
+                self.recovery.append(item)
+                level = logging.INFO if item["state"] == "uploaded" else logging.ERROR
+                log.log(level, "staged copy left by a crash: %s -> %s %s", item["path"],
+                        item["state"], item.get("error", ""))
+                self._notify()
+        finally:
+            self.recovering = False
+            self._recovered_done.set()
+            self._notify()
+
+    def _recover_one(self, journal: Path) -> dict[str, object]:
+        record = json.loads(journal.read_text())
+        copy = journal.with_name(str(record.get("copy") or journal.name[: -len(JOURNAL)]))
+        item: dict[str, object] = {"path": record.get("path", ""), "copy": str(copy),
+                                   "state": "uploaded"}
+        if not copy.exists():
+            journal.unlink(missing_ok=True)
+            item["state"], item["error"] = "missing", "the staged copy is gone"
+            return item
+        common = dict(mode=int(record.get("mode") or 0), uid=int(record.get("uid") or 0),
+                      gid=int(record.get("gid") or 0),
+                      mtime_ns=int(record.get("mtime_ns") or 0),
+                      upload_id=f"recover-{uuid.uuid4().hex[:10]}")
+        name = str(record.get("name") or copy.name)
+        parent = str(record.get("parent_id") or "")
+        try:
+            try:
+                if record.get("entry_id"):
+                    reply = self.client.upload(
+                        str(copy), filename=name, overwrite_file_id=str(record["entry_id"]),
+                        expected_version=int(record.get("base_version") or 0), **common)
+                else:
+                    reply = self.client.upload(str(copy), filename=name,
+                                               parent_folder_id=parent, **common)
+            except (errors.Conflict, errors.AlreadyExists, errors.NotFound):
+                # changed, taken or gone meanwhile: keep both, under a name that says so
+                stem, dot, ext = name.rpartition(".")
+                tag = time.strftime("recovered %Y-%m-%d %H%M%S")
+                alt = f"{stem} ({tag}).{ext}" if dot and stem else f"{name} ({tag})"
+                try:
+                    reply = self.client.upload(str(copy), filename=alt,
+                                               parent_folder_id=parent, **common)
+                except errors.NotFound:
+                    reply = self.client.upload(str(copy), filename=alt, **common)
+                item["state"], item["renamed_to"] = "uploaded", alt
+        except errors.CloudError as exc:
+            item["state"], item["error"] = "failed", exc.message
+            return item
+        item["file_id"] = reply.entry.file_id or reply.file_id
+        copy.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
+        return item
+
+
+def _lock_dir(path: Path, wait: bool = True) -> int | None:
+    """Hold ``path/.lock`` (flock) for as long as the descriptor is open; None if taken."""
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _as_error(job: UploadJob) -> errors.CloudError:

@@ -694,6 +694,24 @@ class CloudClient:
             idempotent=True,
         )
 
+    def download_small_files(
+        self, file_ids: Iterable[str], max_file_size: int = 0
+    ) -> ServerStream[pb.SmallFileContent]:
+        """The whole content of many small files in one call (DownloadSmallFiles).
+
+        Iterate for one ``SmallFileContent`` per file id (``error`` set instead of ``data``
+        when that file could not be read, is a symlink or is larger than ``max_file_size``;
+        0 = the gateway's default of 1 MiB).
+        """
+        token = self._token_for_call(Auth.REQUIRED)
+        call = self._stubs.file.DownloadSmallFiles(
+            pb.DownloadSmallFilesRequest(
+                session_token=token, file_ids=list(file_ids), max_file_size=max_file_size
+            ),
+            timeout=self.transfer_timeout,
+        )
+        return ServerStream(call)
+
     def watch_changes(self, *, timeout: float | None = None) -> ServerStream[pb.ChangeEvent]:
         """Subscribe to the change feed of the caller's tree.
 

@@ -116,7 +116,7 @@ def test_writer_uploads_snapshot_and_copies_on_write(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
-    assert list((tmp_path / "staging").iterdir()) == []
+    assert [p.name for p in (tmp_path / "staging").iterdir()] == [".lock"]
 
 
 def test_writer_retries_transient_and_reports_permanent(tmp_path: Path) -> None:
