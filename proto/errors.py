@@ -73,6 +73,14 @@ class QuotaExceeded(CloudError):
     exit_code = 8
 
 
+class StorageFull(CloudError):
+    """The storage nodes have no room left for new data (an operator must add capacity)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    errno = _errno.ENOSPC
+    exit_code = 8
+
+
 class RateLimited(CloudError):
     """Too many attempts: wait and try again."""
 
@@ -140,6 +148,7 @@ class InternalError(CloudError):
 # RESOURCE_EXHAUSTED carries two meanings; the detail prefix tells them apart on the wire.
 _QUOTA_PREFIX = "quota: "
 _RATE_PREFIX = "rate: "
+_FULL_PREFIX = "full: "
 
 _BY_CODE: dict[grpc.StatusCode, type[CloudError]] = {
     cls.code: cls
@@ -166,6 +175,8 @@ def wire_details(error: CloudError) -> str:
         return _QUOTA_PREFIX + error.message
     if isinstance(error, RateLimited):
         return _RATE_PREFIX + error.message
+    if isinstance(error, StorageFull):
+        return _FULL_PREFIX + error.message
     return error.message
 
 
@@ -175,6 +186,8 @@ def from_status(code: grpc.StatusCode, details: str | None) -> CloudError:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         if details.startswith(_RATE_PREFIX):
             return RateLimited(details[len(_RATE_PREFIX) :])
+        if details.startswith(_FULL_PREFIX):
+            return StorageFull(details[len(_FULL_PREFIX) :])
         if details.startswith(_QUOTA_PREFIX):
             details = details[len(_QUOTA_PREFIX) :]
         return QuotaExceeded(details or "storage quota exceeded")

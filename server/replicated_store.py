@@ -21,7 +21,7 @@ import grpc
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloudgrpc_proto.errors import Unavailable
+from cloudgrpc_proto.errors import StorageFull, Unavailable
 
 from .config import Settings
 from .db import Database
@@ -107,6 +107,12 @@ class ReplicatedStore:
         if len(written) < need:
             # Keep what did land recorded, so garbage collection can find it.
             self._record(sha256, len(data), user_id, written)
+            if not candidates or (errors and all("RESOURCE_EXHAUSTED" in e for e in errors)):
+                if not self.registry.writable_nodes():
+                    raise Unavailable("no storage node is online")
+                raise StorageFull(
+                    f"the storage nodes are out of space ({len(live) + len(written)} of "
+                    f"{target} copies stored): add a node or free space")
             raise Unavailable(
                 f"could store the chunk on {len(live) + len(written)} of {target} nodes"
                 + (f" ({'; '.join(errors[:3])})" if errors else " (not enough nodes online)")

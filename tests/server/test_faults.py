@@ -175,3 +175,19 @@ def test_node_with_wrong_cluster_secret_cannot_join(sqlite_cluster: Cluster) -> 
         pb_grpc.NodeServiceStub(c.channel).RegisterNode(node, timeout=5)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert c.status().total_nodes == 3
+
+
+def test_full_nodes_say_so(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, node_capacity_gb=0.01)  # three nodes of about 10 MB
+    try:
+        c.start()
+        acct = c.sign_up()
+        with pytest.raises(grpc.RpcError) as err:
+            acct.upload(os.urandom(24 * MiB), "too-big-for-the-cluster.bin")
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "out of space" in err.value.details()
+        assert acct.ls().files == []
+        small = os.urandom(MiB)
+        assert acct.download(acct.upload(small, "fits.bin").file_id) == small
+    finally:
+        c.stop()
