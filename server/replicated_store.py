@@ -115,7 +115,9 @@ class ReplicatedStore:
                     f"{target} copies stored): add a node or free space")
             raise Unavailable(
                 f"could store the chunk on {len(live) + len(written)} of {target} nodes"
-                + (f" ({'; '.join(errors[:3])})" if errors else " (not enough nodes online)")
+                + (f" ({'; '.join(errors[:3])})" if errors else
+                   f" (not enough nodes online: {len(candidates)} candidates, "
+                   f"{len(live)} live copies)")
             )
         self._record(sha256, len(data), user_id, written)
         log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
