@@ -25,7 +25,7 @@ from cloudgrpc_proto.transfer import UploadStats
 
 from .context import Context, UsageError
 from .output import Progress, format_time, human_size
-from .remote import Entry, looks_like_id, normalize, split_listing
+from .remote import SHARED, Entry, looks_like_id, normalize, split_listing
 
 
 class Cancelled(Exception):
@@ -490,7 +490,9 @@ def entry_rows(entries: list[Entry], *, trash: bool = False) -> list[tuple[str, 
 def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.signed_in_client()
     entry = ctx.resolver.stat(args.path or ".")
-    if entry.is_folder:
+    if entry is SHARED:
+        entries = ctx.resolver.shared_entries()
+    elif entry.is_folder:
         listing = client.list_files(folder_id=entry.id, include_deleted=args.all)
         entries = split_listing(listing, entry.path)
     else:

@@ -44,6 +44,7 @@ from .inodes import (
     Node,
 )
 from .reader import ChunkCache, Reader, ReadState
+from .remote import shared_view_names
 from .writer import UploadTarget, Writer
 
 log = logging.getLogger(__name__)
@@ -302,8 +303,7 @@ class CloudFS(pyfuse3.Operations):
         elif folder.ino == SHARED_INODE:
             reply = await self.call(self.client.list_shared_with_me)
             kids = {}
-            for f in reply.files:
-                name = self._unique(f.filename, f.file_id, kids)
+            for name, f in shared_view_names(reply.files).items():
                 kids[name] = self.table.put_file(f, SHARED_INODE, Area.SHARED, name).ino
             self.table.set_children(folder, kids)
         elif folder.area is Area.TREE:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import posixpath
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
@@ -63,6 +64,9 @@ class Entry:
     version: int = 0
     mode: int = 0
     raw: Any = field(default=None, repr=False)
+
+    def renamed(self, name: str, path: str) -> Entry:
+        return replace(self, name=name, path=path)
 
     @property
     def is_root(self) -> bool:
@@ -167,6 +171,28 @@ class Entry:
 
 
 ROOT = Entry(id="", name="/", path="/", is_folder=True)
+# The view of files others shared with the user (virtual, as in the mount).
+SHARED = Entry(id="", name="Shared", path="/Shared", is_folder=True, permission="read")
+
+
+SHARED_PATH = "/Shared"
+
+
+def shared_view_names(files: Iterable[pb.FileEntry]) -> dict[str, pb.FileEntry]:
+    """Names for files shared with the user, as the mount's ``Shared/`` lists them.
+
+    Two owners may share files of the same name: later ones get the head of their id
+    (``report (1a2b3c4d).pdf``), so every name in the view stays unique and stable.
+    """
+    out: dict[str, pb.FileEntry] = {}
+    for f in files:
+        name = f.filename
+        if name in out:
+            stem, dot, ext = name.rpartition(".")
+            tag = f.file_id[:8]
+            name = f"{stem} ({tag}).{ext}" if dot and stem else f"{name} ({tag})"
+        out[name] = f
+    return out
 
 
 def split_listing(listing: pb.ListFilesResponse, parent_path: str = "") -> list[Entry]:
@@ -199,12 +225,29 @@ class Resolver:
         path = self.absolute(ref)
         if path == "/":
             return ROOT
+        if path == SHARED_PATH or path.startswith(SHARED_PATH + "/"):
+            return self._shared(path)
         try:
             return Entry.from_response(self.client.stat(path=path), path)
         except errors.NotFound:
             raise errors.NotFound(f"no such file or folder: {path}") from None
         except errors.InvalidArgument as exc:
             raise errors.NotFound(f"{path}: {exc.message}") from None
+
+    def shared_entries(self) -> list[Entry]:
+        """Files others shared with the user, named as the mount's ``Shared/`` shows them."""
+        names = shared_view_names(self.client.list_shared_with_me().files)
+        return [Entry.from_file(f, SHARED_PATH).renamed(name, f"{SHARED_PATH}/{name}")
+                for name, f in names.items()]
+
+    def _shared(self, path: str) -> Entry:
+        if path == SHARED_PATH:
+            return SHARED
+        name = path[len(SHARED_PATH) + 1:]
+        for entry in self.shared_entries():
+            if entry.name == name:
+                return entry
+        raise errors.NotFound(f"nothing shared with you is called {name}")
 
     def try_stat(self, ref: str) -> Entry | None:
         try:

@@ -362,7 +362,12 @@ def test_rm_mv_share_trash(real: Cluster, user: tuple[Cli, str], tmp_path: pathl
     with_me = json.loads(friend_cli.ok("share", "--with-me", "--json").out)
     assert with_me[0]["name"] == "b.txt"
     assert friend_cli("download", with_me[0]["id"], "-").raw == b"alpha"
+    # The same tree as the mount: shared files live under /Shared.
+    listed = json.loads(friend_cli.ok("ls", "/Shared", "--json").out)
+    assert [e["name"] for e in listed] == ["b.txt"]
+    assert friend_cli("download", "/Shared/b.txt", "-").raw == b"alpha"
     cli.ok("share", "--revoke", shares[0]["share_id"])
+    friend_cli.fails(4, "download", "/Shared/b.txt", "-")
     friend_cli.fails(4, "download", with_me[0]["id"], "-")
     cli.ok("rm", "-r", "/x")
     cli.fails(4, "ls", "/x")
