@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+from cloudgrpc_proto.environment import ConfigError
 
 from .accounts import Accounts
 from .change_feed import ChangeFeed
@@ -230,7 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"cloudgrpc-gateway: bad setting: {exc}", file=sys.stderr)
+        return 2
     overrides = {k: v for k, v in {
         "host": args.host, "port": args.port,
         "data_dir": pathlib.Path(args.data_dir) if args.data_dir else None,

@@ -44,6 +44,7 @@ class NodeRegistry:
         self._snapshot_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = time.monotonic()
 
     # --- calls from nodes -----------------------------------------------------------
 
@@ -128,6 +129,7 @@ class NodeRegistry:
     # --- liveness -------------------------------------------------------------------
 
     def start(self) -> None:
+        self._started = time.monotonic()
         self._thread = threading.Thread(target=self._watch, name="node-liveness", daemon=True)
         self._thread.start()
 
@@ -143,6 +145,10 @@ class NodeRegistry:
                 log.exception("node liveness check failed")
 
     def mark_silent_nodes(self) -> None:
+        # Right after a start, silence only means this gateway was down: give every node
+        # one timeout to be heard from before calling it offline.
+        if time.monotonic() - self._started < self.settings.node_timeout_s:
+            return
         now = utcnow()
         limit = now - dt.timedelta(seconds=self.settings.node_timeout_s)
         gone: list[tuple[str, str]] = []

@@ -76,8 +76,8 @@ class ReplicatedStore:
             if len(live) >= target:
                 return False
         need = target - len(live)
-        candidates = [n for n in rank(sha256, self.registry.writable_nodes(), len(data))
-                      if n.node_id not in have]
+        others = [n for n in self.registry.writable_nodes() if n.node_id not in have]
+        candidates = rank(sha256, others, len(data))  # those with room, best first
         written: list[str] = []
         errors: list[str] = []
         pending: dict[cf.Future[object], str] = {}
@@ -107,18 +107,19 @@ class ReplicatedStore:
         if len(written) < need:
             # Keep what did land recorded, so garbage collection can find it.
             self._record(sha256, len(data), user_id, written)
-            if not candidates or (errors and all("RESOURCE_EXHAUSTED" in e for e in errors)):
-                if not self.registry.writable_nodes():
-                    raise Unavailable("no storage node is online")
+            if len(others) < need:
+                raise Unavailable(
+                    f"could store the chunk on {len(live) + len(written)} of {target} nodes: "
+                    f"only {len(live) + len(others)} storage nodes are online")
+            full = len(candidates) < need or (
+                errors and all("RESOURCE_EXHAUSTED" in e for e in errors))
+            if full:
                 raise StorageFull(
                     f"the storage nodes are out of space ({len(live) + len(written)} of "
                     f"{target} copies stored): add a node or free space")
             raise Unavailable(
                 f"could store the chunk on {len(live) + len(written)} of {target} nodes"
-                + (f" ({'; '.join(errors[:3])})" if errors else
-                   f" (not enough nodes online: {len(candidates)} candidates, "
-                   f"{len(live)} live copies)")
-            )
+                f" ({'; '.join(errors[:3])})")
         self._record(sha256, len(data), user_id, written)
         log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
         return True
