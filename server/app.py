@@ -120,6 +120,7 @@ def build(settings: Settings) -> Gateway:
     accounts = Accounts(settings, db, events, OtpMailer(settings))
     registry = NodeRegistry(settings, db, events)
     pool = NodePool(settings)
+    registry.on_node_up = pool.forget
     store = ReplicatedStore(settings, db, registry, pool, events)
     namespace = Namespace(db, events, changes)
     uploads = UploadPipeline(settings, accounts, namespace, store, events)

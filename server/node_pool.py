@@ -56,13 +56,25 @@ class NodePool:
             timeout=self.settings.node_call_timeout_s,
         )
 
-    def get_chunk(self, address: str, sha256: str, offset: int = 0, length: int = 0) -> bytes:
+    def get_chunk(self, address: str, sha256: str, offset: int = 0, length: int = 0,
+                  wait_s: float = 0.0) -> bytes:
+        """A chunk's bytes; with ``wait_s``, wait that long for a reconnecting channel
+        instead of failing at once (a node that has just restarted)."""
         reply = self.stub(address).GetChunk(
             pb.GetChunkRequest(sha256=sha256, offset=offset, length=length,
                                cluster_secret=self.settings.cluster_secret),
-            timeout=self.settings.node_call_timeout_s,
+            timeout=wait_s or self.settings.node_call_timeout_s,
+            wait_for_ready=bool(wait_s),
         )
         return reply.data
+
+    def forget(self, address: str) -> None:
+        """Drop the channel to a node that came back, so no stale reconnect back-off
+        makes the first calls fail."""
+        with self._lock:
+            entry = self._stubs.pop(address, None)
+        if entry is not None:
+            entry[0].close()
 
     def delete_chunks(self, address: str, hashes: list[str]) -> pb.DeleteChunksResponse:
         return self.stub(address).DeleteChunks(

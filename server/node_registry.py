@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import delete, select
 
@@ -45,6 +45,8 @@ class NodeRegistry:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started = time.monotonic()
+        # Called with a node's address when it comes (back) online.
+        self.on_node_up: Callable[[str], None] = lambda address: None
 
     # --- calls from nodes -----------------------------------------------------------
 
@@ -76,6 +78,7 @@ class NodeRegistry:
                 node.status = "online"
             s.flush()
             node_id = node.id
+        self.on_node_up(f"{host}:{port}")  # a (re)started node: any old channel is stale
         self.invalidate()
         if was != "online":
             self.events.emit("node_up", f"node {name} online at {host}:{port}", None,
@@ -108,6 +111,7 @@ class NodeRegistry:
             self.events.emit("replica_corrupt", f"node {name} found chunk {sha[:12]} corrupt "
                              "and quarantined it", None, node=name, chunk=sha)
         if came_back:
+            self.on_node_up(address)
             self.invalidate()
             self.events.emit("node_up", f"node {name} back online at {address}", None,
                              node=name, node_id=node_id)

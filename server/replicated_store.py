@@ -188,6 +188,21 @@ class ReplicatedStore:
             if bad:
                 self.io.submit(self._repair, sha256, data, bad)
             return data
+        # Every replica refused at once: channels to nodes that just came back may still be
+        # in reconnect back-off. One more round that waits briefly for them.
+        for node_id in [n for n in online + offline if n not in bad]:
+            node = self.registry.node(node_id)
+            if node is None:
+                continue
+            try:
+                data = self.pool.get_chunk(node.address, sha256,
+                                           wait_s=min(3.0, self.settings.node_call_timeout_s))
+            except grpc.RpcError:
+                continue
+            if hashlib.sha256(data).hexdigest() == sha256:
+                if bad:
+                    self.io.submit(self._repair, sha256, data, bad)
+                return data
         raise ChunkUnavailable(
             f"chunk {sha256[:12]} unreadable on every replica ({', '.join(failures) or 'none'})"
         )
