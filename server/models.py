@@ -96,7 +96,17 @@ class OtpCode(Base):
     verification_token_hash: Mapped[str | None] = mapped_column(String(64))
 
 
-class Folder(Base):
+class PosixAttributes:
+    """Owner and times a mount shows for an entry (the mode's default differs by kind)."""
+
+    uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    gid: Mapped[int] = mapped_column(BigInteger, default=0)
+    atime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Folder(PosixAttributes, Base):
     __tablename__ = "folders"
     __table_args__ = (
         Index(
@@ -116,17 +126,12 @@ class Folder(Base):
     )
     name: Mapped[str] = mapped_column(String(255))
     mode: Mapped[int] = mapped_column(Integer, default=0o755)
-    uid: Mapped[int] = mapped_column(BigInteger, default=0)
-    gid: Mapped[int] = mapped_column(BigInteger, default=0)
-    atime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     original_parent_id: Mapped[str | None] = mapped_column(String(36))
 
 
-class File(Base):
+class File(PosixAttributes, Base):
     __tablename__ = "files"
     __table_args__ = (
         Index(
@@ -147,11 +152,6 @@ class File(Base):
     mime_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     symlink_target: Mapped[str | None] = mapped_column(Text)
     mode: Mapped[int] = mapped_column(Integer, default=0o644)
-    uid: Mapped[int] = mapped_column(BigInteger, default=0)
-    gid: Mapped[int] = mapped_column(BigInteger, default=0)
-    atime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
-    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
