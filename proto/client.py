@@ -61,6 +61,24 @@ SESSION_EXPIRED = "session expired: run cloudgrpc login EMAIL"
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class SmallUpload:
+    """One file of ``upload_small_files``: its whole content and where it goes."""
+
+    data: bytes
+    filename: str = ""
+    parent_folder_id: str = ""
+    overwrite_file_id: str = ""
+    replace_existing: bool = False
+    mime_type: str = ""
+    mode: int = 0
+    mtime_ns: int = 0
+    expected_version: int = 0
+    uid: int = 0
+    gid: int = 0
+    upload_id: str = ""
+
+
 class Auth(Enum):
     """Whether a call carries the session token."""
 
@@ -711,6 +729,50 @@ class CloudClient:
             timeout=self.transfer_timeout,
         )
         return ServerStream(call)
+
+    def upload_small_files(
+        self, files: Iterable[SmallUpload]
+    ) -> list[pb.UploadFileResponse | errors.CloudError]:
+        """Upload many small files in one call (UploadSmallFiles): one answer per file.
+
+        Each file's answer is its ``UploadFileResponse``, or the typed error that refused
+        that file alone (a name taken, quota, a changed version...); a failure of the call
+        itself (gateway down, session) raises. Not retried: a retry after a lost answer
+        could find its own files already there; callers with a queue retry per file.
+        """
+        items = [
+            pb.SmallFileUpload(
+                metadata=pb.FileMetadata(
+                    filename=f.filename,
+                    file_size=len(f.data),
+                    mime_type=f.mime_type or guess_mime_type(f.filename),
+                    parent_folder_id=f.parent_folder_id,
+                    overwrite_file_id=f.overwrite_file_id,
+                    replace_existing=f.replace_existing,
+                    mode=f.mode,
+                    mtime_ns=f.mtime_ns,
+                    expected_version=f.expected_version,
+                    uid=f.uid,
+                    gid=f.gid,
+                    upload_id=f.upload_id,
+                ),
+                data=f.data,
+            )
+            for f in files
+        ]
+        response = self._unary(
+            self._stubs.file.UploadSmallFiles,
+            lambda t: pb.UploadSmallFilesRequest(session_token=t, files=items),
+            idempotent=False,
+            timeout=self.transfer_timeout,
+            check=False,
+        )
+        return [
+            r.upload if not r.error_code
+            else errors.from_status(getattr(grpc.StatusCode, r.error_code,
+                                            grpc.StatusCode.UNKNOWN), r.error)
+            for r in response.results
+        ]
 
     def watch_changes(self, *, timeout: float | None = None) -> ServerStream[pb.ChangeEvent]:
         """Subscribe to the change feed of the caller's tree.

@@ -140,6 +140,38 @@ class WhoAmIResponse(_message.Message):
     session_expires_at: int
     def __init__(self, success: _Optional[bool] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ..., full_name: _Optional[str] = ..., session_expires_at: _Optional[int] = ...) -> None: ...
 
+class UploadSmallFilesRequest(_message.Message):
+    __slots__ = ("session_token", "files")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    files: _containers.RepeatedCompositeFieldContainer[SmallFileUpload]
+    def __init__(self, session_token: _Optional[str] = ..., files: _Optional[_Iterable[_Union[SmallFileUpload, _Mapping]]] = ...) -> None: ...
+
+class SmallFileUpload(_message.Message):
+    __slots__ = ("metadata", "data")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    metadata: FileMetadata
+    data: bytes
+    def __init__(self, metadata: _Optional[_Union[FileMetadata, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadSmallFilesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SmallFileResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SmallFileResult, _Mapping]]] = ...) -> None: ...
+
+class SmallFileResult(_message.Message):
+    __slots__ = ("upload", "error_code", "error")
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    upload: UploadFileResponse
+    error_code: str
+    error: str
+    def __init__(self, upload: _Optional[_Union[UploadFileResponse, _Mapping]] = ..., error_code: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
 class DownloadSmallFilesRequest(_message.Message):
     __slots__ = ("session_token", "file_ids", "max_file_size")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -1179,6 +1211,38 @@ class DeregisterNodeResponse(_message.Message):
     success: bool
     message: str
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PutChunksRequest(_message.Message):
+    __slots__ = ("chunks", "cluster_secret", "upload_id")
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[PutChunkRequest]
+    cluster_secret: str
+    upload_id: str
+    def __init__(self, chunks: _Optional[_Iterable[_Union[PutChunkRequest, _Mapping]]] = ..., cluster_secret: _Optional[str] = ..., upload_id: _Optional[str] = ...) -> None: ...
+
+class PutChunksResponse(_message.Message):
+    __slots__ = ("results", "used_bytes")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PutChunkResult]
+    used_bytes: int
+    def __init__(self, results: _Optional[_Iterable[_Union[PutChunkResult, _Mapping]]] = ..., used_bytes: _Optional[int] = ...) -> None: ...
+
+class PutChunkResult(_message.Message):
+    __slots__ = ("sha256", "success", "already_present", "error_code", "message")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    success: bool
+    already_present: bool
+    error_code: str
+    message: str
+    def __init__(self, sha256: _Optional[str] = ..., success: _Optional[bool] = ..., already_present: _Optional[bool] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PutChunkRequest(_message.Message):
     __slots__ = ("sha256", "data", "cluster_secret", "upload_id")

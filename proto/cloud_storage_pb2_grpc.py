@@ -487,6 +487,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.FromString,
                 _registered_method=True)
+        self.UploadSmallFiles = channel.unary_unary(
+                '/cloudstorage.FileService/UploadSmallFiles',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -628,6 +633,15 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadSmallFiles(self, request, context):
+        """Many small files stored and committed in one call (a mount's queue of freshly written
+        small files, `cp -r` of a source tree): chunks go to each node in one batch and the
+        files commit in one transaction. Each file succeeds or fails on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -735,6 +749,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.DownloadSmallFiles,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.SerializeToString,
+            ),
+            'UploadSmallFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadSmallFiles,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1308,6 +1327,33 @@ class FileService:
             '/cloudstorage.FileService/DownloadSmallFiles',
             cloudgrpc__proto_dot_cloud__storage__pb2.DownloadSmallFilesRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.SmallFileContent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadSmallFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.FileService/UploadSmallFiles',
+            cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2263,6 +2309,11 @@ class ChunkServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.FetchChunkFromRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunkResponse.FromString,
                 _registered_method=True)
+        self.PutChunks = channel.unary_unary(
+                '/cloudstorage.ChunkService/PutChunks',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.FromString,
+                _registered_method=True)
 
 
 class ChunkServiceServicer:
@@ -2315,6 +2366,13 @@ class ChunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutChunks(self, request, context):
+        """Many (small) chunks in one call; each is stored durably (or refused) on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChunkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2352,6 +2410,11 @@ def add_ChunkServiceServicer_to_server(servicer, server):
                     servicer.FetchChunkFrom,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.FetchChunkFromRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunkResponse.SerializeToString,
+            ),
+            'PutChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutChunks,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2547,6 +2610,33 @@ class ChunkService:
             '/cloudstorage.ChunkService/FetchChunkFrom',
             cloudgrpc__proto_dot_cloud__storage__pb2.FetchChunkFromRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.PutChunkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.ChunkService/PutChunks',
+            cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from cloudgrpc_proto.errors import (
     AlreadyExists,
+    CloudError,
     Conflict,
     FailedPrecondition,
     InvalidArgument,
@@ -35,7 +36,7 @@ from .accounts import Caller, normalize_email
 from .change_feed import Change, ChangeFeed
 from .db import Database
 from .events import EventBus
-from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, utcnow
+from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, new_id, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,24 @@ class Listing:
 class ChunkSpan:
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class SmallCommit:
+    """One file of a batch of small uploads: where it goes and its one chunk ("" = empty)."""
+
+    name: str
+    size: int
+    sha256: str
+    parent_id: str = ""
+    overwrite_file_id: str = ""
+    replace_existing: bool = False
+    mime_type: str = ""
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    expected_version: int = 0
 
 
 @dataclass
@@ -714,6 +733,168 @@ class Namespace:
         for rid in recipients:
             self.changes.publish(Change(kind, rid, target.id, "", target.name, shared=True))
         return target
+
+    def commit_small_uploads(self, caller: Caller, items: Sequence[SmallCommit]
+                             ) -> list[File | CloudError]:
+        """``commit_upload`` for a batch of one-chunk files, in one transaction.
+
+        Every item is checked (names, access, versions, quota, counting the batch's own
+        earlier items) before anything is written, and one that fails gets its error in
+        its place while the others commit. Parents, overwrite targets, name clashes and
+        owners are each read with one query for the whole batch.
+        """
+        out: list[File | CloudError] = []
+        with self.db.write() as s:
+            targets = self._rows(s, File, [it.overwrite_file_id for it in items
+                                           if it.overwrite_file_id])
+            parents: dict[str, Folder | CloudError] = {}
+            for it in items:
+                pid = it.parent_id if it.parent_id not in ("", "/", "root") \
+                    else caller.root_folder_id
+                if not it.overwrite_file_id and pid not in parents:
+                    try:
+                        parents[pid] = self._folder(s, caller, pid, lock=True)
+                    except CloudError as exc:
+                        parents[pid] = exc
+            taken = self._names_taken(s, {pid: [it.name for it in items] for pid, parent
+                                          in parents.items() if isinstance(parent, Folder)})
+            owners: dict[str, User] = {}
+            claimed: set[tuple[str, str]] = set()  # (folder, name) created by this batch
+            touched: dict[str, Folder] = {}
+            fresh: list[tuple[int, File]] = []
+            chunk_rows: list[dict[str, object]] = []
+            replaced: dict[str, File] = {}
+            t = now_ns()
+            for index, it in enumerate(items):
+                try:
+                    target: File | None = None
+                    if it.overwrite_file_id:
+                        target = targets.get(it.overwrite_file_id)
+                        if target is None:
+                            raise NotFound(f"no such file: {it.overwrite_file_id}")
+                        if self._access(s, caller, target).permission == "read":
+                            raise PermissionDenied("this file is shared with you read-only")
+                        if target.deleted_at is not None:
+                            raise NotFound("file is in the trash")
+                        if it.expected_version and target.version != it.expected_version:
+                            raise Conflict("the file changed during the upload")
+                        parent = None
+                    else:
+                        check_name(it.name)
+                        pid = it.parent_id if it.parent_id not in ("", "/", "root") \
+                            else caller.root_folder_id
+                        found = parents[pid]
+                        if isinstance(found, CloudError):
+                            raise found
+                        parent = found
+                        if (parent.id, it.name) in claimed:
+                            raise AlreadyExists(f"{it.name} appears twice in one batch")
+                        existing = taken.get((parent.id, it.name))
+                        if existing is not None:
+                            if isinstance(existing, Folder) or not it.replace_existing:
+                                raise AlreadyExists(f"{it.name} already exists")
+                            target = existing
+                    if target is not None and target.id in replaced:
+                        raise Conflict(f"{target.name} appears twice in one batch")
+                    owner_id = target.owner_id if target is not None else caller.user_id
+                    owner = owners.get(owner_id)
+                    if owner is None:
+                        owner = s.get(User, owner_id, with_for_update=self.db.is_postgres)
+                        assert owner is not None
+                        owners[owner_id] = owner
+                    frees = target.size if target is not None else 0
+                    if owner.storage_used - frees + it.size > owner.storage_allocated:
+                        free = max(owner.storage_allocated - owner.storage_used + frees, 0)
+                        raise QuotaExceeded(f"not enough space: {it.name} holds {it.size} "
+                                            f"bytes, {free} are free")
+                except CloudError as exc:
+                    out.append(exc)
+                    continue
+                mime = it.mime_type or mimetypes.guess_type(it.name)[0] or \
+                    "application/octet-stream"
+                if target is None:
+                    assert parent is not None
+                    target = File(id=new_id(), owner_id=owner_id, folder_id=parent.id,
+                                  name=it.name, size=it.size, mime_type=mime,
+                                  mode=(it.mode & 0o7777) or 0o644, uid=it.uid, gid=it.gid,
+                                  atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1)
+                    fresh.append((index, target))
+                    claimed.add((parent.id, it.name))
+                    touched[parent.id] = parent
+                else:
+                    replaced[target.id] = target
+                    target.size = it.size
+                    if it.mime_type:
+                        target.mime_type = it.mime_type
+                    if it.mode and target.owner_id == caller.user_id:
+                        target.mode = it.mode & 0o7777
+                    target.mtime_ns = it.mtime_ns or t
+                    target.ctime_ns = t
+                    target.version += 1
+                    target.modified_at = utcnow()
+                owner.storage_used = owner.storage_used - frees + it.size
+                if it.sha256:
+                    chunk_rows.append({"file_id": target.id, "seq": 0, "chunk_sha256": it.sha256,
+                                       "offset": 0, "size": it.size})
+                out.append(target)
+            replaced_ids = list(replaced)
+            for i in range(0, len(replaced_ids), 500):
+                s.execute(delete(FileChunk).where(
+                    FileChunk.file_id.in_(replaced_ids[i:i + 500])))
+            s.add_all(f for _, f in fresh)
+            s.flush()
+            if chunk_rows:
+                try:
+                    s.execute(FileChunk.__table__.insert(), chunk_rows)
+                except IntegrityError as exc:
+                    raise Conflict("some of the upload's chunks were collected before it "
+                                   "finished: upload it again") from exc
+            for parent in touched.values():
+                parent.mtime_ns = parent.ctime_ns = t
+            for f in replaced.values():
+                parent = touched.get(f.folder_id) or s.get(Folder, f.folder_id)
+                if parent is not None:
+                    parent.mtime_ns = parent.ctime_ns = t
+            s.flush()
+            recipients: dict[str, list[str]] = {}
+            for i in range(0, len(replaced_ids), 500):
+                for fid, rid in s.execute(select(Share.file_id, Share.shared_with_id).where(
+                        Share.file_id.in_(replaced_ids[i:i + 500]))):
+                    recipients.setdefault(fid, []).append(rid)
+            for f in out:
+                if isinstance(f, File):
+                    s.expunge(f)
+        for f in out:
+            if isinstance(f, CloudError):
+                continue
+            kind = "updated" if f.id in replaced else "created"
+            self.changes.publish(Change(kind, f.owner_id, f.id, f.folder_id, f.name))
+            for rid in recipients.get(f.id, []):
+                self.changes.publish(Change(kind, rid, f.id, "", f.name, shared=True))
+        return out
+
+    def _rows(self, s: DbSession, model: type[File], ids: Sequence[str]) -> dict[str, File]:
+        wanted = list(dict.fromkeys(ids))
+        return {row.id: row for i in range(0, len(wanted), 500)
+                for row in s.scalars(select(model).where(model.id.in_(wanted[i:i + 500])))}
+
+    def _names_taken(self, s: DbSession, names: dict[str, list[str]]
+                     ) -> dict[tuple[str, str], File | Folder]:
+        """Live entries holding any of ``names`` in their folder, by (folder id, name)."""
+        taken: dict[tuple[str, str], File | Folder] = {}
+        for folder_id, wanted in names.items():
+            unique = list(dict.fromkeys(wanted))
+            for i in range(0, len(unique), 500):
+                part = unique[i:i + 500]
+                for d in s.scalars(select(Folder).where(
+                        Folder.parent_id == folder_id, Folder.name.in_(part),
+                        Folder.deleted_at.is_(None))):
+                    taken[(folder_id, d.name)] = d
+                for f in s.scalars(select(File).where(
+                        File.folder_id == folder_id, File.name.in_(part),
+                        File.deleted_at.is_(None))):
+                    taken.setdefault((folder_id, f.name), f)
+        return taken
 
     # --- shares ---------------------------------------------------------------------------
 

@@ -56,6 +56,17 @@ class NodePool:
             timeout=self.settings.node_call_timeout_s,
         )
 
+    def put_chunks(self, address: str, chunks: list[tuple[str, bytes]], upload_id: str = ""
+                   ) -> pb.PutChunksResponse:
+        """Many chunks in one call (small files); the reply has one result per chunk."""
+        secret = self.settings.cluster_secret
+        return self.stub(address).PutChunks(
+            pb.PutChunksRequest(
+                chunks=[pb.PutChunkRequest(sha256=sha, data=data) for sha, data in chunks],
+                cluster_secret=secret, upload_id=upload_id),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
     def get_chunk(self, address: str, sha256: str, offset: int = 0, length: int = 0,
                   wait_s: float = 0.0) -> bytes:
         """A chunk's bytes; with ``wait_s``, wait that long for a reconnecting channel

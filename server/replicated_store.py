@@ -21,7 +21,7 @@ import grpc
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloudgrpc_proto.errors import StorageFull, Unavailable
+from cloudgrpc_proto.errors import CloudError, StorageFull, Unavailable
 
 from .config import Settings
 from .db import Database
@@ -123,6 +123,98 @@ class ReplicatedStore:
         self._record(sha256, len(data), user_id, written)
         log.debug("upload %s: chunk %s on %s", upload_id, sha256[:12], written)
         return True
+
+    def store_many(self, chunks: dict[str, bytes], user_id: str, upload_id: str = ""
+                   ) -> dict[str, bool | CloudError]:
+        """``store`` for many small chunks at once: per chunk, True when its bytes travelled,
+        False when enough replicas were already there, or the error that stopped it.
+
+        Each node gets one ``PutChunks`` call with every chunk placed on it, and all the
+        replicas are recorded in one transaction: a batch of small files costs a few round
+        trips instead of a few per file. A chunk whose batched write fell short (a node
+        refused or died) goes through ``store`` on its own, which fails over down the
+        ranking exactly as a large file's chunk does.
+        """
+        target = self.replication_target()
+        hashes = list(chunks)
+        have: dict[str, set[str]] = {h: set() for h in hashes}
+        with self.db.read() as s:
+            known = {h for i in range(0, len(hashes), 500) for h in s.scalars(
+                select(Chunk.sha256).where(Chunk.sha256.in_(hashes[i:i + 500])))}
+        if known:
+            # Claimed before relying on them, as in ``store`` (see garbage.py).
+            self.touch(*known)
+            for sha, nodes in self.replicas_of(known).items():
+                have[sha] = set(nodes)
+        out: dict[str, bool | CloudError] = {}
+        plan: dict[str, list[str]] = {}  # node id -> chunks to put there
+        short: dict[str, int] = {}  # chunk -> replicas it still needs
+        writable = self.registry.writable_nodes()
+        addresses = {n.node_id: n.address for n in writable}
+        for sha in hashes:
+            live = {n for n in have[sha] if self.registry.is_online(n)}
+            need = target - len(live)
+            if need <= 0:
+                out[sha] = False
+                continue
+            others = [n for n in writable if n.node_id not in have[sha]]
+            chosen = rank(sha, others, len(chunks[sha]))[:need]
+            short[sha] = need
+            for node in chosen:
+                plan.setdefault(node.node_id, []).append(sha)
+        written: dict[str, list[str]] = {sha: [] for sha in short}
+        futures = {
+            self.io.submit(self.pool.put_chunks, addresses[node_id],
+                           [(sha, chunks[sha]) for sha in shas], upload_id): node_id
+            for node_id, shas in plan.items()
+        }
+        for fut in cf.as_completed(futures):
+            node_id = futures[fut]
+            try:
+                reply = fut.result()
+            except grpc.RpcError as exc:
+                log.warning("upload %s: %d chunks to node %s failed: %s", upload_id,
+                            len(plan[node_id]), node_id, exc.details())
+                continue
+            for result in reply.results:
+                if result.success and result.sha256 in written:
+                    written[result.sha256].append(node_id)
+                    self.registry.note_used(node_id, len(chunks[result.sha256]))
+        self._record_many(chunks, user_id, written, known)
+        for sha, need in short.items():
+            if len(written[sha]) >= need:
+                out[sha] = True
+                continue
+            try:  # what the batch could not place: one at a time, with failover
+                self.store(sha, chunks[sha], user_id, upload_id)
+                out[sha] = True
+            except CloudError as exc:
+                out[sha] = exc
+        return out
+
+    def _record_many(self, chunks: dict[str, bytes], user_id: str,
+                     written: dict[str, list[str]], known: set[str]) -> None:
+        """Chunk, replica and ownership rows of a batch, in one transaction."""
+        insert = self._insert()
+        now = utcnow()
+        hashes = list(chunks)
+        new_rows = [{"sha256": h, "size": len(chunks[h]), "created_at": now,
+                     "last_used_at": now} for h in hashes if h not in known]
+        replica_rows = [{"chunk_sha256": h, "node_id": n, "created_at": now}
+                        for h, nodes in written.items() for n in nodes]
+        owner_rows = [{"user_id": user_id, "chunk_sha256": h, "created_at": now}
+                      for h in hashes] if user_id else []
+        with self.db.write() as s:
+            for i in range(0, len(new_rows), 200):
+                stmt = insert(Chunk).values(new_rows[i:i + 200])
+                s.execute(stmt.on_conflict_do_update(
+                    index_elements=["sha256"], set_={"last_used_at": now}))
+            for i in range(0, len(replica_rows), 300):
+                s.execute(insert(Replica).values(replica_rows[i:i + 300])
+                          .on_conflict_do_nothing())
+            for i in range(0, len(owner_rows), 300):
+                s.execute(insert(UserChunk).values(owner_rows[i:i + 300])
+                          .on_conflict_do_nothing())
 
     def _record(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]) -> None:
         insert = self._insert()

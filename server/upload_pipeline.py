@@ -20,18 +20,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
-from cloudgrpc_proto.errors import InvalidArgument, PermissionDenied, QuotaExceeded
+from cloudgrpc_proto.errors import CloudError, InvalidArgument, PermissionDenied, QuotaExceeded
 
 from .accounts import Accounts, Caller
 from .config import Settings
 from .events import EventBus
 from .models import File
-from .namespace import ChunkSpan, Namespace
+from .namespace import ChunkSpan, Namespace, SmallCommit
 from .replicated_store import ReplicatedStore
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4
+MAX_SMALL_FILES = 1000  # per UploadSmallFiles call
+MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
 
 
 @dataclass
@@ -85,6 +87,81 @@ class UploadPipeline:
                          file_id=f.id, size=total, chunks=len(spans), deduplicated=deduped,
                          upload_id=upload_id, seconds=round(elapsed, 3))
         return UploadResult(f, stored, deduped)
+
+    def run_small(self, request: pb.UploadSmallFilesRequest
+                  ) -> list[UploadResult | CloudError]:
+        """A batch of small files: stored together, committed together, judged one by one.
+
+        The whole-call checks (session, batch limits) fail the call; anything about one
+        file (its name, its folder, quota, a changed version) fails only that file.
+        """
+        caller = self.accounts.authenticate(request.session_token)
+        files = request.files
+        if len(files) > MAX_SMALL_FILES:
+            raise InvalidArgument(f"at most {MAX_SMALL_FILES} files per batch")
+        total = sum(len(f.data) for f in files)
+        if total > MAX_SMALL_BATCH_BYTES:
+            raise InvalidArgument(f"a batch holds at most {MAX_SMALL_BATCH_BYTES} bytes")
+        upload_id = next((f.metadata.upload_id for f in files if f.metadata.upload_id), "") \
+            or uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        errors: dict[int, CloudError] = {}
+        chunks: dict[str, bytes] = {}
+        hashes: list[str] = []
+        for index, item in enumerate(files):
+            meta, data = item.metadata, item.data
+            sha = hashlib.sha256(data).hexdigest() if data else ""
+            hashes.append(sha)
+            if len(data) > self.settings.chunk_size:
+                errors[index] = InvalidArgument(
+                    f"{meta.filename}: larger than a chunk ({self.settings.chunk_size} bytes):"
+                    " use UploadFile")
+            elif meta.file_size and meta.file_size != len(data):
+                errors[index] = InvalidArgument(
+                    f"{meta.filename}: {len(data)} bytes sent but {meta.file_size} announced")
+            elif not meta.overwrite_file_id and "/" in meta.filename:
+                errors[index] = InvalidArgument(
+                    "filename must be a plain name; use parent_folder_id")
+            elif sha:
+                chunks[sha] = data
+        stored = self.store.store_many(chunks, caller.user_id, upload_id) if chunks else {}
+        for index, sha in enumerate(hashes):
+            outcome = stored.get(sha)
+            if index not in errors and isinstance(outcome, CloudError):
+                errors[index] = outcome
+        wanted = [i for i in range(len(files)) if i not in errors]
+        committed = self.namespace.commit_small_uploads(caller, [
+            SmallCommit(
+                name=files[i].metadata.filename, size=len(files[i].data), sha256=hashes[i],
+                parent_id=files[i].metadata.parent_folder_id,
+                overwrite_file_id=files[i].metadata.overwrite_file_id,
+                replace_existing=files[i].metadata.replace_existing,
+                mime_type=files[i].metadata.mime_type, mode=files[i].metadata.mode,
+                uid=files[i].metadata.uid, gid=files[i].metadata.gid,
+                mtime_ns=files[i].metadata.mtime_ns,
+                expected_version=files[i].metadata.expected_version)
+            for i in wanted]) if wanted else []
+        results: list[UploadResult | CloudError] = []
+        outcomes = dict(zip(wanted, committed, strict=True))
+        done = 0
+        sent: set[str] = set()  # content repeated within the batch travelled once
+        for index in range(len(files)):
+            outcome = outcomes.get(index) or errors[index]
+            if isinstance(outcome, CloudError):
+                results.append(outcome)
+                continue
+            travelled = stored.get(hashes[index]) is True and hashes[index] not in sent
+            sent.add(hashes[index])
+            results.append(UploadResult(outcome, int(travelled),
+                                        int(bool(hashes[index]) and not travelled)))
+            done += 1
+            self.events.emit("upload", f"{outcome.name} uploaded ({outcome.size} bytes)",
+                             caller.user_id, file_id=outcome.id, size=outcome.size,
+                             chunks=int(bool(hashes[index])), upload_id=upload_id)
+        log.info("upload %s: batch of %d small files (%d bytes): %d committed, %d refused, "
+                 "in %.3fs", upload_id, len(files), total, done, len(files) - done,
+                 time.monotonic() - started)
+        return results
 
     def _receive(self, caller: Caller, requests: Iterator[pb.UploadFileRequest],
                  meta: pb.FileMetadata, room: int, upload_id: str

@@ -9,7 +9,7 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import InvalidArgument
+from cloudgrpc_proto.errors import CloudError, InvalidArgument, wire_details
 
 from ..accounts import Accounts
 from ..change_feed import ChangeFeed
@@ -49,6 +49,23 @@ class FileServicer(pb_grpc.FileServiceServicer):
             success=True, message="File uploaded successfully", file_id=f.id,
             chunks_stored=result.chunks_stored, chunks_deduplicated=result.chunks_deduplicated,
             entry=file_entry(f))
+
+    @rpc
+    def UploadSmallFiles(self, request: pb.UploadSmallFilesRequest,
+                         context: grpc.ServicerContext) -> pb.UploadSmallFilesResponse:
+        results = []
+        for outcome in self.uploads.run_small(request):
+            if isinstance(outcome, CloudError):
+                results.append(pb.SmallFileResult(
+                    upload=pb.UploadFileResponse(success=False, message=outcome.message),
+                    error_code=outcome.code.name, error=wire_details(outcome)))
+                continue
+            f = outcome.file
+            results.append(pb.SmallFileResult(upload=pb.UploadFileResponse(
+                success=True, message="File uploaded successfully", file_id=f.id,
+                chunks_stored=outcome.chunks_stored,
+                chunks_deduplicated=outcome.chunks_deduplicated, entry=file_entry(f))))
+        return pb.UploadSmallFilesResponse(results=results)
 
     @rpc
     def DownloadFile(self, request: pb.DownloadFileRequest, context: grpc.ServicerContext

@@ -223,3 +223,24 @@ def test_fetch_chunk_repairs_a_corrupt_local_copy(start_node) -> None:
     assert reply.success and not reply.already_present
     assert target.store.verify(sha) == (True, True)
     assert target.store.used_bytes == len(data)
+
+
+def test_put_chunks_judges_each_chunk(start_node) -> None:
+    node = start_node(capacity=20_000)
+    (sha1, data1), (sha2, data2), (sha3, data3) = chunk(6, 6_000), chunk(7, 6_000), chunk(8, 9_000)
+    node.stub.PutChunk(pb.PutChunkRequest(sha256=sha1, data=data1, cluster_secret=SECRET))
+    reply = node.stub.PutChunks(pb.PutChunksRequest(cluster_secret=SECRET, upload_id="b-1", chunks=[
+        pb.PutChunkRequest(sha256=sha1, data=data1),  # already there
+        pb.PutChunkRequest(sha256=sha2, data=data2 + b"!"),  # does not match its hash
+        pb.PutChunkRequest(sha256=sha2, data=data2),
+        pb.PutChunkRequest(sha256=sha3, data=data3),  # no room left
+    ]), timeout=TIMEOUT)
+    got = [(r.sha256, r.success, r.already_present, r.error_code) for r in reply.results]
+    assert got == [(sha1, True, True, ""), (sha2, False, False, "INVALID_ARGUMENT"),
+                   (sha2, True, False, ""), (sha3, False, False, "RESOURCE_EXHAUSTED")]
+    assert reply.used_bytes == 12_000
+    assert node.stub.GetChunk(pb.GetChunkRequest(sha256=sha2, cluster_secret=SECRET),
+                              timeout=TIMEOUT).data == data2
+    err = rpc_error(node.stub.PutChunks, pb.PutChunksRequest(
+        cluster_secret="wrong", chunks=[pb.PutChunkRequest(sha256=sha3, data=data3)]))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
