@@ -443,8 +443,10 @@ class CloudFS(pyfuse3.Operations):
                 self.writer.schedule(inode)
         if node.kind is Kind.LINK:
             changes.pop("mode", None)  # a symlink's mode is always 0777
-        if changes and node.local:
-            await self.writer.settle(inode)  # its first upload may be creating it now
+        if changes:
+            # An upload in flight carries the attributes it started with: let it land
+            # first, or it would overwrite what is set here.
+            await self.writer.settle(inode)
         if changes and node.local:
             # not on the server yet: the first upload carries mode, owner and mtime
             node.mode = changes.get("mode", node.mode)
@@ -455,9 +457,17 @@ class CloudFS(pyfuse3.Operations):
             node.ctime_ns = time.time_ns()
             self.writer.journal(inode)
         elif changes:
-            reply = await self.mutate(
-                (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
-            )
+            before = {key: getattr(node, key) for key in changes}
+            for key, value in changes.items():
+                setattr(node, key, value)  # an upload starting meanwhile carries these
+            try:
+                reply = await self.mutate(
+                    (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
+                )
+            except BaseException:
+                for key, value in before.items():
+                    setattr(node, key, value)
+                raise
             st = self.writer.get(inode)
             if reply.WhichOneof("entry") == "folder":
                 self.table.put_folder(reply.folder, node.parent, node.area, node.name)

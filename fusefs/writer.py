@@ -37,7 +37,7 @@ import trio
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.client import CloudClient, SmallUpload
 
 from .aio import Blocking
 
@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 
 UPLOAD_WORKERS = 8
 SMALL_UPLOAD = 256 * 1024  # below this, asking FindChunks costs more than sending the bytes
+# Files up to this size go up in batches (UploadSmallFiles), at most this many per call and
+# this many bytes; at most BATCH_SLOTS batches run at once, so the rest accumulate meanwhile.
+SMALL_BATCH_FILE = 1024 * 1024
+SMALL_BATCH_COUNT = 200
+SMALL_BATCH_BYTES = 16 * 1024 * 1024
+BATCH_SLOTS = 2
 JOURNAL = ".journal"
 LOCK = ".lock"
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
@@ -133,6 +139,7 @@ class Writer:
         self.recovering = False
         self._recovered_done = trio.Event()
         self.workers = workers
+        self._batch_slots = trio.CapacityLimiter(BATCH_SLOTS)
         self.staging: dict[int, Staging] = {}
         self.jobs: dict[int, UploadJob] = {}
         self._order: dict[int, None] = {}  # inodes with a job, oldest first
@@ -408,9 +415,12 @@ class Writer:
 
     async def _worker(self) -> None:
         while True:
-            ino = self._next_job()
+            ino = self._next_job(small=self._batch_slots.available_tokens > 0)
             if ino is None:
-                self._wake = trio.Event()
+                # A fresh event only once the old one fired: replacing it while others
+                # still wait on it would leave them asleep for good.
+                if self._wake.is_set():
+                    self._wake = trio.Event()
                 await self._wake.wait()
                 continue
             if self.delay:
@@ -419,35 +429,71 @@ class Writer:
                 await trio.sleep(max(0.0, job.queued_at + self.delay - time.time()))
                 if self.jobs.get(ino) is not job:
                     continue
+            elif self._small(ino):
+                async with self._batch_slots:
+                    batch = self._collect_small()
+                    if batch:
+                        await self._upload_batch(batch)
+                self._wake.set()  # workers that skipped small jobs may take them now
+                continue
             await self._upload(ino)
 
-    def _next_job(self) -> int | None:
+    def _small(self, ino: int) -> bool:
+        st = self.staging.get(ino)
+        return st is not None and st.size <= SMALL_BATCH_FILE
+
+    def _next_job(self, small: bool = True) -> int | None:
+        """The oldest pending job; small ones only when a batch slot is free (they are
+        sent together by whoever holds a slot)."""
         for ino in self._order:
             job = self.jobs.get(ino)
-            if job is not None and job.state == "pending":
+            if job is not None and job.state == "pending" and (small or not self._small(ino)):
                 return ino
         return None
 
-    async def _upload(self, ino: int) -> None:
+    def _collect_small(self) -> list[int]:
+        """Pending small jobs, oldest first, up to one batch's worth."""
+        batch: list[int] = []
+        total = 0
+        for ino in self._order:
+            job = self.jobs.get(ino)
+            st = self.staging.get(ino)
+            if job is None or job.state != "pending" or st is None \
+                    or st.size > SMALL_BATCH_FILE:
+                continue
+            if batch and (len(batch) >= SMALL_BATCH_COUNT or total + st.size > SMALL_BATCH_BYTES):
+                break
+            batch.append(ino)
+            total += st.size
+        return batch
+
+    def _begin(self, ino: int) -> tuple[UploadJob, Staging, UploadTarget, int] | None:
+        """Mark the inode's job running and freeze its copy; None when nothing is to send."""
         job = self.jobs[ino]
         st = self.staging.get(ino)
         target = self.target_of(ino)
         if st is None or target is None or not st.dirty:
             self._finish(ino)
-            return
+            return None
         job.state = "running"
         job.attempts += 1
         job.entry_id, job.path = target.entry_id, target.path
         job.bytes_total, job.bytes_done = st.size, 0
-        gen = st.gen
         st.frozen = True
         self.journal(ino, st)
+        self.on_start(target)
+        return job, st, target, st.gen
+
+    async def _upload(self, ino: int) -> None:
+        begun = self._begin(ino)
+        if begun is None:
+            return
+        job, st, target, gen = begun
         self._notify()
 
         def progress(amount: int) -> None:
             job.bytes_done += amount
 
-        self.on_start(target)
         where: dict[str, str] = (
             {"overwrite_file_id": target.entry_id} if target.entry_id
             else {"parent_folder_id": target.parent_id})
@@ -458,17 +504,59 @@ class Writer:
                 known_chunks=st.size >= SMALL_UPLOAD,
                 upload_id=f"mount-{uuid.uuid4().hex[:10]}", **where)
         except errors.CloudError as exc:
-            self.on_abort(target)
-            st.frozen = False
-            self._unfreeze(st)
-            self._failed(ino, job, exc)
+            self._aborted(ino, job, st, target, exc)
             return
         except OSError as exc:
-            self.on_abort(target)
-            st.frozen = False
-            self._unfreeze(st)
-            self._failed(ino, job, errors.InternalError(f"staging copy unreadable: {exc}"))
+            self._aborted(ino, job, st, target,
+                          errors.InternalError(f"staging copy unreadable: {exc}"))
             return
+        self._succeeded(ino, job, st, gen, reply)
+
+    async def _upload_batch(self, inos: list[int]) -> None:
+        """Small files in one UploadSmallFiles call; each one succeeds or fails on its own."""
+        begun = [(ino, b) for ino in inos if (b := self._begin(ino)) is not None]
+        if not begun:
+            return
+        self._notify()
+        batch_id = f"mount-{uuid.uuid4().hex[:10]}"
+
+        def send() -> list[pb.UploadFileResponse | errors.CloudError]:
+            items = []
+            for _, (_, st, target, _) in begun:
+                with open(st.path, "rb") as handle:
+                    data = handle.read()
+                where = ({"overwrite_file_id": target.entry_id} if target.entry_id
+                         else {"parent_folder_id": target.parent_id})
+                items.append(SmallUpload(data=data, filename=target.name, mode=target.mode,
+                                         uid=target.uid, gid=target.gid,
+                                         mtime_ns=target.mtime_ns, upload_id=batch_id,
+                                         **where))
+            return self.client.upload_small_files(items)
+
+        try:
+            replies = await self.blocking(send)
+        except (errors.CloudError, OSError) as exc:
+            error = exc if isinstance(exc, errors.CloudError) else \
+                errors.InternalError(f"staging copy unreadable: {exc}")
+            for ino, (job, st, target, _) in begun:
+                self._aborted(ino, job, st, target, error)
+            return
+        for (ino, (job, st, target, gen)), reply in zip(begun, replies, strict=True):
+            if isinstance(reply, errors.CloudError):
+                self._aborted(ino, job, st, target, reply)
+            else:
+                job.bytes_done = job.bytes_total
+                self._succeeded(ino, job, st, gen, reply)
+
+    def _aborted(self, ino: int, job: UploadJob, st: Staging, target: UploadTarget,
+                 exc: errors.CloudError) -> None:
+        self.on_abort(target)
+        st.frozen = False
+        self._unfreeze(st)
+        self._failed(ino, job, exc)
+
+    def _succeeded(self, ino: int, job: UploadJob, st: Staging, gen: int,
+                   reply: pb.UploadFileResponse) -> None:
         st.frozen = False
         st.uploaded_gen = max(st.uploaded_gen, gen)
         current = self.staging.get(ino)

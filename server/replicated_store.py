@@ -204,17 +204,16 @@ class ReplicatedStore:
                         for h, nodes in written.items() for n in nodes]
         owner_rows = [{"user_id": user_id, "chunk_sha256": h, "created_at": now}
                       for h in hashes] if user_id else []
+        # One statement each, executed over all rows (executemany): compiled once and
+        # cached, where a multi-row VALUES statement would be compiled for every batch size.
         with self.db.write() as s:
-            for i in range(0, len(new_rows), 200):
-                stmt = insert(Chunk).values(new_rows[i:i + 200])
-                s.execute(stmt.on_conflict_do_update(
-                    index_elements=["sha256"], set_={"last_used_at": now}))
-            for i in range(0, len(replica_rows), 300):
-                s.execute(insert(Replica).values(replica_rows[i:i + 300])
-                          .on_conflict_do_nothing())
-            for i in range(0, len(owner_rows), 300):
-                s.execute(insert(UserChunk).values(owner_rows[i:i + 300])
-                          .on_conflict_do_nothing())
+            if new_rows:
+                s.execute(insert(Chunk).on_conflict_do_update(
+                    index_elements=["sha256"], set_={"last_used_at": now}), new_rows)
+            if replica_rows:
+                s.execute(insert(Replica).on_conflict_do_nothing(), replica_rows)
+            if owner_rows:
+                s.execute(insert(UserChunk).on_conflict_do_nothing(), owner_rows)
 
     def _record(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]) -> None:
         insert = self._insert()

@@ -89,6 +89,20 @@ class FakeClient:
         return pb.UploadFileResponse(success=True, entry=pb.FileEntry(
             file_id=kwargs["overwrite_file_id"], file_size=len(data), version=len(self.uploads)))
 
+    def upload_small_files(self, files: list[Any]) -> list[pb.UploadFileResponse]:
+        """The batch path of small files: a failure fails the whole call, as a gateway
+        that is down does."""
+        replies = []
+        for f in files:
+            if self.fail:
+                self.fail -= 1
+                raise self.error
+            self.uploads.append(f.data)
+            replies.append(pb.UploadFileResponse(success=True, entry=pb.FileEntry(
+                file_id=f.overwrite_file_id, file_size=len(f.data),
+                version=len(self.uploads))))
+        return replies
+
 
 def _writer(tmp_path: Path, client: FakeClient) -> Writer:
     w = Writer(client, Blocking(4), tmp_path / "staging")  # type: ignore[arg-type]
