@@ -163,6 +163,10 @@ class CloudFS(pyfuse3.Operations):
         self.watch_ok = False
         self._space: pb.StorageInfoResponse | None = None
         self._space_at = 0.0
+        # Bytes that staged writes may still add before the quota is worked out again
+        # (None = work it out on the next growing write): summing every staged copy on
+        # every write would make copying n files cost n² steps.
+        self._room_left: int | None = None
         self.nursery: trio.Nursery | None = None
         self._watch_stream: Any = None
         self._fill_children(self.table.root, root)
@@ -393,7 +397,16 @@ class CloudFS(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        _, node, _ = await self._existing(parent_inode, name)
+        parent = self.node(parent_inode)
+        node = await self._child(parent, _name(name))
+        if node is None:
+            # A negative entry the kernel keeps for ``ttl`` like a positive one: `cp` into
+            # the mount looks each new name up twice (stat, then open) before creating it.
+            # The change feed invalidates it when another mount creates the name.
+            missing = pyfuse3.EntryAttributes()
+            missing.st_ino = 0
+            missing.entry_timeout = self.options.ttl
+            return missing
         self.table.remember(node)
         return self.attrs(node)
 
@@ -739,6 +752,7 @@ class CloudFS(pyfuse3.Operations):
         if self._space is None or time.monotonic() - self._space_at > SPACE_TTL:
             self._space = await self.call(self.client.storage_info)
             self._space_at = time.monotonic()
+            self._room_left = None
         return self._space
 
     def _server_size(self, ino: int) -> int:
@@ -754,12 +768,18 @@ class CloudFS(pyfuse3.Operations):
         if node.area is not Area.TREE:
             return  # a shared file counts against its owner's quota: the gateway decides
         space = await self._space_info()
+        extra = new_size - current
+        if self._room_left is not None and extra <= self._room_left:
+            self._room_left -= extra
+            return
         growth = self.writer.pending_growth(self._server_size)
         if st is not None and st.dirty:
             growth -= max(0, st.size - node.size)
         growth += max(0, new_size - node.size)
         if growth > space.available_bytes:
+            self._room_left = None
             raise errors.QuotaExceeded(f"{growth} bytes pending, {space.available_bytes} available")
+        self._room_left = space.available_bytes - growth
 
     @_errno_guard
     async def flush(self, fh: int) -> None:
