@@ -140,6 +140,7 @@ class Writer:
         self._recovered_done = trio.Event()
         self.workers = workers
         self._batch_slots = trio.CapacityLimiter(BATCH_SLOTS)
+        self._batches = True  # the gateway takes UploadSmallFiles
         self.staging: dict[int, Staging] = {}
         self.jobs: dict[int, UploadJob] = {}
         self._order: dict[int, None] = {}  # inodes with a job, oldest first
@@ -440,7 +441,7 @@ class Writer:
 
     def _small(self, ino: int) -> bool:
         st = self.staging.get(ino)
-        return st is not None and st.size <= SMALL_BATCH_FILE
+        return self._batches and st is not None and st.size <= SMALL_BATCH_FILE
 
     def _next_job(self, small: bool = True) -> int | None:
         """The oldest pending job; small ones only when a batch slot is free (they are
@@ -458,8 +459,7 @@ class Writer:
         for ino in self._order:
             job = self.jobs.get(ino)
             st = self.staging.get(ino)
-            if job is None or job.state != "pending" or st is None \
-                    or st.size > SMALL_BATCH_FILE:
+            if job is None or job.state != "pending" or st is None or not self._small(ino):
                 continue
             if batch and (len(batch) >= SMALL_BATCH_COUNT or total + st.size > SMALL_BATCH_BYTES):
                 break
@@ -535,6 +535,17 @@ class Writer:
 
         try:
             replies = await self.blocking(send)
+        except errors.NotImplementedYet:
+            # A gateway older than UploadSmallFiles: one upload per file from now on.
+            log.info("the gateway has no UploadSmallFiles: uploading small files one by one")
+            self._batches = False
+            for _ino, (job, st, target, _) in begun:
+                self.on_abort(target)
+                st.frozen = False
+                self._unfreeze(st)
+                job.state, job.attempts = "pending", job.attempts - 1
+            self._wake.set()
+            return
         except (errors.CloudError, OSError) as exc:
             error = exc if isinstance(exc, errors.CloudError) else \
                 errors.InternalError(f"staging copy unreadable: {exc}")

@@ -159,3 +159,26 @@ def test_writer_retries_transient_and_reports_permanent(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_writer_falls_back_to_single_uploads_on_an_older_gateway(tmp_path: Path) -> None:
+    class OldGateway(FakeClient):
+        def upload_small_files(self, files: list[Any]) -> list[pb.UploadFileResponse]:
+            raise errors.NotImplementedYet("unknown method UploadSmallFiles")
+
+    client = OldGateway()
+
+    async def main() -> None:
+        w = _writer(tmp_path, client)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(w.run)
+            for ino in (1, 2, 3):
+                w.create_empty(ino)
+                await w.write(ino, 0, b"file %d" % ino)
+                w.schedule(ino)
+            left = await w.sync(trio.current_time() + 10)
+            assert left == []
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert sorted(client.uploads) == [b"file 1", b"file 2", b"file 3"]
