@@ -3,6 +3,7 @@
 upload, download, ls, rm, mkdir, mv, share and trash over the same ``CloudClient`` the mount
 uses. Uploads go through ``known_chunks``: chunks the gateway already holds travel as
 references, which is what makes a re-run of an interrupted upload send only the rest.
+Small files of a tree go up in groups, one UploadSmallFiles call each.
 """
 
 from __future__ import annotations
@@ -19,13 +20,20 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.client import CloudClient, SmallUpload
 from cloudgrpc_proto.transfer import UploadStats
 
 from .context import Context, UsageError
 from .output import Progress, format_time, human_size
 from .remote import SHARED, Entry, looks_like_id, normalize, split_listing
+
+# Files up to BATCH_FILE go up in groups (UploadSmallFiles): at most BATCH_COUNT files and
+# BATCH_BYTES per call, so a tree of small files costs a call per group, not per file.
+BATCH_FILE = 1024 * 1024
+BATCH_COUNT = 100
+BATCH_BYTES = 8 * 1024 * 1024
 
 
 class Cancelled(Exception):
@@ -195,10 +203,16 @@ def cmd_upload(ctx: Context, args: argparse.Namespace) -> int:
     label = f"Uploading {jobs[0].name}" if len(jobs) == 1 else f"Uploading {len(jobs)} files"
     with ctx.out.progress(total, label) as bar:
 
-        def run(job: UploadJob) -> None:
-            _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+        def run(item: UploadJob | list[UploadJob]) -> None:
+            if isinstance(item, list):
+                _upload_batch(ctx, client, item, folder_ids, args, bar, cancel, limit,
+                              failures)
+            else:
+                _upload_one(ctx, client, item, folder_ids[item.folder], args, bar, cancel,
+                            limit)
 
-        _run_parallel(ctx, jobs, run, max(1, args.jobs), cancel, failures, bar)
+        work = _batched(jobs) if len(jobs) > 1 and not args.limit_rate else list(jobs)
+        _run_parallel(ctx, work, run, max(1, args.jobs), cancel, failures, bar)
     sent = sum(j.stats.bytes_sent for j in jobs)
     referenced = sum(j.stats.bytes_referenced for j in jobs)
     done = len(jobs) - len(failures)
@@ -212,6 +226,88 @@ def cmd_upload(ctx: Context, args: argparse.Namespace) -> int:
             f"in {elapsed:.1f} s"
         )
     return _report_failures(ctx, failures, lambda j: j.local)
+
+
+def _batched(jobs: list[UploadJob]) -> list[UploadJob | list[UploadJob]]:
+    """Small files grouped for UploadSmallFiles (one call and one commit per group);
+    the others go one by one, largest first so they start early."""
+    singles: list[UploadJob | list[UploadJob]] = []
+    batches: list[UploadJob | list[UploadJob]] = []
+    batch: list[UploadJob] = []
+    held = 0
+    for job in jobs:
+        if job.local == "-" or job.size > BATCH_FILE:
+            singles.append(job)
+            continue
+        if batch and (len(batch) >= BATCH_COUNT or held + job.size > BATCH_BYTES):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append(job)
+        held += job.size
+    if batch:
+        batches.append(batch)
+    return singles + batches
+
+
+def _upload_batch(
+    ctx: Context,
+    client: CloudClient,
+    jobs: list[UploadJob],
+    folder_ids: dict[str, str],
+    args: argparse.Namespace,
+    bar: Progress,
+    cancel: threading.Event,
+    limit: RateLimit,
+    failures: list[tuple[UploadJob, BaseException]],
+) -> None:
+    """Small files in one UploadSmallFiles call; each one succeeds or fails on its own."""
+    if cancel.is_set():
+        raise Cancelled("interrupted")
+    items: list[SmallUpload] = []
+    sent: list[UploadJob] = []
+    for job in jobs:
+        try:
+            with open(job.local, "rb") as handle:
+                data = handle.read(BATCH_FILE + 1)
+                st = os.fstat(handle.fileno())
+        except OSError as exc:
+            failures.append((job, exc))
+            continue
+        if len(data) > BATCH_FILE:  # grew since it was listed: stream it instead
+            _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+            continue
+        items.append(SmallUpload(
+            data=data, filename=job.name, parent_folder_id=folder_ids[job.folder],
+            replace_existing=not args.no_clobber, mode=stat.S_IMODE(st.st_mode),
+            mtime_ns=st.st_mtime_ns))
+        job.stats.bytes_total = len(data)
+        sent.append(job)
+    if not items:
+        return
+    try:
+        replies = client.upload_small_files(items)
+    except errors.NotImplementedYet:  # an older gateway: one by one
+        for job in sent:
+            _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+        return
+    except errors.CloudError as exc:
+        failures.extend((job, exc) for job in sent)
+        return
+    for job, reply in zip(sent, replies, strict=True):
+        bar.advance(job.stats.bytes_total)
+        if isinstance(reply, errors.AlreadyExists) and args.no_clobber:
+            job.result = {"local": job.local, "path": job.remote_path, "skipped": True}
+            if not args.json:
+                _log(ctx, bar, f"skipped {job.remote_path or job.name}: exists")
+        elif isinstance(reply, errors.CloudError):
+            failures.append((job, reply))
+        else:
+            if reply.chunks_stored:
+                job.stats.bytes_sent, job.stats.chunks_sent = job.stats.bytes_total, 1
+            elif reply.chunks_deduplicated:
+                job.stats.bytes_referenced = job.stats.bytes_total
+                job.stats.chunks_referenced = 1
+            _uploaded(ctx, job, reply, bar, args)
 
 
 def _upload_one(
@@ -258,6 +354,12 @@ def _upload_one(
                 _log(ctx, bar, f"skipped {job.remote_path or job.name}: exists")
             return
         raise
+    _uploaded(ctx, job, response, bar, args)
+
+
+def _uploaded(ctx: Context, job: UploadJob, response: pb.UploadFileResponse, bar: Progress,
+              args: argparse.Namespace) -> None:
+    """Record (and show) one file the gateway committed."""
     size = response.entry.file_size if response.entry.file_id else job.stats.bytes_total
     remote = normalize(response.entry.path or posixpath.join(job.folder, job.name))
     job.result = {

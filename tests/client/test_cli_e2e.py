@@ -211,6 +211,31 @@ def test_tree_upload(user: tuple[Cli, str], tmp_path: pathlib.Path) -> None:
             assert sha(twin) == sha(local), local
 
 
+def test_tree_of_small_files_goes_up_in_groups(
+    real: Cluster, user: tuple[Cli, str], tmp_path: pathlib.Path
+) -> None:
+    cli, _ = user
+    tree = tmp_path / "notes"
+    for i in range(250):
+        path = tree / f"d{i % 2}" / f"n{i}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(100 + i))
+    before = sum("small files" in line for line in real.gateway.lines)
+    assert "250 of 250 files uploaded" in cli.ok("upload", "-r", str(tree), "/").out
+    calls = sum("small files" in line for line in real.gateway.lines) - before
+    assert 3 <= calls <= 6  # groups of at most 100, not one call per file
+    (tree / "d0" / "n0.txt").write_bytes(b"changed")
+    again = cli.ok("upload", "-r", "--no-clobber", str(tree), "/")
+    assert "skipped /notes/d0/n0.txt: exists" in again.out + again.err
+    assert cli.ok("download", "/notes/d0/n0.txt", "-").out != "changed"
+    cli.ok("upload", "-r", str(tree), "/")
+    assert cli.ok("download", "/notes/d0/n0.txt", "-").out == "changed"
+    out = tmp_path / "back"
+    cli.ok("download", "-r", "/notes", str(out) + "/")
+    for local in tree.rglob("*.txt"):
+        assert sha(out / "notes" / local.relative_to(tree)) == sha(local), local
+
+
 def _chunks_on_nodes(real: Cluster, hashes: list[str]) -> int:
     present = 0
     for digest in hashes:
