@@ -21,6 +21,7 @@ import trio
 
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.memory import reuse_chunk_buffers
 from cloudgrpc_proto.retry import RetryPolicy
 
 from . import control
@@ -157,6 +158,7 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
 
 def run(config: MountConfig) -> int:
     """Mount and serve until unmounted; the exit status says whether anything was left."""
+    reuse_chunk_buffers(arenas=2)  # chunk buffers: from the heap, shared by the workers
     client = make_client(config.server)
     try:
         fs = build(config, client)

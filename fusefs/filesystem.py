@@ -30,6 +30,7 @@ import trio
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.direct_reads import NodeReads
 
 from .aio import Blocking
 from .inodes import (
@@ -118,6 +119,7 @@ class Options:
     upload_delay: float = 0.0  # seconds an upload waits before it starts (tests)
     prefetch: bool = True  # listing a folder prefetches its small files' content
     kernel_read_ahead_kb: int = 4096  # 0 = leave the kernel's default (128 KiB)
+    direct_reads: bool = True  # read chunks from the storage nodes when the gateway allows
 
 
 class CloudFS(pyfuse3.Operations):
@@ -144,7 +146,9 @@ class CloudFS(pyfuse3.Operations):
         self.table = InodeTable(root.folder.folder_id)
         self.table.put_folder(root.folder, ROOT_INODE)
         self.cache = ChunkCache(cache_dir, self.options.cache_bytes)
-        self.reader = Reader(client, self.blocking, self.cache, self.options.read_ahead)
+        self.direct = NodeReads() if self.options.direct_reads else None
+        self.reader = Reader(client, self.blocking, self.cache, self.options.read_ahead,
+                             self.direct)
         self.reader.on_version = self._version_seen
         self.writer = Writer(client, self.blocking, staging_dir, self.options.upload_workers,
                              account=root.folder.folder_id, delay=self.options.upload_delay)
@@ -718,7 +722,8 @@ class CloudFS(pyfuse3.Operations):
         return handle
 
     @_errno_guard
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+        # pyfuse3 replies from any contiguous buffer: a view of a chunk in memory is not copied
         handle = self._handle(fh)
         if handle.ino == STATUS_INODE:
             return handle.status[off : off + size]
@@ -1083,6 +1088,9 @@ class CloudFS(pyfuse3.Operations):
         report["small_hits"] = self.reader.small_hits
         report["small_fetches"] = self.reader.small_fetches
         report["prefetched"] = self.reader.prefetched
+        if self.direct is not None:
+            report["direct_chunks"] = self.direct.fetched
+            report["direct_failures"] = self.direct.failed
         report["pid"] = os.getpid()
         return report
 
@@ -1199,3 +1207,5 @@ class CloudFS(pyfuse3.Operations):
     def stop_watch(self) -> None:
         if self._watch_stream is not None:
             self._watch_stream.cancel()
+        if self.direct is not None:
+            self.direct.close()

@@ -26,7 +26,7 @@ from . import control
 
 MiB = 1024 * 1024
 OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads",
-               "upload_delay", "prefetch", "kernel_read_ahead"}
+               "upload_delay", "prefetch", "kernel_read_ahead", "direct_reads"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("-o", dest="options", action="append", default=[],
                    help="comma-separated options: allow_other, cache_dir=D, cache_size=MiB, "
                         "read_ahead=N (chunks), upload_workers=N (default 8), ttl=S, "
-                        "prefetch=0|1, and other FUSE options")
+                        "prefetch=0|1, direct_reads=0|1 (chunks from the nodes), "
+                        "and other FUSE options")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--server", dest="mount_server", default=None, help=argparse.SUPPRESS)
     m.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
@@ -102,6 +103,8 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
         options.kernel_read_ahead_kb = int(ours["kernel_read_ahead"])
     if "prefetch" in ours:
         options.prefetch = ours["prefetch"].lower() not in ("0", "no", "off", "false")
+    if "direct_reads" in ours:
+        options.direct_reads = ours["direct_reads"].lower() not in ("0", "no", "off", "false")
     cache_dir = Path(os.path.expanduser(ours["cache_dir"])) if ours.get("cache_dir") else None
     if not args.foreground:
         return _spawn_background(args, server, mountpoint)

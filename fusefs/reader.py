@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -31,6 +32,7 @@ import trio
 
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.direct_reads import NodeReads
 
 from .aio import Blocking
 
@@ -41,6 +43,8 @@ DEFAULT_CACHE_BYTES = 2048 * MiB
 READ_AHEAD_CHUNKS = 8
 PREFETCH_PARALLEL = 4  # chunks in flight at once for read-ahead
 HOT_CHUNKS = 12  # chunks kept in memory as well as on disk
+CACHE_WRITERS = 2  # threads writing fetched chunks to the disk cache
+TOKEN_MARGIN_S = 30  # read tokens this close to expiry are renewed before use
 SMALL_FILE_MAX = 1 * MiB  # whole-file fast path at or below this size
 SMALL_CACHE_BYTES = 96 * MiB  # in-memory small-file cache
 PREFETCH_FILE_MAX = 256 * 1024  # readdir prefetch: files at most this big...
@@ -126,8 +130,8 @@ class ChunkCache:
     def put(self, sha: str, data: bytes, verify: bool = True) -> Path:
         """Store ``data`` as chunk ``sha``; ValueError when the bytes do not hash to it.
 
-        With ``verify=False`` the hash is checked the first time the chunk is read back
-        from disk instead (a reader served from memory does not wait for it).
+        ``verify=False`` is for bytes the caller has just hashed itself: they are stored
+        as verified without hashing them a second time.
         """
         if verify and hashlib.sha256(data).hexdigest() != sha:
             raise ValueError(f"chunk {sha[:12]} does not match its SHA-256")
@@ -142,10 +146,7 @@ class ChunkCache:
                 self.size += len(data)
             self._lru[sha] = len(data)
             self._lru.move_to_end(sha)
-            if verify:
-                self._verified.add(sha)
-            else:
-                self._verified.discard(sha)
+            self._verified.add(sha)
             self._evict()
         return path
 
@@ -219,12 +220,20 @@ class SmallFiles:
 
 @dataclass
 class Manifest:
-    """A file version's chunk list, with each chunk's starting offset for bisecting."""
+    """A file version's chunk list, with each chunk's starting offset for bisecting.
+
+    ``sources`` (chunk hash -> node addresses, read token) lets chunks be read from the
+    nodes directly until ``expires_at`` (unix seconds); empty when the gateway does not
+    offer direct reads.
+    """
 
     version: int
     chunks: list[tuple[str, int]]
     starts: list[int] = field(default_factory=list)
     size: int = 0
+    sources: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+    expires_at: float = 0.0
+    node_ca_pem: bytes = b""
 
     def __post_init__(self) -> None:
         pos = 0
@@ -236,6 +245,16 @@ class Manifest:
 
     def index(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
+
+    def direct(self, sha: str) -> tuple[list[str], str] | None:
+        """Where to read ``sha`` directly, while the tokens are good for a while more."""
+        if not self.sources or time.time() > self.expires_at - TOKEN_MARGIN_S:
+            return None
+        return self.sources.get(sha)
+
+    def stale(self) -> bool:
+        """Direct-read tokens about to expire: worth asking the gateway again."""
+        return bool(self.sources) and time.time() > self.expires_at - TOKEN_MARGIN_S
 
 
 @dataclass
@@ -250,8 +269,9 @@ class Reader:
     """Serves ``read`` from the chunk cache, fetching missing chunks from the gateway."""
 
     def __init__(self, client: CloudClient, blocking: Blocking, cache: ChunkCache,
-                 read_ahead: int = READ_AHEAD_CHUNKS) -> None:
+                 read_ahead: int = READ_AHEAD_CHUNKS, direct: NodeReads | None = None) -> None:
         self.client = client
+        self.direct = direct  # read chunks from the nodes (None: always through the gateway)
         self.blocking = blocking
         self.cache = cache
         self.read_ahead = read_ahead
@@ -265,6 +285,7 @@ class Reader:
         self._batch_slots = trio.Semaphore(PREFETCH_CALLS)
         self._hot: OrderedDict[str, bytes] = OrderedDict()
         self._hot_lock = threading.Lock()
+        self._cache_writers = trio.CapacityLimiter(CACHE_WRITERS)
 
         self.small_hits = 0
         self.small_fetches = 0
@@ -274,10 +295,16 @@ class Reader:
 
     async def manifest(self, file_id: str, version: int, *, fresh: bool = False) -> Manifest:
         known = self._manifests.get(file_id)
-        if known is not None and not fresh and (version == 0 or known.version == version):
+        if known is not None and not fresh and (version == 0 or known.version == version) \
+                and not known.stale():
             return known
-        reply = await self.blocking(self.client.get_file_chunks, file_id)
-        manifest = Manifest(int(reply.version), [(c.sha256, int(c.size)) for c in reply.chunks])
+        reply = await self.blocking(self.client.get_file_chunks, file_id,
+                                    self.direct is not None)
+        manifest = Manifest(int(reply.version), [(c.sha256, int(c.size)) for c in reply.chunks],
+                            sources={s.sha256: (list(s.addresses), s.read_token)
+                                     for s in reply.sources},
+                            expires_at=float(reply.sources_expire_at),
+                            node_ca_pem=bytes(reply.node_ca_pem))
         self._manifests[file_id] = manifest
         if self.on_version is not None and manifest.version != version:
             self.on_version(file_id, manifest.version)
@@ -387,18 +414,46 @@ class Reader:
 
     # --- chunks ---------------------------------------------------------------------------
 
+    def _fetch(self, file_id: str, manifest: Manifest, index: int) -> bytes:
+        """One whole chunk, verified: from a node directly when the manifest says where,
+        else (or when no node answers) through the gateway."""
+        sha, size = manifest.chunks[index]
+        where = manifest.direct(sha) if self.direct is not None else None
+        if where is not None and self.direct is not None:
+            data = self.direct.fetch(sha, size, where[0], where[1], manifest.node_ca_pem)
+            if data is not None:  # NodeReads checked its SHA-256
+                self._keep_hot(sha, data)
+                return data
+        return self._download(file_id, manifest.starts[index], size, sha, manifest.version)
+
     def _download(self, file_id: str, start: int, size: int, sha: str, version: int) -> bytes:
+        """One whole chunk through the gateway (ranged DownloadFile), checked on this thread."""
         with self.client.download(file_id, start, size) as stream:
             if version and stream.info.version and stream.info.version != version:
                 raise ValueError(f"{file_id} is at version {stream.info.version} now")
             data = stream.read_all()
         if len(data) != size:
             raise ValueError(f"chunk {sha[:12]}: {len(data)} bytes, expected {size}")
-        # The version check above already ties these bytes to the manifest; the SHA-256 is
-        # checked when the chunk is first read back from disk (readers get it from memory).
-        self.cache.put(sha, data, verify=False)
+        return self._verified(sha, data)
+
+    def _verified(self, sha: str, data: bytes) -> bytes:
+        """``data`` once it hashes to ``sha`` (on a worker thread: hashlib drops the GIL).
+
+        Hashing here, once, lets the cache store the chunk as verified, so it is never read
+        back from disk and hashed again on the FUSE loop.
+        """
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ValueError(f"chunk {sha[:12]} does not match its SHA-256")
         self._keep_hot(sha, data)
         return data
+
+    async def _store(self, sha: str, data: bytes) -> None:
+        """Write a fetched chunk to the disk cache off the read path (its own threads)."""
+        try:
+            await trio.to_thread.run_sync(self.cache.put, sha, data, False,
+                                          limiter=self._cache_writers)
+        except OSError as exc:  # a full or read-only cache disk: serve from the network
+            log.warning("chunk %s not cached: %s", sha[:12], exc)
 
     def _keep_hot(self, sha: str, data: bytes) -> None:
         with self._hot_lock:
@@ -413,7 +468,7 @@ class Reader:
 
     async def chunk(self, file_id: str, manifest: Manifest, index: int) -> Path | bytes:
         """Chunk ``index`` in memory or its cached path, fetching it (once, however many ask)."""
-        sha, size = manifest.chunks[index]
+        sha = manifest.chunks[index][0]
         while True:
             hot = self._hot_get(sha)
             if hot is not None:
@@ -427,19 +482,21 @@ class Reader:
             pending = self._inflight.get(sha)
             if pending is None:
                 break
-            await pending.wait()
-            if self.cache.get(sha) is None and sha not in self._inflight:
-                break
+            await pending.wait()  # then memory, or the cache, or a fetch of our own
         done = trio.Event()
         self._inflight[sha] = done
         try:
-            return await self.blocking(self._download, file_id, manifest.starts[index],
-                                       size, sha, manifest.version)
+            data = await self.blocking(self._fetch, file_id, manifest, index)
         except ValueError:
             raise errors.Conflict("the file changed while it was read") from None
         finally:
             del self._inflight[sha]
             done.set()
+        if self.nursery is not None:
+            self.nursery.start_soon(self._store, sha, data)
+        else:
+            await self._store(sha, data)
+        return data
 
     def _prefetch(self, file_id: str, manifest: Manifest, first: int) -> None:
         if self.nursery is None:
@@ -462,8 +519,11 @@ class Reader:
     # --- read -----------------------------------------------------------------------------
 
     async def read(self, file_id: str, version: int, offset: int, length: int,
-                   state: ReadState | None = None, size: int | None = None) -> bytes:
+                   state: ReadState | None = None, size: int | None = None
+                   ) -> bytes | memoryview:
         """``length`` bytes at ``offset`` of the file (fewer at its end).
+
+        A read inside one chunk held in memory is a view of it, not a copy.
 
         ``size`` is the file's size as last known: a small file is read whole in one call.
         """
@@ -482,7 +542,7 @@ class Reader:
         raise AssertionError("unreachable")
 
     async def _read(self, file_id: str, manifest: Manifest, offset: int, length: int,
-                    state: ReadState | None) -> bytes:
+                    state: ReadState | None) -> bytes | memoryview:
         end = min(offset + length, manifest.size)
         if offset >= end:
             return b""
@@ -492,7 +552,7 @@ class Reader:
             near = abs(offset - state.next_offset) <= 2 * MiB
             state.sequential = state.sequential + 1 if near else 0
             state.next_offset = max(end, state.next_offset) if near else end
-        parts: list[bytes] = []
+        parts: list[bytes | memoryview] = []
         pos = offset
         index = manifest.index(pos)
         while pos < end:
@@ -504,7 +564,7 @@ class Reader:
             lo = pos - start
             hi = min(end - start, size)
             if isinstance(got, bytes):
-                parts.append(got[lo:hi])
+                parts.append(memoryview(got)[lo:hi])  # no copy: pyfuse3 takes any buffer
             else:
                 fd = os.open(got, os.O_RDONLY)
                 try:

@@ -21,6 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cloudgrpc_proto.memory import reuse_chunk_buffers
+
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
 from .registration import NodeIdentity, Registrar, cpu_cores
@@ -157,6 +159,7 @@ def _setup_logging() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script entry point; returns the process exit code."""
+    reuse_chunk_buffers()  # every GetChunk/PutChunk is a fresh 4 MiB buffer
     config = parse_config(argv)
     _setup_logging()
     stopping = threading.Event()

@@ -705,10 +705,14 @@ class CloudClient:
             idempotent=True,
         )
 
-    def get_file_chunks(self, file_id: str) -> pb.GetFileChunksResponse:
+    def get_file_chunks(self, file_id: str, with_sources: bool = False
+                        ) -> pb.GetFileChunksResponse:
+        """The file's chunk list; ``with_sources`` adds node addresses and read tokens
+        (``cloudgrpc_proto.direct_reads``) when the gateway offers direct reads."""
         return self._unary(
             self._stubs.file.GetFileChunks,
-            lambda t: pb.GetFileChunksRequest(session_token=t, file_id=file_id),
+            lambda t: pb.GetFileChunksRequest(session_token=t, file_id=file_id,
+                                              with_sources=with_sources),
             idempotent=True,
         )
 

@@ -667,22 +667,40 @@ class FindChunksResponse(_message.Message):
     def __init__(self, present: _Optional[_Iterable[str]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class GetFileChunksRequest(_message.Message):
-    __slots__ = ("session_token", "file_id")
+    __slots__ = ("session_token", "file_id", "with_sources")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    WITH_SOURCES_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     file_id: str
-    def __init__(self, session_token: _Optional[str] = ..., file_id: _Optional[str] = ...) -> None: ...
+    with_sources: bool
+    def __init__(self, session_token: _Optional[str] = ..., file_id: _Optional[str] = ..., with_sources: _Optional[bool] = ...) -> None: ...
 
 class GetFileChunksResponse(_message.Message):
-    __slots__ = ("chunks", "chunk_size", "version")
+    __slots__ = ("chunks", "chunk_size", "version", "sources", "sources_expire_at", "node_ca_pem")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_EXPIRE_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_CA_PEM_FIELD_NUMBER: _ClassVar[int]
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
     chunk_size: int
     version: int
-    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., chunk_size: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[ChunkSource]
+    sources_expire_at: int
+    node_ca_pem: bytes
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., chunk_size: _Optional[int] = ..., version: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[ChunkSource, _Mapping]]] = ..., sources_expire_at: _Optional[int] = ..., node_ca_pem: _Optional[bytes] = ...) -> None: ...
+
+class ChunkSource(_message.Message):
+    __slots__ = ("sha256", "addresses", "read_token")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    READ_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    read_token: str
+    def __init__(self, sha256: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., read_token: _Optional[str] = ...) -> None: ...
 
 class WatchChangesRequest(_message.Message):
     __slots__ = ("session_token",)
@@ -1269,16 +1287,18 @@ class PutChunkResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., used_bytes: _Optional[int] = ..., already_present: _Optional[bool] = ...) -> None: ...
 
 class GetChunkRequest(_message.Message):
-    __slots__ = ("sha256", "offset", "length", "cluster_secret")
+    __slots__ = ("sha256", "offset", "length", "cluster_secret", "read_token")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    READ_TOKEN_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     offset: int
     length: int
     cluster_secret: str
-    def __init__(self, sha256: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., cluster_secret: _Optional[str] = ...) -> None: ...
+    read_token: str
+    def __init__(self, sha256: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., read_token: _Optional[str] = ...) -> None: ...
 
 class GetChunkResponse(_message.Message):
     __slots__ = ("data", "chunk_size")

@@ -11,7 +11,7 @@ import pathlib
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from cloudgrpc_proto.environment import get_float, get_int, get_str
+from cloudgrpc_proto.environment import get_bool, get_float, get_int, get_str
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -59,6 +59,10 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     node_tls_ca: str = ""
+    # Direct reads: GetFileChunks(with_sources) hands out node addresses and read tokens
+    # so clients read chunks from the nodes themselves (off when nodes are private).
+    direct_reads: bool = True
+    read_token_ttl_s: int = 600
     # Payments.
     campay_username: str = ""
     campay_password: str = ""
@@ -143,6 +147,8 @@ def load_settings() -> Settings:
         tls_cert=get_str("TLS_CERT"),
         tls_key=get_str("TLS_KEY"),
         node_tls_ca=get_str("NODE_TLS_CA"),
+        direct_reads=get_bool("DIRECT_READS", True),
+        read_token_ttl_s=max(30, get_int("READ_TOKEN_TTL_S", 600)),
         campay_username=get_str("CAMPAY_APP_USERNAME"),
         campay_password=get_str("CAMPAY_APP_PASSWORD"),
         campay_base_url=get_str("CAMPAY_BASE_URL"),

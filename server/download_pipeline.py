@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from cloudgrpc_proto import read_tokens
 from cloudgrpc_proto.errors import CloudError, InvalidArgument
 
 from .accounts import Caller
-from .namespace import FileAccess, Namespace
+from .models import File
+from .namespace import ChunkSpan, FileAccess, Namespace
 from .replicated_store import ReplicatedStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,17 @@ class DownloadPlan:
     offset: int
     length: int
     pieces: list[tuple[str, int, int, list[str]]]  # (sha, start in chunk, end in chunk, nodes)
+
+
+@dataclass
+class ReadPlan:
+    """A file version's chunks and, for direct reads, where each lives and its token."""
+
+    file: File
+    spans: list[ChunkSpan]
+    sources: list[tuple[str, list[str], str]] = field(default_factory=list)
+    expires_at: int = 0  # (sha, node addresses, read token) above are good until then
+    node_ca_pem: bytes = b""
 
 
 class DownloadPipeline:
@@ -58,6 +72,35 @@ class DownloadPipeline:
             pieces.append((span.sha256, max(start, c_start) - c_start,
                            min(end, c_end) - c_start, replicas.get(span.sha256, [])))
         return DownloadPlan(access, start, end - start, pieces)
+
+    def read_plan(self, caller: Caller, file_id: str, with_sources: bool) -> ReadPlan:
+        """The file's chunk list; with ``with_sources``, also its replicas and read tokens.
+
+        The caller may read the file (``file_chunks`` checked that), so it may read each
+        of its chunks: a token per chunk, signed with the cluster secret, lets a node
+        serve exactly that chunk until the expiry without asking anyone.
+        """
+        f, spans = self.namespace.file_chunks(caller, file_id)
+        plan = ReadPlan(f, spans)
+        settings = self.store.settings
+        if not with_sources or not settings.direct_reads or not spans:
+            return plan
+        registry = self.store.registry
+        plan.expires_at = int(time.time()) + settings.read_token_ttl_s
+        replicas = self.store.replicas_of(s.sha256 for s in spans)
+        for sha in dict.fromkeys(s.sha256 for s in spans):
+            online, offline = [], []
+            for node_id in replicas.get(sha, []):
+                node = registry.node(node_id)
+                if node is not None:
+                    (online if registry.is_online(node_id) else offline).append(node.address)
+            token = (read_tokens.issue(settings.cluster_secret, sha, plan.expires_at)
+                     if settings.cluster_secret else "")
+            plan.sources.append((sha, online + offline, token))
+        if settings.node_tls_ca:
+            with open(settings.node_tls_ca, "rb") as handle:
+                plan.node_ca_pem = handle.read()
+        return plan
 
     def stream(self, plan: DownloadPlan) -> Iterator[bytes]:
         ahead: list[cf.Future[bytes]] = []

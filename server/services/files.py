@@ -256,10 +256,13 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def GetFileChunks(self, request: pb.GetFileChunksRequest, context: grpc.ServicerContext
                       ) -> pb.GetFileChunksResponse:
         caller = self._caller(request.session_token)
-        f, spans = self.ns.file_chunks(caller, request.file_id)
+        plan = self.downloads.read_plan(caller, request.file_id, request.with_sources)
         return pb.GetFileChunksResponse(
-            chunks=[pb.ChunkRef(sha256=s.sha256, size=s.size) for s in spans],
-            chunk_size=self.chunk_size, version=f.version)
+            chunks=[pb.ChunkRef(sha256=s.sha256, size=s.size) for s in plan.spans],
+            chunk_size=self.chunk_size, version=plan.file.version,
+            sources=[pb.ChunkSource(sha256=sha, addresses=addresses, read_token=token)
+                     for sha, addresses, token in plan.sources],
+            sources_expire_at=plan.expires_at, node_ca_pem=plan.node_ca_pem)
 
     @rpc
     def DownloadSmallFiles(self, request: pb.DownloadSmallFilesRequest,

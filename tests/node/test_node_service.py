@@ -244,3 +244,37 @@ def test_put_chunks_judges_each_chunk(start_node) -> None:
     err = rpc_error(node.stub.PutChunks, pb.PutChunksRequest(
         cluster_secret="wrong", chunks=[pb.PutChunkRequest(sha256=sha3, data=data3)]))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_read_token_reads_its_chunk_and_nothing_else(start_node) -> None:
+    """A client with the gateway's read token gets that one chunk; other calls and other
+    chunks, forged, expired or foreign-secret tokens are refused."""
+    import time
+
+    from cloudgrpc_proto import read_tokens
+
+    node = start_node()
+    sha, data = chunk(7, 50_000)
+    other, other_data = chunk(8, 1_000)
+    for h, d in ((sha, data), (other, other_data)):
+        node.stub.PutChunk(pb.PutChunkRequest(sha256=h, data=d, cluster_secret=SECRET),
+                           timeout=TIMEOUT)
+    token = read_tokens.issue(SECRET, sha, int(time.time()) + 60)
+
+    got = node.stub.GetChunk(pb.GetChunkRequest(sha256=sha, read_token=token), timeout=TIMEOUT)
+    assert got.data == data
+
+    expired = read_tokens.issue(SECRET, sha, int(time.time()) - 1)
+    forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+    foreign = read_tokens.issue("another-cluster", sha, int(time.time()) + 60)
+    longer = token.replace(token.split(".")[1], str(int(token.split(".")[1]) + 3600))
+    for bad_sha, bad in ((other, token), (sha, expired), (sha, forged), (sha, foreign),
+                         (sha, longer), (sha, "v1.x.y"), (sha, "garbage")):
+        err = rpc_error(node.stub.GetChunk, pb.GetChunkRequest(sha256=bad_sha, read_token=bad))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, bad
+
+    # a read token is no cluster secret: writes and deletes still need the secret
+    err = rpc_error(node.stub.DeleteChunks,
+                    pb.DeleteChunksRequest(sha256=[sha], cluster_secret=token))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert node.store.chunk_count == 2

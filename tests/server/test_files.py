@@ -227,6 +227,8 @@ def test_users_cannot_touch_each_others_files(shared_cluster: Cluster) -> None:
                                                       new_name="stolen")),
         lambda: c.files.GetFileChunks(pb.GetFileChunksRequest(session_token=b.token,
                                                               file_id=fid)),
+        lambda: c.files.GetFileChunks(pb.GetFileChunksRequest(session_token=b.token,
+                                                              file_id=fid, with_sources=True)),
         lambda: b.upload(b"overwrite", "x", overwrite_file_id=fid),
         lambda: b.upload(b"into", "x.txt", folder_id=folder),
         lambda: c.files.CreateFolder(pb.CreateFolderRequest(
@@ -313,3 +315,40 @@ def test_system_status_counts(shared_cluster: Cluster) -> None:
     with pytest.raises(grpc.RpcError) as err:
         c.admin.GetSystemStatus(pb.SystemStatusRequest(admin_key="wrong"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_read_plan_lets_a_reader_fetch_chunks_from_the_nodes(shared_cluster: Cluster) -> None:
+    """GetFileChunks(with_sources): each chunk's nodes and a token those nodes accept for
+    exactly that chunk; without with_sources, no tokens are handed out."""
+    from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+    from cloudgrpc_proto import read_tokens
+    from tests.cluster import CLUSTER_SECRET
+
+    c = shared_cluster
+    a = c.sign_up()
+    data = os.urandom(9 * MiB)
+    fid = a.upload(data, "big.bin").file_id
+    plain = c.files.GetFileChunks(pb.GetFileChunksRequest(session_token=a.token, file_id=fid))
+    assert not plain.sources and not plain.sources_expire_at
+    plan = c.files.GetFileChunks(pb.GetFileChunksRequest(session_token=a.token, file_id=fid,
+                                                         with_sources=True))
+    assert [ch.sha256 for ch in plan.chunks] == [ch.sha256 for ch in plain.chunks]
+    assert {s.sha256 for s in plan.sources} == {ch.sha256 for ch in plan.chunks}
+    assert len(plan.sources) == 3
+    pos = 0
+    for ref in plan.chunks:
+        source = next(s for s in plan.sources if s.sha256 == ref.sha256)
+        assert len(source.addresses) == 2  # replication factor 2
+        assert read_tokens.valid(CLUSTER_SECRET, source.read_token, ref.sha256)
+        assert not read_tokens.valid(CLUSTER_SECRET, source.read_token, plan.sources[0].sha256
+                                     if source is not plan.sources[0]
+                                     else plan.sources[1].sha256)
+        for address in source.addresses:
+            with grpc.insecure_channel(address, options=[
+                    ("grpc.max_receive_message_length", 64 * MiB)]) as channel:
+                got = pb_grpc.ChunkServiceStub(channel).GetChunk(
+                    pb.GetChunkRequest(sha256=ref.sha256, read_token=source.read_token),
+                    timeout=10)
+            assert got.data == data[pos:pos + ref.size]
+        pos += ref.size
+    assert pos == len(data)

@@ -1,0 +1,142 @@
+"""Reading chunks straight from the storage nodes, with the gateway's read tokens.
+
+The gateway's ``GetFileChunks(with_sources=True)`` says where each chunk of a file lives
+and signs a read token per chunk; ``NodeReads.fetch`` then asks a node for the chunk
+(``ChunkService.GetChunk`` with the token) and checks the bytes against the chunk's
+SHA-256 itself, so the gateway's CPU is not in the data path (JuiceFS and SeaweedFS
+clients read the same way). Whatever fails here — a node this client cannot reach (nodes
+on a private network), a refused or expired token, a replica that lies — makes
+``fetch`` return None and the caller reads through the gateway instead. A node that
+cannot be reached is not tried again for ``down_for`` seconds, so a client outside the
+nodes' network pays the connect timeout once, not per chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+
+import grpc
+
+from . import cloud_storage_pb2 as pb
+from . import cloud_storage_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+CONNECT_TIMEOUT_S = 2.0
+CALL_TIMEOUT_S = 30.0
+DOWN_FOR_S = 30.0
+
+
+class NodeReads:
+    """Cached channels to nodes, the nodes found unreachable, and verified chunk fetches.
+
+    Thread-safe: several read-ahead fetches run at once.
+    """
+
+    def __init__(self, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 call_timeout: float = CALL_TIMEOUT_S, down_for: float = DOWN_FOR_S) -> None:
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
+        self.down_for = down_for
+        self._lock = threading.Lock()
+        self._stubs: dict[tuple[str, bytes], tuple[grpc.Channel, pb_grpc.ChunkServiceStub]] = {}
+        self._down: dict[str, float] = {}  # address -> monotonic time it may be tried again
+        self.fetched = 0  # chunks read from a node
+        self.failed = 0  # attempts that fell through to the next replica or the gateway
+
+    def _stub(self, address: str, ca_pem: bytes) -> pb_grpc.ChunkServiceStub | None:
+        """A ready stub for ``address``, or None when it cannot be reached (marked down)."""
+        key = (address, ca_pem)
+        with self._lock:
+            entry = self._stubs.get(key)
+        if entry is not None:
+            return entry[1]
+        if ca_pem:
+            channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_pem),
+                                          options=_OPTIONS)
+        else:
+            channel = grpc.insecure_channel(address, options=_OPTIONS)
+        try:
+            grpc.channel_ready_future(channel).result(timeout=self.connect_timeout)
+        except grpc.FutureTimeoutError:
+            channel.close()
+            self._mark_down(address, "not reachable")
+            return None
+        stub = pb_grpc.ChunkServiceStub(channel)
+        with self._lock:
+            if key in self._stubs:  # another thread connected meanwhile
+                channel.close()
+                return self._stubs[key][1]
+            self._stubs[key] = (channel, stub)
+        return stub
+
+    def _mark_down(self, address: str, why: str) -> None:
+        with self._lock:
+            self._down[address] = time.monotonic() + self.down_for
+            entry = None
+            for key in [k for k in self._stubs if k[0] == address]:
+                entry = self._stubs.pop(key)
+        if entry is not None:
+            entry[0].close()
+        log.info("storage node %s: %s; reading through the gateway for %.0f s",
+                 address, why, self.down_for)
+
+    def usable(self, addresses: list[str]) -> list[str]:
+        """``addresses`` minus the nodes marked down."""
+        now = time.monotonic()
+        with self._lock:
+            return [a for a in addresses if self._down.get(a, 0.0) <= now]
+
+    def fetch(self, sha256: str, size: int, addresses: list[str], token: str,
+              ca_pem: bytes = b"") -> bytes | None:
+        """Chunk ``sha256`` (``size`` bytes) from one of ``addresses``, verified; else None.
+
+        Replicas are tried starting at one picked by the hash, so a sequential read
+        spreads its chunks over the nodes that hold them.
+        """
+        usable = self.usable(addresses)
+        if not usable:
+            return None
+        first = int(sha256[:8], 16) % len(usable)
+        for address in usable[first:] + usable[:first]:
+            stub = self._stub(address, ca_pem)
+            if stub is None:
+                self.failed += 1
+                continue
+            try:
+                reply = stub.GetChunk(pb.GetChunkRequest(sha256=sha256, read_token=token),
+                                      timeout=self.call_timeout)
+            except grpc.RpcError as exc:
+                self.failed += 1
+                code = exc.code()
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    self._mark_down(address, code.name)
+                else:
+                    log.debug("chunk %s from %s: %s", sha256[:12], address, code.name)
+                continue
+            data = reply.data
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
+                self.failed += 1
+                log.warning("chunk %s from node %s does not match its hash", sha256[:12],
+                            address)
+                continue
+            self.fetched += 1
+            return data
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            entries = list(self._stubs.values())
+            self._stubs.clear()
+        for channel, _ in entries:
+            channel.close()
