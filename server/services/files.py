@@ -9,7 +9,7 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import InvalidArgument
+from cloudgrpc_proto.errors import InvalidArgument, wire_details
 
 from ..accounts import Accounts
 from ..change_feed import ChangeFeed
@@ -151,6 +151,21 @@ class FileServicer(pb_grpc.FileServiceServicer):
         return pb.DeleteFileResponse(
             success=True, message="File permanently deleted" if request.permanent
             else "File moved to trash")
+
+    @rpc
+    def DeleteFiles(self, request: pb.DeleteFilesRequest, context: grpc.ServicerContext
+                    ) -> pb.DeleteFilesResponse:
+        caller = self._caller(request.session_token)
+        out = pb.DeleteFilesResponse()
+        for fid, error in self.ns.delete_files(caller, list(request.file_ids),
+                                               request.permanent):
+            if error is None:
+                out.results.append(pb.DeleteFileResult(file_id=fid, success=True))
+                out.deleted += 1
+            else:
+                out.results.append(pb.DeleteFileResult(
+                    file_id=fid, error_code=error.code.name, error_message=wire_details(error)))
+        return out
 
     # --- trash ------------------------------------------------------------------------
 
