@@ -32,6 +32,7 @@ from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 
 from .aio import Blocking
+from .deleter import Deleter, PendingDelete
 from .inodes import (
     ROOT_INODE,
     SHARED_INODE,
@@ -116,6 +117,7 @@ class Options:
     upload_workers: int = 8
     threads: int = 24
     upload_delay: float = 0.0  # seconds an upload waits before it starts (tests)
+    delete_delay: float = 0.0  # seconds a queued unlink waits before it is sent (tests)
     prefetch: bool = True  # listing a folder prefetches its small files' content
     kernel_read_ahead_kb: int = 4096  # 0 = leave the kernel's default (128 KiB)
 
@@ -152,6 +154,13 @@ class CloudFS(pyfuse3.Operations):
         self.writer.on_uploaded = self._uploaded
         self.writer.on_start = lambda target: self._expect(target.key)
         self.writer.on_abort = lambda target: self._unexpect(target.key)
+        self.deleter = Deleter(client, self.blocking, staging_dir, root.folder.folder_id,
+                               claim=self.writer.owns_dir, delay=self.options.delete_delay)
+        self.deleter.on_start = lambda ids: self._expect(*ids)
+        self.deleter.on_abort = lambda ids: self._unexpect(*ids)
+        self.deleter.on_deleted = lambda items: self._trash_changed()
+        self.deleter.on_failed = self._deletes_failed
+        self.writer.before_create = self.deleter.flush
         # files created here and not uploaded yet, by (parent inode, name)
         self.local_names: dict[tuple[int, str], int] = {}
         self.handles: dict[int, Handle] = {}
@@ -260,6 +269,8 @@ class CloudFS(pyfuse3.Operations):
         for d in listing.folders:
             children[d.name] = self.table.put_folder(d, folder.ino).ino
         for f in listing.files:
+            if self.deleter.hidden(f.file_id):
+                continue  # unlinked here, its delete still queued
             node = self.table.by_entry(f.file_id)
             staged = self.writer.get(node.ino) if node is not None else None
             if node is not None and staged is not None and staged.dirty:
@@ -289,6 +300,7 @@ class CloudFS(pyfuse3.Operations):
         if folder.children is not None and self._fresh(folder.children_at):
             return folder.children
         if folder.ino == TRASH_INODE:
+            await self._flush_deletes_quietly()  # what was just removed belongs in the trash
             reply = await self.call(self.client.list_trash)
             kids: dict[str, int] = {}
             for d in reply.folders:
@@ -334,6 +346,8 @@ class CloudFS(pyfuse3.Operations):
             except errors.NotFound:
                 self.table.drop_child(parent, name)
                 return None
+            if reply.WhichOneof("entry") == "file" and self.deleter.hidden(reply.file.file_id):
+                return None  # unlinked here, its delete still queued
             existing = (
                 self.table.by_entry(reply.file.file_id)
                 if reply.WhichOneof("entry") == "file"
@@ -563,6 +577,7 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_folder,
@@ -595,6 +610,7 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EBUSY)
         if self._holds_local(node):
             raise _fail(errno.ENOTEMPTY)  # holds files not uploaded yet
+        await self.deleter.flush()  # the files rm -r just removed, before their folder
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
@@ -606,6 +622,22 @@ class CloudFS(pyfuse3.Operations):
 
     def _trash_changed(self) -> None:
         self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
+
+    async def _flush_deletes_quietly(self) -> None:
+        """Flush queued deletes where a failure is not the caller's to report."""
+        try:
+            await self.deleter.flush()
+        except errors.CloudError as exc:
+            log.info("queued deletes not applied yet: %s", exc.message)
+
+    def _deletes_failed(self, items: list[PendingDelete]) -> None:
+        """Deletes the gateway refused for good: the files are still there, show them."""
+        for item in items:
+            parent = self.table.get(item.parent_ino) if item.parent_ino else None
+            if parent is not None:
+                parent.children = None
+                parent.attrs_at = 0.0
+                self._invalidate_inode(parent.ino, attr_only=True)
 
     # --- files: create, open, read, write -------------------------------------------------
 
@@ -839,7 +871,8 @@ class CloudFS(pyfuse3.Operations):
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
-            await self.mutate((node.entry_id,), self.client.delete_file, node.entry_id)
+            # to the trash in the background (deleter.py): rm -r pays one call per batch
+            self.deleter.queue(node.entry_id, self.path_of(node), node.parent)
         else:
             raise _fail(errno.EACCES)
         self.writer.discard(node.ino)
@@ -897,6 +930,7 @@ class CloudFS(pyfuse3.Operations):
             self.writer.discard(target.ino)
             self.table.mark_deleted(target)
             target = None
+        await self.deleter.flush()  # MoveEntry must not meet (or replace) a file rm removed
         await self._ensure_uploaded(node)
         if new_parent.ino == TRASH_INODE and node.area is Area.TREE:
             if node.is_dir:
@@ -924,6 +958,7 @@ class CloudFS(pyfuse3.Operations):
                     self.table.mark_deleted(target)
                 else:
                     await self._remove_file(target)
+                    await self.deleter.flush()  # the name is free once it is in the trash
             reply = await self.mutate(
                 (
                     node.entry_id,
@@ -985,6 +1020,7 @@ class CloudFS(pyfuse3.Operations):
         text = _name(name)
         if len(target) > SYMLINK_MAX:
             raise _fail(errno.ENAMETOOLONG)
+        await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_symlink,
@@ -1044,6 +1080,7 @@ class CloudFS(pyfuse3.Operations):
 
     def status(self) -> dict[str, Any]:
         report = self.writer.status()
+        report.update(self.deleter.status())
         report["mountpoint"] = self.mountpoint
         report["watch"] = "connected" if self.watch_ok else "disconnected"
         report["cache_bytes"] = self.cache.size
@@ -1164,7 +1201,19 @@ class CloudFS(pyfuse3.Operations):
         self.reader.nursery = nursery
         nursery.start_soon(self.watch)
         nursery.start_soon(self.writer.run)
-        nursery.start_soon(self.writer.recover)
+        nursery.start_soon(self.deleter.run)
+        nursery.start_soon(self._recover)
+
+    async def _recover(self) -> None:
+        """What a killed daemon left: its queued deletes first, then its staged uploads
+        (one of which may re-create a name a delete frees)."""
+        await self._flush_deletes_quietly()
+        await self.writer.recover()
+
+    async def sync(self, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Wait for the upload queue and the queued deletes; what is left, as dicts."""
+        left = [item.as_dict() for item in await self.deleter.sync(deadline)]
+        return left + [job.as_dict() for job in await self.writer.sync(deadline)]
 
     def stop_watch(self) -> None:
         if self._watch_stream is not None:

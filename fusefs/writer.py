@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 UPLOAD_WORKERS = 8
 SMALL_UPLOAD = 256 * 1024  # below this, asking FindChunks costs more than sending the bytes
 JOURNAL = ".journal"
+DELETE_JOURNAL = ".delete"  # the deleter's journals (deleter.py) share the staging dir
 LOCK = ".lock"
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
@@ -125,7 +126,7 @@ class Writer:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.account = account  # the root folder id: whose journals are ours to recover
         self.delay = delay  # seconds before an upload starts (tests: a window to crash in)
-        self._lock_fd = _lock_dir(self.root, wait=False)
+        self._lock_fd = lock_dir(self.root, wait=False)
         if self._lock_fd is None:
             log.warning("%s is in use by another mount daemon: not recovering it", self.root)
         self.leftovers = self._claim_own_leftovers() if self._lock_fd is not None else []
@@ -146,8 +147,16 @@ class Writer:
         # Told before an upload starts and when it fails (the change feed echoes successes).
         self.on_start: Callable[[UploadTarget], None] = lambda target: None
         self.on_abort: Callable[[UploadTarget], None] = lambda target: None
+        # Awaited before an upload that creates a file by parent id + name: queued deletes
+        # (deleter.flush) go first, so the name of a file just removed is free again.
+        self.before_create: Callable[[], Awaitable[None]] = _nothing
         self.uploaded_bytes = 0
         self.uploads_done = 0
+
+    @property
+    def owns_dir(self) -> bool:
+        """This daemon holds the staging dir (its leftovers are ours to recover)."""
+        return self._lock_fd is not None
 
     # --- staging copies -------------------------------------------------------------------
 
@@ -232,6 +241,8 @@ class Writer:
                 journals.append(path)
             elif path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
+            elif path.name.endswith(DELETE_JOURNAL) or path.is_dir():
+                continue  # the deleter's journals (deleter.py): not a staging copy
             elif not path.with_name(path.name + JOURNAL).exists():
                 path.unlink(missing_ok=True)  # a copy with nothing unsent
         return journals
@@ -437,6 +448,21 @@ class Writer:
             return
         job.state = "running"
         job.attempts += 1
+        if not target.entry_id:
+            self._notify()
+            try:
+                await self.before_create()
+            except errors.CloudError as exc:
+                if isinstance(exc, TRANSIENT):
+                    self._failed(ino, job, exc)  # retried like a failed upload
+                    return
+                # a delete that failed for good: the name may still be taken, and if so
+                # the upload says AlreadyExists below
+            st = self.staging.get(ino)
+            target = self.target_of(ino)
+            if st is None or target is None or not st.dirty:
+                self._finish(ino)
+                return
         job.entry_id, job.path = target.entry_id, target.path
         job.bytes_total, job.bytes_done = st.size, 0
         gen = st.gen
@@ -562,7 +588,7 @@ class Writer:
         for other in sorted(self.root.parent.iterdir()):
             if other == self.root or not other.is_dir():
                 continue
-            fd = _lock_dir(other, wait=False)
+            fd = lock_dir(other, wait=False)
             if fd is None:
                 continue  # a live mount owns it
             try:
@@ -648,7 +674,11 @@ class Writer:
         return item
 
 
-def _lock_dir(path: Path, wait: bool = True) -> int | None:
+async def _nothing() -> None:
+    return None
+
+
+def lock_dir(path: Path, wait: bool = True) -> int | None:
     """Hold ``path/.lock`` (flock) for as long as the descriptor is open; None if taken."""
     try:
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
