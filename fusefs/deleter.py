@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import trio
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 
-from .aio import Blocking
+from .aio import Blocking, trio_deadline
 from .writer import DELETE_JOURNAL, lock_dir
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,7 @@ class PendingDelete:
     path: str  # for status reports
     parent_ino: int  # 0 = adopted from a crashed daemon (no inode here)
     journal: Path | None
-    queued_at: float
+    queued_at: float  # trio's clock
     state: str = "pending"  # pending, sending, retrying, done, failed
     error: str = ""
     error_type: type[errors.CloudError] = errors.CloudError
@@ -87,6 +86,7 @@ class Deleter:
         self.items: dict[str, PendingDelete] = {}  # queued or in flight, oldest first
         self.failures: list[PendingDelete] = []  # given up on, newest last
         self.deleted = 0
+        self.calls = 0  # DeleteFiles calls answered (status: how well unlinks batch)
         self.recovered = 0  # ids adopted from journals a killed daemon left
         self._attempt = 0
         self._sending = False
@@ -123,7 +123,7 @@ class Deleter:
             log.warning("cannot journal the delete of %s: %s", path, exc)
             journal = None
         self.items[entry_id] = PendingDelete(entry_id, path, parent_ino, journal,
-                                             time.monotonic())
+                                             trio.current_time())
         self._wake.set()
         self._notify()
 
@@ -157,10 +157,11 @@ class Deleter:
             await self._changed.wait()
 
     async def sync(self, deadline: float | None = None) -> list[PendingDelete]:
-        """Wait until nothing is queued (or the deadline); returns what is still queued."""
+        """Wait until nothing is queued or ``deadline`` (``time.monotonic()``) has passed;
+        returns what is still queued."""
         self._urgent = True
         self._wake.set()
-        with trio.move_on_at(deadline if deadline is not None else float("inf")):
+        with trio.move_on_at(trio_deadline(deadline)):
             while self.items:
                 await self._changed.wait()
         return list(self.items.values())
@@ -170,6 +171,7 @@ class Deleter:
             "deletes_pending": len(self.items),
             "deletes_retrying": sum(1 for i in self.items.values() if i.state == "retrying"),
             "deletes_done": self.deleted,
+            "delete_calls": self.calls,
             "deletes_failed": len(self.failures),
             "deletes_recovered": self.recovered,
             "deletes": [i.as_dict() for i in list(self.items.values())[:100]]
@@ -183,13 +185,14 @@ class Deleter:
         while True:
             ready = [i for i in self.items.values() if i.state in ("pending", "retrying")]
             if not ready:
+                self._urgent = False  # whoever asked for a flush has what they wanted
                 self._wake = trio.Event()
                 await self._wake.wait()
                 continue
             due = 0.0
             if not self._urgent:
                 due = max(self._retry_at, min(i.queued_at for i in ready) + self.delay)
-            if due > time.monotonic():
+            if due > trio.current_time():
                 self._wake = trio.Event()
                 with trio.move_on_at(due):
                     await self._wake.wait()
@@ -214,7 +217,7 @@ class Deleter:
             if isinstance(exc, TRANSIENT):
                 delay = RETRY_DELAYS[min(self._backoff, len(RETRY_DELAYS) - 1)]
                 self._backoff += 1
-                self._retry_at = time.monotonic() + delay
+                self._retry_at = trio.current_time() + delay
                 log.warning("deleting %d files failed (%s); retrying in %ss", len(batch),
                             exc.message, delay)
                 for item in batch:
@@ -231,6 +234,7 @@ class Deleter:
             self._notify()
         self._backoff = 0
         self._retry_at = 0.0
+        self.calls += 1
         done: list[PendingDelete] = []
         failed: list[tuple[PendingDelete, errors.CloudError]] = []
         for item in batch:
@@ -248,6 +252,8 @@ class Deleter:
         """Record outcomes: journals go, done ids are forgotten, failures are kept."""
         journals = [item.journal for item in done if item.journal is not None]
         journals += [item.journal for item, _ in failed if item.journal is not None]
+        if journals:  # first: once flush or sync returns, nothing is left to resend
+            await self.blocking(_remove_all, journals)
         for item in done:
             item.state = "done"
             self.items.pop(item.entry_id, None)
@@ -264,8 +270,6 @@ class Deleter:
         if done:
             self.on_deleted(done)
         self._notify()
-        if journals:
-            await self.blocking(_remove_all, journals)
 
     # --- crash recovery ---------------------------------------------------------------------
 
@@ -295,7 +299,7 @@ class Deleter:
             if entry_id in self.items:
                 continue
             self.items[entry_id] = PendingDelete(entry_id, str(record.get("path", "")), 0,
-                                                 path, time.monotonic() - self.delay)
+                                                 path, float("-inf"))  # due at once
             self.recovered += 1
         if self.recovered:
             log.info("%d deletes left by a crashed mount are queued again", self.recovered)

@@ -39,7 +39,7 @@ from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 
-from .aio import Blocking
+from .aio import Blocking, trio_deadline
 
 log = logging.getLogger(__name__)
 
@@ -382,8 +382,9 @@ class Writer:
         """Wait until no upload is pending or running; returns what is left (failed ones)."""
         for ino in list(self.staging):
             self.schedule(ino)
+        until = trio_deadline(deadline)
         if self.recovering:
-            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+            with trio.move_on_at(until):
                 await self._recovered_done.wait()
         while True:
             active = any(j.state in ("pending", "waiting", "running", "retrying")
@@ -392,7 +393,7 @@ class Writer:
                 return list(self.jobs.values())
             if deadline is not None and time.monotonic() >= deadline:
                 return list(self.jobs.values())
-            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+            with trio.move_on_at(until):
                 await self._changed.wait()
 
     def status(self) -> dict[str, object]:
