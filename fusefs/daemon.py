@@ -181,5 +181,6 @@ def run(config: MountConfig) -> int:
         pyfuse3.close(unmount=state["unmount"])
     finally:
         fs.writer.close()
+        fs.deleter.close()
         client.close()
     return 1 if state["left"] else 0

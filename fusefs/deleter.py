@@ -2,7 +2,7 @@
 
 A synchronous DeleteFile per ``unlink`` made ``rm -r`` of 1,000 files cost 1,000 gateway
 round trips. Here ``unlink`` only hides the entry (the filesystem asks ``hidden``), writes
-a tiny journal and queues the id; one background task sends whatever is queued in one
+a line to a journal and queues the id; one background task sends whatever is queued in one
 ``DeleteFiles`` call, so while a call is in flight the next unlinks pile up for the next
 batch (natural batching, no timer).
 
@@ -19,9 +19,12 @@ files, so they reappear on the next listing) and is kept for ``cloudgrpc status`
 the gateway no longer knows (already in the trash, deleted elsewhere) counts as done: the
 user wanted it gone and it is.
 
-Crash safety: each queued id has a journal file (``<staging>/<id>.delete``, no fsync) until
-its batch is answered; the next mount of the same account adopts the journals a killed
-daemon left (in its own staging dir and in dirs no live daemon holds) and sends them.
+Crash safety: each queued id is a line in a journal (``<staging>/deletes-<tag>.delete``: a
+header naming the account, then one JSON line per id; one ``write`` per unlink, no fsync,
+so a killed daemon loses nothing the kernel had) that is removed once every id in it is
+answered; the next mount of the same account adopts the journals a killed daemon left (in
+its own staging dir and in dirs no live daemon holds) and sends them. A file per unlink
+cost ~0.5 ms each on a busy machine, as much as the rest of the unlink.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +48,29 @@ from .writer import DELETE_JOURNAL, lock_dir
 log = logging.getLogger(__name__)
 
 SUFFIX = DELETE_JOURNAL
+JOURNAL_LINES = 10_000  # then a new journal file (the old one goes when its ids are done)
 MAX_BATCH = 1000  # the gateway's cap per DeleteFiles call
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 FAILURES_KEPT = 100
+
+
+@dataclass(eq=False)
+class Journal:
+    """One journal file: ids appended while it is the active one, removed once all are done."""
+
+    path: Path
+    fd: int | None  # None: adopted from a crashed daemon, never written here
+    lines: int = 0
+    outstanding: int = 0  # ids in it not answered yet
+
+    def close(self) -> None:
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
 
 
 @dataclass(eq=False)
@@ -57,7 +80,7 @@ class PendingDelete:
     entry_id: str
     path: str  # for status reports
     parent_ino: int  # 0 = adopted from a crashed daemon (no inode here)
-    journal: Path | None
+    journal: Journal | None
     queued_at: float  # trio's clock
     state: str = "pending"  # pending, sending, retrying, done, failed
     error: str = ""
@@ -95,6 +118,7 @@ class Deleter:
         self._backoff = 0
         self._wake = trio.Event()
         self._changed = trio.Event()
+        self._journal: Journal | None = None  # the one new ids are appended to
         # Set by the filesystem: its own changes (not to be echoed), and the outcomes.
         self.on_start: Callable[[list[str]], None] = lambda ids: None
         self.on_abort: Callable[[list[str]], None] = lambda ids: None
@@ -110,18 +134,12 @@ class Deleter:
         return entry_id in self.items
 
     def queue(self, entry_id: str, path: str, parent_ino: int) -> None:
-        """Queue a server file's delete; its journal is written before this returns."""
+        """Queue a server file's delete; its journal line is written before this returns."""
         if entry_id in self.items:
             return
-        journal: Path | None = self.root / f"{entry_id}{SUFFIX}"
-        assert journal is not None
-        try:
-            with open(journal, "w") as handle:
-                handle.write(json.dumps({"account": self.account, "entry_id": entry_id,
-                                         "path": path}))
-        except OSError as exc:
-            log.warning("cannot journal the delete of %s: %s", path, exc)
-            journal = None
+        journal = self._journal_line(json.dumps({"id": entry_id, "path": path}))
+        if journal is None:
+            log.warning("the delete of %s is not journaled (a crash would forget it)", path)
         self.items[entry_id] = PendingDelete(entry_id, path, parent_ino, journal,
                                              trio.current_time())
         self._wake.set()
@@ -130,6 +148,38 @@ class Deleter:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    def _journal_line(self, line: str) -> Journal | None:
+        journal = self._journal
+        try:
+            if journal is None or journal.fd is None or journal.lines >= JOURNAL_LINES:
+                path = self.root / f"deletes-{uuid.uuid4().hex[:12]}{SUFFIX}"
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+                journal = self._journal = Journal(path, fd)
+                os.write(fd, (json.dumps({"account": self.account}) + "\n").encode())
+            assert journal.fd is not None
+            os.write(journal.fd, (line + "\n").encode())
+        except OSError as exc:
+            log.warning("cannot write the delete journal: %s", exc)
+            return None
+        journal.lines += 1
+        journal.outstanding += 1
+        return journal
+
+    def _answered(self, journal: Journal | None) -> None:
+        """One of the journal's ids is answered: the file goes with its last one."""
+        if journal is None:
+            return
+        journal.outstanding -= 1
+        if journal.outstanding > 0:
+            return
+        journal.close()
+        if self._journal is journal:
+            self._journal = None
+        try:
+            journal.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", journal.path, exc)
 
     # --- waiting for it ------------------------------------------------------------------
 
@@ -250,10 +300,10 @@ class Deleter:
     async def _settle(self, done: list[PendingDelete],
                       failed: list[tuple[PendingDelete, errors.CloudError]]) -> None:
         """Record outcomes: journals go, done ids are forgotten, failures are kept."""
-        journals = [item.journal for item in done if item.journal is not None]
-        journals += [item.journal for item, _ in failed if item.journal is not None]
-        if journals:  # first: once flush or sync returns, nothing is left to resend
-            await self.blocking(_remove_all, journals)
+        for item in done:  # journals first: once flush or sync returns, none is left
+            self._answered(item.journal)
+        for item, _ in failed:
+            self._answered(item.journal)
         for item in done:
             item.state = "done"
             self.items.pop(item.entry_id, None)
@@ -271,6 +321,11 @@ class Deleter:
             self.on_deleted(done)
         self._notify()
 
+    def close(self) -> None:
+        """Close the journal's descriptor (the file stays while it names unsent ids)."""
+        if self._journal is not None:
+            self._journal.close()
+
     # --- crash recovery ---------------------------------------------------------------------
 
     def _adopt_leftovers(self) -> None:
@@ -287,27 +342,34 @@ class Deleter:
             finally:
                 os.close(fd)
         for path in found:
-            try:
-                record = json.loads(path.read_text())
-            except (OSError, ValueError):
-                if path.parent == self.root:
-                    path.unlink(missing_ok=True)  # cut short before its unlink returned
-                continue
-            if record.get("account") != self.account or not record.get("entry_id"):
-                continue
-            entry_id = str(record["entry_id"])
-            if entry_id in self.items:
-                continue
-            self.items[entry_id] = PendingDelete(entry_id, str(record.get("path", "")), 0,
-                                                 path, float("-inf"))  # due at once
-            self.recovered += 1
+            self._adopt(path)
         if self.recovered:
             log.info("%d deletes left by a crashed mount are queued again", self.recovered)
 
-
-def _remove_all(paths: list[Path]) -> None:
-    for path in paths:
+    def _adopt(self, path: Path) -> None:
         try:
+            lines = path.read_text().splitlines()
+            header = json.loads(lines[0]) if lines else {}
+        except (OSError, ValueError, UnicodeError):
+            header = {}
+        if header.get("account") != self.account:
+            if not header and path.parent == self.root:
+                path.unlink(missing_ok=True)  # cut short before any unlink returned
+            return  # another account's: its own next mount sends it
+        journal = Journal(path, None)
+        for line in lines[1:]:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the last line, cut short: its unlink never returned
+            entry_id = str(record.get("id") or "")
+            if not entry_id or entry_id in self.items:
+                continue
+            journal.outstanding += 1
+            self.items[entry_id] = PendingDelete(entry_id, str(record.get("path", "")), 0,
+                                                 journal, float("-inf"))  # due at once
+            self.recovered += 1
+        if not journal.outstanding:
             path.unlink(missing_ok=True)
-        except OSError as exc:
-            log.warning("cannot remove %s: %s", path, exc)
+
+
