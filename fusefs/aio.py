@@ -9,6 +9,7 @@ unbounded number of threads or connections.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -32,3 +33,10 @@ class Blocking:
                                                  abandon_on_cancel=True)
         return await trio.to_thread.run_sync(call, *args, limiter=self.limiter,
                                              abandon_on_cancel=True)
+
+
+def trio_deadline(monotonic_deadline: float | None) -> float:
+    """A ``time.monotonic()`` deadline on trio's clock (which runs at a random offset)."""
+    if monotonic_deadline is None:
+        return float("inf")
+    return trio.current_time() + (monotonic_deadline - time.monotonic())

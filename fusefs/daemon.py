@@ -2,8 +2,9 @@
 
 Shutdown paths all end the same way: ``fusermount3 -u`` (or ``cloudgrpc umount``) ends
 pyfuse3's loop; SIGTERM/SIGINT first wait for the upload queue and then unmount. Either
-way the queue is drained before the process exits, and whatever could not be uploaded is
-logged by path with its staging copy left on disk.
+way the queue (and the queued deletes, deleter.py) is drained before the process exits, and
+whatever could not be uploaded is logged by path with its staging copy left on disk (a
+delete not sent keeps its journal, which the next mount sends).
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
         if cmd == "sync":
             timeout = req.get("timeout")
             deadline = time.monotonic() + float(timeout) if timeout else None
-            jobs = await fs.writer.sync(deadline)
-            left = [j.as_dict() for j in jobs]
+            left = await fs.sync(deadline)
             return {"ok": not left, "left": left, **fs.status()}
         if cmd == "stop":
             nursery.start_soon(stop, "stop requested")
@@ -119,8 +119,9 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def stop(reason: str) -> None:
-        log.info("%s: uploading staged writes, then unmounting", reason)
-        await fs.writer.sync(time.monotonic() + DRAIN_TIMEOUT)
+        log.info("%s: uploading staged writes and sending queued deletes, then unmounting",
+                 reason)
+        await fs.sync(time.monotonic() + DRAIN_TIMEOUT)
         state["unmount"] = True
         pyfuse3.terminate()
 
@@ -147,11 +148,12 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
         nursery.start_soon(signals)
         nursery.start_soon(ready)
         await pyfuse3.main()
-        log.info("unmounted: draining the upload queue")
-        jobs = await fs.writer.sync(time.monotonic() + DRAIN_TIMEOUT)
-        for job in jobs:
-            log.error("not uploaded: %s (%s: %s)", job.path, job.state, job.error)
-        state["left"] = len(jobs)
+        log.info("unmounted: draining the upload queue and the queued deletes")
+        left = await fs.sync(time.monotonic() + DRAIN_TIMEOUT)
+        for item in left:
+            what = "not deleted" if item.get("kind") == "delete" else "not uploaded"
+            log.error("%s: %s (%s: %s)", what, item["path"], item["state"], item["error"])
+        state["left"] = len(left)
         fs.stop_watch()
         nursery.cancel_scope.cancel()
 
@@ -181,5 +183,6 @@ def run(config: MountConfig) -> int:
         pyfuse3.close(unmount=state["unmount"])
     finally:
         fs.writer.close()
+        fs.deleter.close()
         client.close()
     return 1 if state["left"] else 0

@@ -33,6 +33,7 @@ from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.direct_reads import NodeReads
 
 from .aio import Blocking
+from .deleter import Deleter, PendingDelete
 from .inodes import (
     ROOT_INODE,
     SHARED_INODE,
@@ -117,6 +118,7 @@ class Options:
     upload_workers: int = 8
     threads: int = 24
     upload_delay: float = 0.0  # seconds an upload waits before it starts (tests)
+    delete_delay: float = 0.0  # seconds a queued unlink waits before it is sent (tests)
     prefetch: bool = True  # listing a folder prefetches its small files' content
     kernel_read_ahead_kb: int = 4096  # 0 = leave the kernel's default (128 KiB)
     direct_reads: bool = True  # read chunks from the storage nodes when the gateway allows
@@ -156,6 +158,13 @@ class CloudFS(pyfuse3.Operations):
         self.writer.on_uploaded = self._uploaded
         self.writer.on_start = lambda target: self._expect(target.key)
         self.writer.on_abort = lambda target: self._unexpect(target.key)
+        self.deleter = Deleter(client, self.blocking, staging_dir, root.folder.folder_id,
+                               claim=self.writer.owns_dir, delay=self.options.delete_delay)
+        self.deleter.on_start = lambda ids: self._expect(*ids)
+        self.deleter.on_abort = lambda ids: self._unexpect(*ids)
+        self.deleter.on_deleted = lambda items: self._trash_changed()
+        self.deleter.on_failed = self._deletes_failed
+        self.writer.before_create = self.deleter.flush
         # files created here and not uploaded yet, by (parent inode, name)
         self.local_names: dict[tuple[int, str], int] = {}
         self.handles: dict[int, Handle] = {}
@@ -268,6 +277,8 @@ class CloudFS(pyfuse3.Operations):
         for d in listing.folders:
             children[d.name] = self.table.put_folder(d, folder.ino).ino
         for f in listing.files:
+            if self.deleter.hidden(f.file_id):
+                continue  # unlinked here, its delete still queued
             node = self.table.by_entry(f.file_id)
             staged = self.writer.get(node.ino) if node is not None else None
             if node is not None and staged is not None and staged.dirty:
@@ -297,6 +308,7 @@ class CloudFS(pyfuse3.Operations):
         if folder.children is not None and self._fresh(folder.children_at):
             return folder.children
         if folder.ino == TRASH_INODE:
+            await self._flush_deletes_quietly()  # what was just removed belongs in the trash
             reply = await self.call(self.client.list_trash)
             kids: dict[str, int] = {}
             for d in reply.folders:
@@ -342,6 +354,8 @@ class CloudFS(pyfuse3.Operations):
             except errors.NotFound:
                 self.table.drop_child(parent, name)
                 return None
+            if reply.WhichOneof("entry") == "file" and self.deleter.hidden(reply.file.file_id):
+                return None  # unlinked here, its delete still queued
             existing = (
                 self.table.by_entry(reply.file.file_id)
                 if reply.WhichOneof("entry") == "file"
@@ -590,6 +604,7 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_folder,
@@ -622,6 +637,7 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EBUSY)
         if self._holds_local(node):
             raise _fail(errno.ENOTEMPTY)  # holds files not uploaded yet
+        await self.deleter.flush()  # the files rm -r just removed, before their folder
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
@@ -633,6 +649,22 @@ class CloudFS(pyfuse3.Operations):
 
     def _trash_changed(self) -> None:
         self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
+
+    async def _flush_deletes_quietly(self) -> None:
+        """Flush queued deletes where a failure is not the caller's to report."""
+        try:
+            await self.deleter.flush()
+        except errors.CloudError as exc:
+            log.info("queued deletes not applied yet: %s", exc.message)
+
+    def _deletes_failed(self, items: list[PendingDelete]) -> None:
+        """Deletes the gateway refused for good: the files are still there, show them."""
+        for item in items:
+            parent = self.table.get(item.parent_ino) if item.parent_ino else None
+            if parent is not None:
+                parent.children = None
+                parent.attrs_at = 0.0
+                self._invalidate_inode(parent.ino, attr_only=True)
 
     # --- files: create, open, read, write -------------------------------------------------
 
@@ -874,7 +906,13 @@ class CloudFS(pyfuse3.Operations):
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
         elif node.area is Area.TREE:
-            await self.mutate((node.entry_id,), self.client.delete_file, node.entry_id)
+            st = self.writer.get(node.ino)
+            if st is not None and st.dirty:
+                # The trash keeps what was written last: send it before the file goes
+                # there (a restore would otherwise bring back older content).
+                await self.writer.wait(node.ino)
+            # to the trash in the background (deleter.py): rm -r pays one call per batch
+            self.deleter.queue(node.entry_id, self.path_of(node), node.parent)
         else:
             raise _fail(errno.EACCES)
         self.writer.discard(node.ino)
@@ -932,6 +970,7 @@ class CloudFS(pyfuse3.Operations):
             self.writer.discard(target.ino)
             self.table.mark_deleted(target)
             target = None
+        await self.deleter.flush()  # MoveEntry must not meet (or replace) a file rm removed
         await self._ensure_uploaded(node)
         if new_parent.ino == TRASH_INODE and node.area is Area.TREE:
             if node.is_dir:
@@ -959,6 +998,7 @@ class CloudFS(pyfuse3.Operations):
                     self.table.mark_deleted(target)
                 else:
                     await self._remove_file(target)
+                    await self.deleter.flush()  # the name is free once it is in the trash
             reply = await self.mutate(
                 (
                     node.entry_id,
@@ -1020,6 +1060,7 @@ class CloudFS(pyfuse3.Operations):
         text = _name(name)
         if len(target) > SYMLINK_MAX:
             raise _fail(errno.ENAMETOOLONG)
+        await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_symlink,
@@ -1079,6 +1120,7 @@ class CloudFS(pyfuse3.Operations):
 
     def status(self) -> dict[str, Any]:
         report = self.writer.status()
+        report.update(self.deleter.status())
         report["mountpoint"] = self.mountpoint
         report["watch"] = "connected" if self.watch_ok else "disconnected"
         report["cache_bytes"] = self.cache.size
@@ -1202,7 +1244,19 @@ class CloudFS(pyfuse3.Operations):
         self.reader.nursery = nursery
         nursery.start_soon(self.watch)
         nursery.start_soon(self.writer.run)
-        nursery.start_soon(self.writer.recover)
+        nursery.start_soon(self.deleter.run)
+        nursery.start_soon(self._recover)
+
+    async def _recover(self) -> None:
+        """What a killed daemon left: its queued deletes first, then its staged uploads
+        (one of which may re-create a name a delete frees)."""
+        await self._flush_deletes_quietly()
+        await self.writer.recover()
+
+    async def sync(self, deadline: float | None = None) -> list[dict[str, Any]]:
+        """Wait for the upload queue and the queued deletes; what is left, as dicts."""
+        left = [item.as_dict() for item in await self.deleter.sync(deadline)]
+        return left + [job.as_dict() for job in await self.writer.sync(deadline)]
 
     def stop_watch(self) -> None:
         if self._watch_stream is not None:

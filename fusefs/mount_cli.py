@@ -26,7 +26,7 @@ from . import control
 
 MiB = 1024 * 1024
 OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads",
-               "upload_delay", "prefetch", "kernel_read_ahead", "direct_reads"}
+               "upload_delay", "delete_delay", "prefetch", "kernel_read_ahead", "direct_reads"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +99,8 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
     options.threads = max(options.threads, options.upload_workers + 8)
     if "upload_delay" in ours:
         options.upload_delay = float(ours["upload_delay"])
+    if "delete_delay" in ours:
+        options.delete_delay = float(ours["delete_delay"])
     if "kernel_read_ahead" in ours:
         options.kernel_read_ahead_kb = int(ours["kernel_read_ahead"])
     if "prefetch" in ours:
@@ -181,6 +183,15 @@ def _print_status(reply: dict[str, Any]) -> None:
         if job.get("error"):
             line += f"  ({job['error']})"
         print(line)
+    if reply.get("deletes_pending") or reply.get("deletes_failed"):
+        print(f"  deletes: {reply.get('deletes_pending', 0)} queued "
+              f"({reply.get('deletes_retrying', 0)} retrying), "
+              f"{reply.get('deletes_failed', 0)} failed")
+    for item in reply.get("deletes", []):
+        line = f"  delete {item['state']:<8} {item['path']}"
+        if item.get("error"):
+            line += f"  ({item['error']})"
+        print(line)
     if reply.get("recovering"):
         print("  uploading staged copies left by a crashed mount...")
     for item in reply.get("recovered", []):
@@ -227,7 +238,8 @@ def _sync(args: argparse.Namespace) -> int:
             print(f"{reply.get('mountpoint')}: all writes stored")
         else:
             status = 1
-            print(f"{reply.get('mountpoint')}: {len(reply.get('left', []))} uploads left:")
+            print(f"{reply.get('mountpoint')}: {len(reply.get('left', []))} uploads or "
+                  "deletes left:")
             for job in reply.get("left", []):
                 print(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}")
     return status
@@ -244,7 +256,7 @@ def _umount(args: argparse.Namespace) -> int:
             reply = {"ok": True, "error": str(exc)}
         if not reply.get("ok") and not args.force:
             left = reply.get("left", [])
-            print(f"cloudgrpc: {len(left)} uploads not stored yet; not unmounting "
+            print(f"cloudgrpc: {len(left)} uploads or deletes not stored yet; not unmounting "
                   "(--force to unmount anyway):", file=sys.stderr)
             for job in left:
                 print(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}",

@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,7 @@ from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient, SmallUpload
 
-from .aio import Blocking
+from .aio import Blocking, trio_deadline
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ SMALL_BATCH_COUNT = 200
 SMALL_BATCH_BYTES = 16 * 1024 * 1024
 BATCH_SLOTS = 2
 JOURNAL = ".journal"
+DELETE_JOURNAL = ".delete"  # the deleter's journals (deleter.py) share the staging dir
 LOCK = ".lock"
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
@@ -131,7 +132,7 @@ class Writer:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.account = account  # the root folder id: whose journals are ours to recover
         self.delay = delay  # seconds before an upload starts (tests: a window to crash in)
-        self._lock_fd = _lock_dir(self.root, wait=False)
+        self._lock_fd = lock_dir(self.root, wait=False)
         if self._lock_fd is None:
             log.warning("%s is in use by another mount daemon: not recovering it", self.root)
         self.leftovers = self._claim_own_leftovers() if self._lock_fd is not None else []
@@ -154,8 +155,16 @@ class Writer:
         # Told before an upload starts and when it fails (the change feed echoes successes).
         self.on_start: Callable[[UploadTarget], None] = lambda target: None
         self.on_abort: Callable[[UploadTarget], None] = lambda target: None
+        # Awaited before an upload that creates a file by parent id + name: queued deletes
+        # (deleter.flush) go first, so the name of a file just removed is free again.
+        self.before_create: Callable[[], Awaitable[None]] = _nothing
         self.uploaded_bytes = 0
         self.uploads_done = 0
+
+    @property
+    def owns_dir(self) -> bool:
+        """This daemon holds the staging dir (its leftovers are ours to recover)."""
+        return self._lock_fd is not None
 
     # --- staging copies -------------------------------------------------------------------
 
@@ -240,6 +249,8 @@ class Writer:
                 journals.append(path)
             elif path.name.endswith(".tmp"):
                 path.unlink(missing_ok=True)
+            elif path.name.endswith(DELETE_JOURNAL) or path.is_dir():
+                continue  # the deleter's journals (deleter.py): not a staging copy
             elif not path.with_name(path.name + JOURNAL).exists():
                 path.unlink(missing_ok=True)  # a copy with nothing unsent
         return journals
@@ -379,8 +390,9 @@ class Writer:
         """Wait until no upload is pending or running; returns what is left (failed ones)."""
         for ino in list(self.staging):
             self.schedule(ino)
+        until = trio_deadline(deadline)
         if self.recovering:
-            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+            with trio.move_on_at(until):
                 await self._recovered_done.wait()
         while True:
             active = any(j.state in ("pending", "waiting", "running", "retrying")
@@ -389,7 +401,7 @@ class Writer:
                 return list(self.jobs.values())
             if deadline is not None and time.monotonic() >= deadline:
                 return list(self.jobs.values())
-            with trio.move_on_at(deadline if deadline is not None else float("inf")):
+            with trio.move_on_at(until):
                 await self._changed.wait()
 
     def status(self) -> dict[str, object]:
@@ -467,16 +479,47 @@ class Writer:
             total += st.size
         return batch
 
-    def _begin(self, ino: int) -> tuple[UploadJob, Staging, UploadTarget, int] | None:
-        """Mark the inode's job running and freeze its copy; None when nothing is to send."""
+    def _claim(self, ino: int) -> bool:
+        """Mark the inode's job running (no other worker takes it); False if nothing to send."""
         job = self.jobs[ino]
         st = self.staging.get(ino)
-        target = self.target_of(ino)
-        if st is None or target is None or not st.dirty:
+        if st is None or self.target_of(ino) is None or not st.dirty:
             self._finish(ino)
-            return None
+            return False
         job.state = "running"
         job.attempts += 1
+        return True
+
+    async def _deletes_first(self, inos: list[int]) -> list[int]:
+        """Queued deletes go before uploads that create a file by parent id + name, so the
+        name of a file just removed is free again; returns the uploads to go on with (those
+        that met a transient failure are retried later)."""
+        creating = [ino for ino in inos
+                    if (target := self.target_of(ino)) is not None and not target.entry_id]
+        if not creating:
+            return inos
+        self._notify()
+        try:
+            await self.before_create()
+        except errors.CloudError as exc:
+            if isinstance(exc, TRANSIENT):
+                for ino in creating:
+                    job = self.jobs.get(ino)
+                    if job is not None:
+                        self._failed(ino, job, exc)  # retried like a failed upload
+                return [ino for ino in inos if ino not in creating]
+            # a delete that failed for good: the name may still be taken, and if so the
+            # upload says AlreadyExists
+        return inos
+
+    def _begin(self, ino: int) -> tuple[UploadJob, Staging, UploadTarget, int] | None:
+        """Freeze a claimed job's copy for sending; None when nothing is left to send."""
+        job = self.jobs.get(ino)
+        st = self.staging.get(ino)
+        target = self.target_of(ino)
+        if job is None or st is None or target is None or not st.dirty:
+            self._finish(ino)
+            return None
         job.entry_id, job.path = target.entry_id, target.path
         job.bytes_total, job.bytes_done = st.size, 0
         st.frozen = True
@@ -485,6 +528,8 @@ class Writer:
         return job, st, target, st.gen
 
     async def _upload(self, ino: int) -> None:
+        if not self._claim(ino) or not await self._deletes_first([ino]):
+            return
         begun = self._begin(ino)
         if begun is None:
             return
@@ -514,7 +559,8 @@ class Writer:
 
     async def _upload_batch(self, inos: list[int]) -> None:
         """Small files in one UploadSmallFiles call; each one succeeds or fails on its own."""
-        begun = [(ino, b) for ino in inos if (b := self._begin(ino)) is not None]
+        claimed = await self._deletes_first([ino for ino in inos if self._claim(ino)])
+        begun = [(ino, b) for ino in claimed if (b := self._begin(ino)) is not None]
         if not begun:
             return
         self._notify()
@@ -661,7 +707,7 @@ class Writer:
         for other in sorted(self.root.parent.iterdir()):
             if other == self.root or not other.is_dir():
                 continue
-            fd = _lock_dir(other, wait=False)
+            fd = lock_dir(other, wait=False)
             if fd is None:
                 continue  # a live mount owns it
             try:
@@ -747,7 +793,11 @@ class Writer:
         return item
 
 
-def _lock_dir(path: Path, wait: bool = True) -> int | None:
+async def _nothing() -> None:
+    return None
+
+
+def lock_dir(path: Path, wait: bool = True) -> int | None:
     """Hold ``path/.lock`` (flock) for as long as the descriptor is open; None if taken."""
     try:
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)

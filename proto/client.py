@@ -629,6 +629,27 @@ class CloudClient:
             idempotent=False,
         )
 
+    def delete_files(
+        self, file_ids: Iterable[str], *, permanent: bool = False
+    ) -> dict[str, errors.CloudError | None]:
+        """Delete many files in one call (at most 1000): each id's error, None = done.
+
+        Retried like a read after UNAVAILABLE/DEADLINE_EXCEEDED: if a lost reply's batch was
+        in fact applied, the retry answers NotFound ("already in the trash") for those ids,
+        which is what a caller that only wants them gone treats as done.
+        """
+        ids = list(file_ids)
+        reply = self._unary(
+            self._stubs.file.DeleteFiles,
+            lambda t: pb.DeleteFilesRequest(session_token=t, file_ids=ids, permanent=permanent),
+            idempotent=True,
+        )
+        return {
+            r.file_id: None if r.success else errors.from_code_name(r.error_code,
+                                                                    r.error_message)
+            for r in reply.results
+        }
+
     def restore_file(
         self, file_id: str, *, new_parent_folder_id: str = "", new_name: str = ""
     ) -> pb.EntryResponse:

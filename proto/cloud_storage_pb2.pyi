@@ -728,6 +728,36 @@ class ChangeEvent(_message.Message):
     timestamp: str
     def __init__(self, kind: _Optional[str] = ..., entry_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., old_parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ..., old_name: _Optional[str] = ..., is_folder: _Optional[bool] = ..., timestamp: _Optional[str] = ...) -> None: ...
 
+class DeleteFilesRequest(_message.Message):
+    __slots__ = ("session_token", "file_ids", "permanent")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PERMANENT_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    file_ids: _containers.RepeatedScalarFieldContainer[str]
+    permanent: bool
+    def __init__(self, session_token: _Optional[str] = ..., file_ids: _Optional[_Iterable[str]] = ..., permanent: _Optional[bool] = ...) -> None: ...
+
+class DeleteFileResult(_message.Message):
+    __slots__ = ("file_id", "success", "error_code", "error_message")
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    file_id: str
+    success: bool
+    error_code: str
+    error_message: str
+    def __init__(self, file_id: _Optional[str] = ..., success: _Optional[bool] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class DeleteFilesResponse(_message.Message):
+    __slots__ = ("results", "deleted")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DeleteFileResult]
+    deleted: int
+    def __init__(self, results: _Optional[_Iterable[_Union[DeleteFileResult, _Mapping]]] = ..., deleted: _Optional[int] = ...) -> None: ...
+
 class StorageInfoRequest(_message.Message):
     __slots__ = ("session_token",)
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -492,6 +492,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.FromString,
                 _registered_method=True)
+        self.DeleteFiles = channel.unary_unary(
+                '/cloudstorage.FileService/DeleteFiles',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -642,6 +647,14 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteFiles(self, request, context):
+        """Many files to the trash (or deleted for good) in one transaction; each id gets its own
+        result, so one bad id does not fail the rest (a mount batches `rm -r` this way).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -754,6 +767,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.UploadSmallFiles,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.SerializeToString,
+            ),
+            'DeleteFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFiles,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1354,6 +1372,33 @@ class FileService:
             '/cloudstorage.FileService/UploadSmallFiles',
             cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.UploadSmallFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.FileService/DeleteFiles',
+            cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -197,6 +197,12 @@ def from_status(code: grpc.StatusCode, details: str | None) -> CloudError:
     return cls(details or cls.__doc__ or code.name)
 
 
+def from_code_name(name: str, details: str | None) -> CloudError:
+    """The typed error of one item of a batch reply (its status code's name + details)."""
+    code = getattr(grpc.StatusCode, name or "UNKNOWN", grpc.StatusCode.UNKNOWN)
+    return from_status(code, details)
+
+
 def from_rpc_error(exc: grpc.RpcError) -> CloudError:
     """Map a ``grpc.RpcError`` raised by a stub call to the typed error."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN

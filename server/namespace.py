@@ -41,6 +41,7 @@ from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, new_
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+MAX_DELETE_BATCH = 1000
 
 
 def now_ns() -> int:
@@ -532,6 +533,61 @@ class Namespace:
                          caller.user_id, file_id=f.id, size=f.size, permanent=permanent)
         return f
 
+    def delete_files(self, caller: Caller, file_ids: Sequence[str], permanent: bool
+                     ) -> list[tuple[str, CloudError | None]]:
+        """Many files to the trash (or gone for good) in one transaction: (id, error) each.
+
+        A mount queues ``rm -r``'s unlinks and sends them together, so this does in a
+        handful of statements what ``delete_file`` does per file: one SELECT of the
+        caller's files among the ids, one UPDATE (or DELETE plus one quota release), one
+        UPDATE of the parents' times. An id that is unknown, someone else's or already in
+        the trash gets its own NotFound and the others go ahead.
+        """
+        ids = list(dict.fromkeys(file_ids))
+        if len(ids) > MAX_DELETE_BATCH:
+            raise InvalidArgument(f"at most {MAX_DELETE_BATCH} files per call")
+        found: dict[str, tuple[str, str, int, bool]] = {}
+        with self.db.write() as s:
+            for part in _parts(ids):
+                for fid, folder_id, name, size, deleted_at in s.execute(
+                        select(File.id, File.folder_id, File.name, File.size, File.deleted_at)
+                        .where(File.id.in_(part), File.owner_id == caller.user_id)):
+                    found[fid] = (folder_id, name, size, deleted_at is not None)
+            doomed = [fid for fid, (_, _, _, trashed) in found.items()
+                      if permanent or not trashed]
+            t = now_ns()
+            for part in _parts(doomed):
+                if permanent:
+                    s.execute(delete(File).where(File.id.in_(part))
+                              .execution_options(synchronize_session=False))
+                else:
+                    s.execute(update(File).where(File.id.in_(part))
+                              .values(deleted_at=utcnow(), original_folder_id=File.folder_id,
+                                      ctime_ns=t)
+                              .execution_options(synchronize_session=False))
+            if permanent:
+                self._release(s, caller.user_id, sum(found[fid][2] for fid in doomed))
+            parents = sorted({found[fid][0] for fid in doomed})
+            for part in _parts(parents):
+                s.execute(update(Folder).where(Folder.id.in_(part))
+                          .values(mtime_ns=t, ctime_ns=t)
+                          .execution_options(synchronize_session=False))
+        done = set(doomed)
+        out: list[tuple[str, CloudError | None]] = []
+        for fid in ids:
+            if fid in done:
+                folder_id, name, size, _ = found[fid]
+                self.changes.publish(Change("deleted", caller.user_id, fid, folder_id, name))
+                self.events.emit("delete",
+                                 f"{name} {'deleted' if permanent else 'moved to trash'}",
+                                 caller.user_id, file_id=fid, size=size, permanent=permanent)
+                out.append((fid, None))
+            elif fid in found:
+                out.append((fid, NotFound("file is already in the trash")))
+            else:
+                out.append((fid, NotFound(f"no such file: {fid}")))
+        return out
+
     def restore(self, caller: Caller, entry_id: str, new_parent_id: str = "",
                 new_name: str = "") -> tuple[File | Folder, str]:
         with self.db.write() as s:
@@ -978,6 +1034,11 @@ class Namespace:
             trash = s.scalar(select(func.coalesce(func.sum(File.size), 0)).where(
                 File.owner_id == user.id, File.deleted_at.is_not(None))) or 0
             return user.storage_allocated, user.storage_used, int(count), int(trash)
+
+
+def _parts(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    """Slices small enough for an IN list on every backend."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def iso(value: dt.datetime | None) -> str:

@@ -169,6 +169,21 @@ class FileServicer(pb_grpc.FileServiceServicer):
             success=True, message="File permanently deleted" if request.permanent
             else "File moved to trash")
 
+    @rpc
+    def DeleteFiles(self, request: pb.DeleteFilesRequest, context: grpc.ServicerContext
+                    ) -> pb.DeleteFilesResponse:
+        caller = self._caller(request.session_token)
+        out = pb.DeleteFilesResponse()
+        for fid, error in self.ns.delete_files(caller, list(request.file_ids),
+                                               request.permanent):
+            if error is None:
+                out.results.append(pb.DeleteFileResult(file_id=fid, success=True))
+                out.deleted += 1
+            else:
+                out.results.append(pb.DeleteFileResult(
+                    file_id=fid, error_code=error.code.name, error_message=wire_details(error)))
+        return out
+
     # --- trash ------------------------------------------------------------------------
 
     @rpc

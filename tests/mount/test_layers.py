@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,12 +145,12 @@ def test_writer_retries_transient_and_reports_permanent(tmp_path: Path) -> None:
             with pytest.raises(errors.CloudError) as info:
                 await w.wait(1)  # the first try fails: fsync reports EIO
             assert info.value.errno == 5
-            left = await w.sync(trio.current_time() + 10)  # the retry succeeds
+            left = await w.sync(time.monotonic() + 10)  # the retry succeeds
             assert left == [] and client.uploads == [b"abc"]
             client.fail, client.error = 1, errors.QuotaExceeded("full")
             await w.write(1, 3, b"def")
             w.schedule(1)
-            left = await w.sync(trio.current_time() + 10)
+            left = await w.sync(time.monotonic() + 10)
             assert [j.state for j in left] == ["failed"]
             assert w.status()["failed"] == 1 and w.staging[1].dirty  # kept, not lost
             client.fail = 1  # fsync tries again, and reports the quota errno
@@ -182,3 +183,108 @@ def test_writer_falls_back_to_single_uploads_on_an_older_gateway(tmp_path: Path)
 
     trio.run(main)
     assert sorted(client.uploads) == [b"file 1", b"file 2", b"file 3"]
+
+
+class FakeDeleteClient:
+    """Answers DeleteFiles slowly (so unlinks pile up), failing the next ``fail`` calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = 0
+        self.error: errors.CloudError = errors.Unavailable("down")
+        self.gone: set[str] = set()
+
+    def delete_files(self, ids: list[str]) -> dict[str, errors.CloudError | None]:
+        time.sleep(0.05)
+        if self.fail:
+            self.fail -= 1
+            raise self.error
+        self.calls.append(list(ids))
+        out: dict[str, errors.CloudError | None] = {}
+        for i in ids:
+            out[i] = errors.NotFound("already in the trash") if i in self.gone else None
+            self.gone.add(i)
+        return out
+
+
+def test_deleter_batches_retries_and_reports(tmp_path: Path) -> None:
+    from cloudgrpc_fusefs.deleter import Deleter
+
+    root = tmp_path / "staging" / "a"
+    root.mkdir(parents=True)
+    client = FakeDeleteClient()
+
+    async def main() -> None:
+        d = Deleter(client, Blocking(4), root, "acct")  # type: ignore[arg-type]
+        failed: list[str] = []
+        d.on_failed = lambda items: failed.extend(i.entry_id for i in items)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.run)
+            for i in range(200):
+                d.queue(f"id{i}", f"/f{i}", 1)
+                assert d.hidden(f"id{i}")
+                if i % 20 == 0:
+                    await trio.sleep(0.01)  # unlinks arriving while a call is in flight
+            journal = "".join(p.read_text() for p in root.glob("*.delete"))
+            sent = {i for call in client.calls for i in call}
+            assert all(f'"id": "id{i}"' in journal for i in range(200) if f"id{i}" not in sent)
+            await d.flush()
+            assert sum(len(c) for c in client.calls) == 200
+            assert len(client.calls) < 20  # batched, not one call per unlink
+            assert not d.hidden("id0") and not list(root.glob("*.delete"))
+            # the gateway away: the op awaiting flush gets EIO, the id stays queued
+            client.fail = 1
+            d.queue("x", "/x", 1)
+            with pytest.raises(errors.Unavailable) as info:
+                await d.flush()
+            assert info.value.errno == 5 and d.hidden("x")
+            assert d.status()["deletes_retrying"] == 1
+            assert await d.sync(time.monotonic() + 10) == []  # the backoff retry works
+            # already gone on the server: done, not a failure
+            d.queue("id3", "/f3", 1)
+            await d.flush()
+            # refused for good: the op gets the errno, status keeps it, the file reappears
+            client.fail, client.error = 1, errors.PermissionDenied("no")
+            d.queue("y", "/y", 1)
+            with pytest.raises(errors.PermissionDenied):
+                await d.flush()
+            assert failed == ["y"] and not d.hidden("y")
+            status = d.status()
+            assert status["deletes_failed"] == 1 and status["deletes_pending"] == 0
+            assert status["deletes"] == [{"path": "/y", "state": "failed", "error": "no",
+                                          "attempts": 1, "kind": "delete"}]
+            assert status["deletes_done"] == 202
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_deleter_adopts_what_a_killed_daemon_journaled(tmp_path: Path) -> None:
+    from cloudgrpc_fusefs.deleter import Deleter
+
+    dead = tmp_path / "staging" / "dead"
+    dead.mkdir(parents=True)
+    client = FakeDeleteClient()
+
+    async def crash() -> None:
+        d = Deleter(client, Blocking(4), dead, "acct", delay=60)  # type: ignore[arg-type]
+        d.queue("k1", "/k1", 1)
+        d.queue("k2", "/k2", 1)
+
+    trio.run(crash)  # never sent: the journals stay
+    (dead / "other.delete").write_text('{"account": "someone else"}\n{"id": "z"}\n')
+    mine = tmp_path / "staging" / "mine"
+    mine.mkdir()
+
+    async def main() -> None:
+        d = Deleter(client, Blocking(4), mine, "acct")  # type: ignore[arg-type]
+        assert d.hidden("k1") and d.hidden("k2") and not d.hidden("z")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.run)
+            await d.flush()
+            nursery.cancel_scope.cancel()
+        assert d.status()["deletes_recovered"] == 2
+
+    trio.run(main)
+    assert client.calls == [["k1", "k2"]]
+    assert sorted(p.name for p in dead.glob("*.delete")) == ["other.delete"]
