@@ -393,9 +393,10 @@ class CloudFS(pyfuse3.Operations):
                 raise
             return
         except (errors.Unavailable, errors.DeadlineExceeded):
-            if node.attrs_at:
-                return  # gateway away: the last known attributes beat an EIO on every stat
-            raise
+            # Gateway away: the last known attributes beat an EIO on every stat (and on the
+            # chdir into the mount). Every node came with attributes from some reply, even
+            # when a lost change feed has just marked them all stale.
+            return
         if reply.WhichOneof("entry") == "folder":
             self.table.put_folder(reply.folder, node.parent, node.area, node.name)
         elif st is None or not st.dirty:
