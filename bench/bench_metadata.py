@@ -17,6 +17,9 @@ in a real project tree) and times, call by call:
 
     python bench/bench_metadata.py [--count 500] [--depth 4] [--database-url URL]
 
+``--profile "MoveEntry rename" --py-spy PATH`` records that one operation's calls in the
+gateway with py-spy (raw collapsed stacks in ``--profile-out``).
+
 PostgreSQL: start a throwaway server with ``scripts/postgres-throwaway.sh start DIR`` and
 pass the URL it prints.
 """
@@ -24,6 +27,7 @@ pass the URL it prints.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,15 +49,42 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+class Profiler:
+    """py-spy attached to the gateway around one operation's calls, when asked for."""
+
+    def __init__(self, label: str, py_spy: str, out: str) -> None:
+        self.label, self.py_spy, self.out = label, py_spy, out
+        self.pid = 0
+
+    def start(self, label: str) -> subprocess.Popen[bytes] | None:
+        if label != self.label or not self.pid:
+            return None
+        proc = subprocess.Popen([self.py_spy, "record", "-p", str(self.pid), "--rate", "500",
+                                 "-f", "raw", "-o", self.out])
+        time.sleep(1.5)  # attached before the first call
+        return proc
+
+    @staticmethod
+    def stop(proc: subprocess.Popen[bytes] | None) -> None:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+
+
+PROFILER = Profiler("", "", "")
+
+
 def timed(label: str, items: list[object], call: Callable[[object], object],
           rows: list[tuple[str, list[float]]]) -> list[object]:
     """Call ``call`` on each item in turn, keeping each call's wall time."""
     lat: list[float] = []
     out: list[object] = []
+    spy = PROFILER.start(label)
     for item in items:
         t0 = time.perf_counter()
         out.append(call(item))
         lat.append(time.perf_counter() - t0)
+    PROFILER.stop(spy)
     rows.append((label, lat))
     return out
 
@@ -120,12 +151,19 @@ def main() -> int:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the whole set (fresh folders) and keep every sample")
+    parser.add_argument("--profile", default="", help="an operation's label to profile")
+    parser.add_argument("--py-spy", default="py-spy")
+    parser.add_argument("--profile-out", default="profile.txt")
     opts = parser.parse_args()
+    global PROFILER
+    PROFILER = Profiler(opts.profile, opts.py_spy, opts.profile_out)
     root = Path(tempfile.mkdtemp(prefix="cloudgrpc-meta-"))
     cluster = Cluster(root, database_url=opts.database_url, nodes=2,
                       env={"LOG_LEVEL": "WARNING"})
     try:
         cluster.start()
+        assert cluster.gateway is not None
+        PROFILER.pid = cluster.gateway.popen.pid
         acct = cluster.sign_up()
         cluster.admin.SetUserQuota(pb.SetUserQuotaRequest(
             admin_key=ADMIN_KEY, email=acct.email, storage_bytes=10 * 1024**3))

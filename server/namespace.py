@@ -96,6 +96,14 @@ _TRASH_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
     deleted_at=bindparam("now"), original_folder_id=_FILES.c.folder_id,
     ctime_ns=bindparam("t"))
 _DELETE_FILE = delete(_FILES).where(_FILES.c.id == bindparam("entry_id"))
+_FILE_ROW = select(_FILES).where(_FILES.c.id == bindparam("entry_id"))
+_FOLDER_ROW = select(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id"))
+# A folder's children (ORM entities: many rows load faster this way than built one by one).
+_SUBFOLDERS = select(Folder).where(Folder.parent_id == bindparam("folder_id")).order_by(
+    Folder.name)
+_FOLDER_FILES = select(File).where(File.folder_id == bindparam("folder_id")).order_by(File.name)
+_LIVE_SUBFOLDERS = _SUBFOLDERS.where(Folder.deleted_at.is_(None))
+_LIVE_FOLDER_FILES = _FOLDER_FILES.where(File.deleted_at.is_(None))
 
 
 def now_ns() -> int:
@@ -299,12 +307,10 @@ class Namespace:
             else:
                 found = self._ancestry(s, caller, folder_id)
                 folder, path = found.folder(), found.path
-            fq = select(Folder).where(Folder.parent_id == folder.id).order_by(Folder.name)
-            files_q = select(File).where(File.folder_id == folder.id).order_by(File.name)
-            if not include_deleted:
-                fq = fq.where(Folder.deleted_at.is_(None))
-                files_q = files_q.where(File.deleted_at.is_(None))
-            listing = Listing(folder, list(s.scalars(fq)), list(s.scalars(files_q)))
+            fq, files_q = (_SUBFOLDERS, _FOLDER_FILES) if include_deleted else (
+                _LIVE_SUBFOLDERS, _LIVE_FOLDER_FILES)
+            params = {"folder_id": folder.id}
+            listing = Listing(folder, list(s.scalars(fq, params)), list(s.scalars(files_q, params)))
             listing.paths[folder.id] = path
             return listing
 
@@ -479,9 +485,17 @@ class Namespace:
     def move(self, caller: Caller, entry_id: str, new_parent_id: str, new_name: str,
              replace_existing: bool) -> tuple[File | Folder, str]:
         with self.db.write() as s:
-            entry: File | Folder | None = s.get(Folder, entry_id)
-            if entry is None or entry.owner_id != caller.user_id:
-                entry = self._file(s, caller, entry_id)
+            # A detached copy of the row: the Core UPDATE below changes the row, the copy
+            # follows it for the reply.
+            entry: File | Folder
+            row = s.execute(_FOLDER_ROW, {"entry_id": entry_id}).first()
+            if row is not None and row.owner_id == caller.user_id:
+                entry = Folder(**row._mapping)
+            else:
+                row = s.execute(_FILE_ROW, {"entry_id": entry_id}).first()
+                if row is None or row.owner_id != caller.user_id:
+                    raise NotFound(f"no such file: {entry_id}")
+                entry = File(**row._mapping)
             if isinstance(entry, Folder) and entry.parent_id is None:
                 raise PermissionDenied("the root folder cannot be moved")
             if entry.deleted_at is not None:
@@ -520,8 +534,6 @@ class Namespace:
             s.execute(_MOVE_FOLDER if isinstance(entry, Folder) else _MOVE_FILE,
                       {"entry_id": entry.id, "new_name": name, "dest_id": dest.id, "t": t})
             s.execute(_TOUCH_FOLDERS, {"a": dest.id, "b": old_parent or dest.id, "t": t})
-            # The row changed underneath the session: the reply's copy follows it detached.
-            s.expunge(entry)
             entry.name = name
             if isinstance(entry, Folder):
                 entry.parent_id = dest.id
@@ -607,11 +619,15 @@ class Namespace:
 
     def delete_file(self, caller: Caller, file_id: str, permanent: bool) -> File:
         with self.db.write() as s:
-            f = self._file(s, caller, file_id)
+            # A detached copy of the row: the Core statements below change the row, the copy
+            # follows them for the reply and the events.
+            row = s.execute(_FILE_ROW, {"entry_id": file_id}).first()
+            if row is None or row.owner_id != caller.user_id:
+                raise NotFound(f"no such file: {file_id}")
+            f = File(**row._mapping)
             if not permanent and f.deleted_at is not None:
                 raise NotFound("file is already in the trash")
             t = now_ns()
-            s.expunge(f)  # changed by the Core statements below; the copy follows them
             if permanent:
                 self._release(s, caller.user_id, f.size)
                 s.execute(_DELETE_FILE, {"entry_id": f.id})
