@@ -3,8 +3,8 @@
 A mount issues one gateway call per mkdir, mv, unlink or lookup, so the latency of a single
 metadata call bounds how fast a shell loop over many small entries runs. This starts a real
 cluster (gateway, storage nodes, SMTP sink), signs up, builds a tree a few levels deep
-(``/bench/l1/l2/work`` by default: the entries measured sit 4-5 levels below the root, as
-in a real project tree) and times, call by call:
+(``/r0-level0/r0-level1/r0-level2/work`` by default: the entries measured sit 5 levels
+below the root, as in a real project tree) and times, call by call:
 
     CreateFolder            N new folders in one folder
     MoveEntry rename        each renamed within its folder
@@ -94,13 +94,13 @@ def mkdir(acct: Account, parent: str, name: str) -> str:
         session_token=acct.token, parent_folder_id=parent, name=name), timeout=10).folder.folder_id
 
 
-def run(acct: Account, count: int, depth: int) -> list[tuple[str, list[float]]]:
+def run(acct: Account, count: int, depth: int, tag: str) -> list[tuple[str, list[float]]]:
     files = acct.cluster.files
     token = acct.token
     # The working folders sit ``depth`` levels below the root.
     parent = ""
     for level in range(depth - 1):
-        parent = mkdir(acct, parent, f"level{level}")
+        parent = mkdir(acct, parent, f"{tag}-level{level}")
     work = mkdir(acct, parent, "work")
     other = mkdir(acct, parent, "other")
     small = mkdir(acct, parent, "small")
@@ -168,8 +168,8 @@ def main() -> int:
         cluster.admin.SetUserQuota(pb.SetUserQuotaRequest(
             admin_key=ADMIN_KEY, email=acct.email, storage_bytes=10 * 1024**3))
         merged: dict[str, list[float]] = {}
-        for _ in range(opts.rounds):
-            for label, lat in run(acct, opts.count, opts.depth):
+        for round_no in range(opts.rounds):
+            for label, lat in run(acct, opts.count, opts.depth, f"r{round_no}"):
                 merged.setdefault(label, []).extend(lat)
         db = "PostgreSQL" if opts.database_url.startswith("postgres") else "SQLite"
         print(f"{db}, depth {opts.depth}, {opts.count} calls x {opts.rounds}, one client, "

@@ -134,8 +134,12 @@ class Ancestry:
 
     @property
     def live(self) -> bool:
-        """Not in the trash: neither it nor a folder above it (the trash marks only the top)."""
-        return all(r.deleted_at is None for r in self.rows)
+        """Not in the trash: neither it nor a folder above it (the trash marks only the top).
+
+        The walk must also have reached the root: a chain cut short by the depth guard is
+        a cycle, never live.
+        """
+        return self.rows[-1].parent_id is None and all(r.deleted_at is None for r in self.rows)
 
     @property
     def path(self) -> str:
@@ -200,7 +204,7 @@ class Namespace:
         if folder.parent_id is None:
             return True
         rows = self._ancestor_rows(s, folder.parent_id)
-        return bool(rows) and len(rows) <= MAX_DEPTH and all(r.deleted_at is None for r in rows)
+        return bool(rows) and Ancestry(rows).live
 
     def _ancestor_rows(self, s: DbSession, folder_id: str) -> Sequence[Row]:
         """The folder's row and every ancestor's, nearest first, in one statement."""
