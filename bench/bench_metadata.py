@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +144,16 @@ def run(acct: Account, count: int, depth: int, tag: str) -> list[tuple[str, list
     return rows
 
 
+def drain_changes(acct: Account) -> None:
+    """A WatchChanges subscriber reading every event: the gateway pushes one per change."""
+    try:
+        for _ in acct.cluster.files.WatchChanges(pb.WatchChangesRequest(
+                session_token=acct.token)):
+            pass
+    except Exception:  # noqa: BLE001 - the stream ends when the cluster stops
+        return
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500, help="calls per operation")
@@ -151,6 +162,8 @@ def main() -> int:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--rounds", type=int, default=1,
                         help="repeat the whole set (fresh folders) and keep every sample")
+    parser.add_argument("--watch", action="store_true",
+                        help="keep a change-feed subscriber connected, as a mount does")
     parser.add_argument("--profile", default="", help="an operation's label to profile")
     parser.add_argument("--py-spy", default="py-spy")
     parser.add_argument("--profile-out", default="profile.txt")
@@ -167,13 +180,15 @@ def main() -> int:
         acct = cluster.sign_up()
         cluster.admin.SetUserQuota(pb.SetUserQuotaRequest(
             admin_key=ADMIN_KEY, email=acct.email, storage_bytes=10 * 1024**3))
+        if opts.watch:
+            threading.Thread(target=drain_changes, args=(acct,), daemon=True).start()
         merged: dict[str, list[float]] = {}
         for round_no in range(opts.rounds):
             for label, lat in run(acct, opts.count, opts.depth, f"r{round_no}"):
                 merged.setdefault(label, []).extend(lat)
         db = "PostgreSQL" if opts.database_url.startswith("postgres") else "SQLite"
         print(f"{db}, depth {opts.depth}, {opts.count} calls x {opts.rounds}, one client, "
-              "sequential")
+              f"sequential{', change feed watched' if opts.watch else ''}")
         print(f"{'call':22}{'p50 ms':>8}{'p99 ms':>8}{'mean ms':>9}{'ops/s':>8}")
         for label, lat in merged.items():
             mean = statistics.fmean(lat)
