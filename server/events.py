@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 200
+# After the first event of a burst the writer waits this long before storing, so a run of
+# small operations (rm of many files) costs one write transaction per batch instead of one
+# per event, and the callers do not wake the writer once each: it competes with them for
+# the SQLite write lock and the interpreter. Monitors see an event this much later.
+WRITE_LINGER_S = 0.02
 SEEN_IDS = 20_000  # ids remembered for de-duplication (far more than a relay batch)
 
 
@@ -96,7 +101,8 @@ class EventBus:
         with self._pending_lock:
             self._pending.append((event_type, message, user_id, payload, utcnow()))
             self._unwritten += 1
-            self._wake.notify()
+            if len(self._pending) == 1:
+                self._wake.notify()  # the writer waits only when nothing is pending
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="event-writer",
                                                  daemon=True)
@@ -118,6 +124,8 @@ class EventBus:
             with self._pending_lock:
                 while not self._pending:
                     self._wake.wait()
+            time.sleep(WRITE_LINGER_S)
+            with self._pending_lock:
                 batch = self._pending[:WRITE_BATCH]
                 del self._pending[:WRITE_BATCH]
             records = self._store(batch)

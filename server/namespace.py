@@ -17,7 +17,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -42,6 +53,59 @@ log = logging.getLogger(__name__)
 
 NAME_MAX = 255
 MAX_DELETE_BATCH = 1000
+MAX_DEPTH = 4096  # a guard against a (corrupt) cycle in the tree, far deeper than any real one
+
+# The metadata calls a mount makes one per mkdir, mv, rm or lookup run a handful of
+# statements each, and on this stack every statement costs far more in SQLAlchemy than in the
+# database. So the hot ones are built once here (their cache key is computed once too) and
+# run as Core statements: one recursive query answers "whose folder, is it live, what is its
+# path, what is above it" instead of one ORM load per ancestor, one query says whether a name
+# is taken by a folder or a file, one UPDATE touches the parents' times.
+_FOLDERS = Folder.__table__
+_FILES = File.__table__
+
+
+def _ancestry_query():  # type: ignore[no-untyped-def]
+    """A folder's row and its ancestors' rows, nearest first (``depth`` 0 is the folder)."""
+    up = select(*_FOLDERS.c, literal_column("0", Integer).label("depth")).where(
+        _FOLDERS.c.id == bindparam("folder_id")).cte("ancestry", recursive=True)
+    up = up.union_all(select(*_FOLDERS.c, (up.c.depth + 1).label("depth")).where(
+        _FOLDERS.c.id == up.c.parent_id, up.c.depth < MAX_DEPTH))
+    return select(up).order_by(up.c.depth)
+
+
+_ANCESTRY = _ancestry_query()
+_NAME_TAKEN = union_all(
+    select(literal_column("'folder'").label("kind"), _FOLDERS.c.id).where(
+        _FOLDERS.c.parent_id == bindparam("parent_id"), _FOLDERS.c.name == bindparam("name"),
+        _FOLDERS.c.deleted_at.is_(None)),
+    select(literal_column("'file'").label("kind"), _FILES.c.id).where(
+        _FILES.c.folder_id == bindparam("parent_id"), _FILES.c.name == bindparam("name"),
+        _FILES.c.deleted_at.is_(None)),
+)
+_LOCK_FOLDER = select(_FOLDERS.c.id).where(
+    _FOLDERS.c.id == bindparam("folder_id"), _FOLDERS.c.owner_id == bindparam("owner_id")
+).with_for_update()
+_TOUCH_FOLDERS = update(_FOLDERS).where(
+    _FOLDERS.c.id.in_([bindparam("a"), bindparam("b")])
+).values(mtime_ns=bindparam("t"), ctime_ns=bindparam("t"))
+_INSERT_FOLDER = _FOLDERS.insert()
+_MOVE_FOLDER = update(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id")).values(
+    name=bindparam("new_name"), parent_id=bindparam("dest_id"), ctime_ns=bindparam("t"))
+_MOVE_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
+    name=bindparam("new_name"), folder_id=bindparam("dest_id"), ctime_ns=bindparam("t"))
+_TRASH_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
+    deleted_at=bindparam("now"), original_folder_id=_FILES.c.folder_id,
+    ctime_ns=bindparam("t"))
+_DELETE_FILE = delete(_FILES).where(_FILES.c.id == bindparam("entry_id"))
+_FILE_ROW = select(_FILES).where(_FILES.c.id == bindparam("entry_id"))
+_FOLDER_ROW = select(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id"))
+# A folder's children (ORM entities: many rows load faster this way than built one by one).
+_SUBFOLDERS = select(Folder).where(Folder.parent_id == bindparam("folder_id")).order_by(
+    Folder.name)
+_FOLDER_FILES = select(File).where(File.folder_id == bindparam("folder_id")).order_by(File.name)
+_LIVE_SUBFOLDERS = _SUBFOLDERS.where(Folder.deleted_at.is_(None))
+_LIVE_FOLDER_FILES = _FOLDER_FILES.where(File.deleted_at.is_(None))
 
 
 def now_ns() -> int:
@@ -54,6 +118,40 @@ def check_name(name: str) -> str:
     if len(name.encode("utf-8")) > NAME_MAX:
         raise InvalidArgument(f"name longer than {NAME_MAX} bytes")
     return name
+
+
+@dataclass(frozen=True)
+class Ancestry:
+    """A folder (as a detached row object) and the ids, names and trash marks above it."""
+
+    rows: Sequence[Row]  # the folder first, then its parent, ... up to the root
+
+    @property
+    def id(self) -> str:
+        return str(self.rows[0].id)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.rows]
+
+    @property
+    def live(self) -> bool:
+        """Not in the trash: neither it nor a folder above it (the trash marks only the top).
+
+        The walk must also have reached the root: a chain cut short by the depth guard is
+        a cycle, never live.
+        """
+        return self.rows[-1].parent_id is None and all(r.deleted_at is None for r in self.rows)
+
+    @property
+    def path(self) -> str:
+        return "/" + "/".join(r.name for r in reversed(self.rows) if r.parent_id is not None)
+
+    def folder(self) -> Folder:
+        """The folder as a detached object: for replies, not for changing (not in a session)."""
+        values = dict(self.rows[0]._mapping)
+        values.pop("depth", None)
+        return Folder(**values)
 
 
 @dataclass
@@ -121,24 +219,50 @@ class Namespace:
         return folder
 
     def _is_live_folder(self, s: DbSession, folder: Folder) -> bool:
-        cur: Folder | None = folder
-        hops = 0
-        while cur is not None:
-            if cur.deleted_at is not None:
-                return False
-            if cur.parent_id is None:
-                return True
-            cur = s.get(Folder, cur.parent_id)
-            hops += 1
-            if hops > 4096:
-                return False
-        return True
+        if folder.deleted_at is not None:
+            return False
+        if folder.parent_id is None:
+            return True
+        rows = self._ancestor_rows(s, folder.parent_id)
+        return bool(rows) and Ancestry(rows).live
+
+    def _ancestor_rows(self, s: DbSession, folder_id: str) -> Sequence[Row]:
+        """The folder's row and every ancestor's, nearest first, in one statement."""
+        s.flush()  # Core statements do not autoflush: let them see this session's changes
+        return s.execute(_ANCESTRY, {"folder_id": folder_id}).all()
+
+    def _ancestry(self, s: DbSession, caller: Caller, folder_id: str, *, lock: bool = False,
+                  live: bool = True) -> Ancestry:
+        """Like ``_folder`` (same checks and errors) but one statement whatever the depth.
+
+        The folder comes back as rows, not as a session object: callers change it with Core
+        statements. ``lock`` takes the row lock first on PostgreSQL, as ``_folder`` does.
+        """
+        if not folder_id or folder_id in ("/", "root"):
+            folder_id = caller.root_folder_id
+        if lock and self.db.is_postgres:
+            s.execute(_LOCK_FOLDER, {"folder_id": folder_id, "owner_id": caller.user_id})
+        found = Ancestry(self._ancestor_rows(s, folder_id))
+        if not found.rows or found.rows[0].owner_id != caller.user_id:
+            raise NotFound(f"no such folder: {folder_id}")
+        if live and not found.live:
+            raise NotFound(f"folder is in the trash: {found.rows[0].name}")
+        return found
 
     def _file(self, s: DbSession, caller: Caller, file_id: str) -> File:
         f = s.get(File, file_id)
         if f is None or f.owner_id != caller.user_id:
             raise NotFound(f"no such file: {file_id}")
         return f
+
+    def _name_taken(self, s: DbSession, parent_id: str, name: str) -> tuple[str, str] | None:
+        """("folder" | "file", id) of the live entry called ``name`` in the folder, or None."""
+        s.flush()
+        rows = s.execute(_NAME_TAKEN, {"parent_id": parent_id, "name": name}).all()
+        if not rows:
+            return None
+        row = min(rows, key=lambda r: r.kind != "folder")  # a folder first, as in _child
+        return str(row.kind), str(row.id)
 
     def _child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
         folder = s.scalars(select(Folder).where(
@@ -151,12 +275,9 @@ class Namespace:
         ).first()
 
     def path_of(self, s: DbSession, folder: Folder) -> str:
-        parts: list[str] = []
-        cur: Folder | None = folder
-        while cur is not None and cur.parent_id is not None:
-            parts.append(cur.name)
-            cur = s.get(Folder, cur.parent_id)
-        return "/" + "/".join(reversed(parts))
+        if folder.parent_id is None:
+            return "/"
+        return Ancestry(self._ancestor_rows(s, folder.id)).path
 
     def _resolve(self, s: DbSession, caller: Caller, path: str) -> File | Folder:
         norm = posixpath.normpath("/" + (path or "").lstrip("/"))
@@ -175,23 +296,25 @@ class Namespace:
         """An entry by id, by path or by name in a folder: (entry, permission, path)."""
         with self.db.read() as s:
             if entry_id:
-                folder = s.get(Folder, entry_id)
-                if folder is not None and folder.owner_id == caller.user_id:
-                    return folder, "owner", self.path_of(s, folder)
+                rows = self._ancestor_rows(s, entry_id)
+                if rows and rows[0].owner_id == caller.user_id:
+                    found = Ancestry(rows)
+                    return found.folder(), "owner", found.path
                 f = s.get(File, entry_id)
                 if f is not None:
                     access = self._access(s, caller, f)
-                    parent = s.get(Folder, f.folder_id)
-                    base = self.path_of(s, parent) if access.permission == "owner" and parent \
-                        else "/Shared"
+                    base = "/Shared"
+                    if access.permission == "owner":
+                        above = self._ancestor_rows(s, f.folder_id)
+                        base = Ancestry(above).path if above else base
                     return f, access.permission, posixpath.join(base, f.name)
                 raise NotFound(f"no such file or folder: {entry_id}")
             if name:
-                parent = self._folder(s, caller, parent_folder_id)
+                parent = self._ancestry(s, caller, parent_folder_id)
                 entry = self._child(s, parent.id, name)
                 if entry is None:
                     raise NotFound(f"no such file or folder: {name}")
-                return entry, "owner", posixpath.join(self.path_of(s, parent), name)
+                return entry, "owner", posixpath.join(parent.path, name)
             entry = self._resolve(s, caller, path)
             norm = posixpath.normpath("/" + (path or "").lstrip("/"))
             return entry, "owner", norm
@@ -204,15 +327,15 @@ class Namespace:
                 if not isinstance(entry, Folder):
                     raise InvalidArgument(f"not a folder: {path}")
                 folder = entry
+                path = self.path_of(s, folder)
             else:
-                folder = self._folder(s, caller, folder_id)
-            fq = select(Folder).where(Folder.parent_id == folder.id).order_by(Folder.name)
-            files_q = select(File).where(File.folder_id == folder.id).order_by(File.name)
-            if not include_deleted:
-                fq = fq.where(Folder.deleted_at.is_(None))
-                files_q = files_q.where(File.deleted_at.is_(None))
-            listing = Listing(folder, list(s.scalars(fq)), list(s.scalars(files_q)))
-            listing.paths[folder.id] = self.path_of(s, folder)
+                found = self._ancestry(s, caller, folder_id)
+                folder, path = found.folder(), found.path
+            fq, files_q = (_SUBFOLDERS, _FOLDER_FILES) if include_deleted else (
+                _LIVE_SUBFOLDERS, _LIVE_FOLDER_FILES)
+            params = {"folder_id": folder.id}
+            listing = Listing(folder, list(s.scalars(fq, params)), list(s.scalars(files_q, params)))
+            listing.paths[folder.id] = path
             return listing
 
     # --- access to files (owner or share) -----------------------------------------------
@@ -304,19 +427,22 @@ class Namespace:
                       uid: int = 0, gid: int = 0, exist_ok: bool = False) -> Folder:
         check_name(name)
         with self.db.write() as s:
-            parent = self._folder(s, caller, parent_id, lock=True)
-            existing = self._child(s, parent.id, name)
-            if existing is not None:
-                if exist_ok and isinstance(existing, Folder):
+            parent = self._ancestry(s, caller, parent_id, lock=True)
+            taken = self._name_taken(s, parent.id, name)
+            if taken is not None:
+                if exist_ok and taken[0] == "folder":
+                    existing = s.get(Folder, taken[1])
+                    assert existing is not None
                     return existing
                 raise AlreadyExists(f"{name} already exists")
             t = now_ns()
-            folder = Folder(owner_id=caller.user_id, parent_id=parent.id, name=name,
-                            mode=(mode & 0o7777) or 0o755, uid=uid, gid=gid,
-                            atime_ns=t, mtime_ns=t, ctime_ns=t)
-            s.add(folder)
-            parent.mtime_ns = parent.ctime_ns = t
-            s.flush()
+            values = dict(id=new_id(), owner_id=caller.user_id, parent_id=parent.id, name=name,
+                          mode=(mode & 0o7777) or 0o755, uid=uid, gid=gid, atime_ns=t,
+                          mtime_ns=t, ctime_ns=t, created_at=utcnow(), deleted_at=None,
+                          original_parent_id=None)
+            s.execute(_INSERT_FOLDER, values)
+            s.execute(_TOUCH_FOLDERS, {"a": parent.id, "b": parent.id, "t": t})
+            folder = Folder(**values)
         self.changes.publish(Change("created", caller.user_id, folder.id, parent.id, name,
                                     is_folder=True))
         return folder
@@ -383,25 +509,31 @@ class Namespace:
     def move(self, caller: Caller, entry_id: str, new_parent_id: str, new_name: str,
              replace_existing: bool) -> tuple[File | Folder, str]:
         with self.db.write() as s:
-            entry: File | Folder | None = s.get(Folder, entry_id)
-            if entry is None or entry.owner_id != caller.user_id:
-                entry = self._file(s, caller, entry_id)
+            # A detached copy of the row: the Core UPDATE below changes the row, the copy
+            # follows it for the reply.
+            entry: File | Folder
+            row = s.execute(_FOLDER_ROW, {"entry_id": entry_id}).first()
+            if row is not None and row.owner_id == caller.user_id:
+                entry = Folder(**row._mapping)
+            else:
+                row = s.execute(_FILE_ROW, {"entry_id": entry_id}).first()
+                if row is None or row.owner_id != caller.user_id:
+                    raise NotFound(f"no such file: {entry_id}")
+                entry = File(**row._mapping)
             if isinstance(entry, Folder) and entry.parent_id is None:
                 raise PermissionDenied("the root folder cannot be moved")
             if entry.deleted_at is not None:
                 raise NotFound("entry is in the trash: restore it instead")
             old_parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
             dest_id = new_parent_id or old_parent
-            dest = self._folder(s, caller, dest_id, lock=True)
+            dest = self._ancestry(s, caller, dest_id or "", lock=True)
             name = check_name(new_name or entry.name)
-            if isinstance(entry, Folder):
-                cur: Folder | None = dest
-                while cur is not None:
-                    if cur.id == entry.id:
-                        raise InvalidArgument("cannot move a folder into itself")
-                    cur = s.get(Folder, cur.parent_id) if cur.parent_id else None
-            existing = self._child(s, dest.id, name)
-            if existing is not None and existing.id != entry.id:
+            if isinstance(entry, Folder) and entry.id in dest.ids:
+                raise InvalidArgument("cannot move a folder into itself")
+            taken = self._name_taken(s, dest.id, name)
+            if taken is not None and taken[1] != entry.id:
+                existing = s.get(Folder if taken[0] == "folder" else File, taken[1])
+                assert existing is not None
                 if not replace_existing:
                     raise AlreadyExists(f"{name} already exists")
                 if isinstance(existing, Folder):
@@ -422,19 +554,17 @@ class Namespace:
                                                 name))
             old_name = entry.name
             t = now_ns()
+            s.flush()
+            s.execute(_MOVE_FOLDER if isinstance(entry, Folder) else _MOVE_FILE,
+                      {"entry_id": entry.id, "new_name": name, "dest_id": dest.id, "t": t})
+            s.execute(_TOUCH_FOLDERS, {"a": dest.id, "b": old_parent or dest.id, "t": t})
             entry.name = name
             if isinstance(entry, Folder):
                 entry.parent_id = dest.id
             else:
                 entry.folder_id = dest.id
             entry.ctime_ns = t
-            dest.mtime_ns = dest.ctime_ns = t
-            if old_parent and old_parent != dest.id:
-                src = s.get(Folder, old_parent)
-                if src is not None:
-                    src.mtime_ns = src.ctime_ns = t
-            s.flush()
-            path = posixpath.join(self.path_of(s, dest), name)
+            path = posixpath.join(dest.path, name)
         self.changes.publish(Change("moved", caller.user_id, entry.id, dest.id, name,
                                     old_parent_folder_id=old_parent or "", old_name=old_name,
                                     is_folder=isinstance(entry, Folder)))
@@ -513,21 +643,24 @@ class Namespace:
 
     def delete_file(self, caller: Caller, file_id: str, permanent: bool) -> File:
         with self.db.write() as s:
-            f = self._file(s, caller, file_id)
+            # A detached copy of the row: the Core statements below change the row, the copy
+            # follows them for the reply and the events.
+            row = s.execute(_FILE_ROW, {"entry_id": file_id}).first()
+            if row is None or row.owner_id != caller.user_id:
+                raise NotFound(f"no such file: {file_id}")
+            f = File(**row._mapping)
             if not permanent and f.deleted_at is not None:
                 raise NotFound("file is already in the trash")
+            t = now_ns()
             if permanent:
                 self._release(s, caller.user_id, f.size)
-                s.delete(f)
+                s.execute(_DELETE_FILE, {"entry_id": f.id})
             else:
                 f.deleted_at = utcnow()
                 f.original_folder_id = f.folder_id
-                f.ctime_ns = now_ns()
-            parent = s.get(Folder, f.folder_id)
-            if parent is not None:
-                parent.mtime_ns = parent.ctime_ns = now_ns()
-            s.flush()
-            s.expunge(f)
+                f.ctime_ns = t
+                s.execute(_TRASH_FILE, {"entry_id": f.id, "now": f.deleted_at, "t": t})
+            s.execute(_TOUCH_FOLDERS, {"a": f.folder_id, "b": f.folder_id, "t": t})
         self.changes.publish(Change("deleted", caller.user_id, f.id, f.folder_id, f.name))
         self.events.emit("delete", f"{f.name} {'deleted' if permanent else 'moved to trash'}",
                          caller.user_id, file_id=f.id, size=f.size, permanent=permanent)

@@ -227,7 +227,8 @@ def test_fetch_chunk_repairs_a_corrupt_local_copy(start_node) -> None:
 
 def test_put_chunks_judges_each_chunk(start_node) -> None:
     node = start_node(capacity=20_000)
-    (sha1, data1), (sha2, data2), (sha3, data3) = chunk(6, 6_000), chunk(7, 6_000), chunk(8, 9_000)
+    # sha3 cannot fit even alone: the chunks of one call are written in parallel
+    (sha1, data1), (sha2, data2), (sha3, data3) = chunk(6, 6_000), chunk(7, 6_000), chunk(8, 15_000)
     node.stub.PutChunk(pb.PutChunkRequest(sha256=sha1, data=data1, cluster_secret=SECRET))
     reply = node.stub.PutChunks(pb.PutChunksRequest(cluster_secret=SECRET, upload_id="b-1", chunks=[
         pb.PutChunkRequest(sha256=sha1, data=data1),  # already there
