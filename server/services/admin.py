@@ -319,6 +319,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             history = DEFAULT_HISTORY if request.history == 0 else min(
                 max(0, request.history), MAX_HISTORY)
             replayed: set[int] = set()
+            if history:
+                # Events already emitted may still wait in the writer's batch: store them
+                # first, so "the last N" means the last N emitted, not the last N stored.
+                self.events.flush(timeout=2.0)
             for record in self.events.recent(history, types) if history else []:
                 replayed.add(record.event_id)
                 yield _event(record)
