@@ -4,7 +4,7 @@ Usage (as root, on a machine with FUSE; installs sshfs, rclone and openssh-serve
 distribution's packages when ``--install`` is given)::
 
     python bench/bench_mount.py [--install] [--size-mib 256] [--files 1000]
-                                [--peers local,cloudgrpc,sshfs,rclone]
+                                [--peers local,cloudgrpc,sshfs,rclone] [--rounds 1]
 
 Every peer runs the same shell workloads in the same run, because figures on a small
 machine swing from run to run while the ratios between peers hold:
@@ -17,8 +17,11 @@ machine swing from run to run while the ratios between peers hold:
 - cold ``ls -l`` of a folder of 1,000 entries;
 - 500 mkdir then 500 rename.
 
-It prints a table of seconds and ratios to sshfs. The cluster is the test harness's real one
-(gateway, three nodes, replication 2) on loopback.
+Before each write-side workload the disks are synced, so no workload pays for the deferred
+writes of the one before it (or of the previous peer). ``--rounds N`` runs every peer N
+times, alternating, and reports medians. It prints a table of seconds and ratios to sshfs.
+The cluster is the test harness's real one (gateway, three nodes, replication 2) on
+loopback.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import argparse
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,10 +255,18 @@ class Rclone(Peer):
         self.path.rmdir()
 
 
+def quiesce() -> None:
+    """Write back what earlier steps (or the previous peer) left dirty, so no workload pays
+    for another's deferred disk writes."""
+    sh("sync")
+    time.sleep(0.5)
+
+
 def run_peer(peer: Peer, src: Path, src2: Path, size: int, files: int,
              small: Path) -> dict[str, float]:
     r: dict[str, float] = {}
     d = peer.path
+    quiesce()
     r["write dd"] = timed(lambda: sh(f"dd if={src} of={d}/big bs=1M status=none"))
     peer.settle({"big": size})
 
@@ -263,6 +275,7 @@ def run_peer(peer: Peer, src: Path, src2: Path, size: int, files: int,
         if isinstance(peer, Rclone):
             peer.settle({"big2": size})
 
+    quiesce()
     r["write dd fsync"] = timed(write_fsync)
     peer.settle({"big2": size})
     peer.remount_cold()
@@ -273,17 +286,20 @@ def run_peer(peer: Peer, src: Path, src2: Path, size: int, files: int,
         sh(f"mkdir {d}/small && cp {small}/* {d}/small/")
         peer.settle(sizes)
 
+    quiesce()
     r["create 1000x4K (settled)"] = timed(create)
     peer.remount_cold()
     r["cold ls -l 1000"] = timed(lambda: sh(f"ls -l {d}/small > /dev/null"))
     peer.remount_cold()
     r["cold read 1000x4K"] = timed(lambda: sh(f"cat {d}/small/* > /dev/null"))
+    quiesce()
     r["delete 1000"] = timed(lambda: sh(f"rm -r {d}/small"))
 
     def dirs() -> None:
         sh(f"mkdir {d}/dirs && cd {d}/dirs && for i in $(seq 1 500); do mkdir d$i; done && "
            "for i in $(seq 1 500); do mv d$i r$i; done")
 
+    quiesce()
     r["500 mkdir + 500 mv"] = timed(dirs)
     return r
 
@@ -298,6 +314,8 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--peers", default="local,cloudgrpc,sshfs,rclone")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every peer this many times, alternating; report medians")
     args = parser.parse_args()
     if args.install:
         install()
@@ -305,7 +323,7 @@ def main() -> int:
     available = {"local": True, "cloudgrpc": True,
                  "sshfs": bool(shutil.which("sshfs")) and os.path.exists("/usr/sbin/sshd"),
                  "rclone": bool(shutil.which("rclone"))}
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-mount-") as tmp:
         work = Path(tmp)
         size = args.size_mib * MiB
@@ -317,19 +335,31 @@ def main() -> int:
         for i in range(args.files):
             (small / f"f{i}").write_bytes(os.urandom(4096))
         classes = {"local": Local, "cloudgrpc": CloudGrpc, "sshfs": Sshfs, "rclone": Rclone}
-        for name in wanted:
-            if not available.get(name):
-                print(f"skipping {name}: not installed (use --install)", file=sys.stderr)
-                continue
-            peer = classes[name](work)
-            try:
-                peer.setup()
-                print(f"running {name}...", file=sys.stderr)
-                results[name] = run_peer(peer, src, src2, size, args.files, small)
-            finally:
-                peer.teardown()
+        for round_no in range(1, args.rounds + 1):
+            for name in wanted:
+                if not available.get(name):
+                    if round_no == 1:
+                        print(f"skipping {name}: not installed (use --install)",
+                              file=sys.stderr)
+                    continue
+                peer = classes[name](work)
+                try:
+                    peer.setup()
+                    print(f"running {name} (round {round_no} of {args.rounds})...",
+                          file=sys.stderr)
+                    runs.setdefault(name, []).append(
+                        run_peer(peer, src, src2, size, args.files, small))
+                finally:
+                    peer.teardown()
+    results = {name: {row: statistics.median(r[row] for r in done) for row in done[0]}
+               for name, done in runs.items()}
     names = list(results)
     rows = list(next(iter(results.values()))) if results else []
+    if args.rounds > 1:
+        print(f"\nmedian of {args.rounds} rounds; per round:")
+        for name, done in runs.items():
+            for row in done[0]:
+                print(f"  {name:9} {row:26} " + " ".join(f"{r[row]:.2f}" for r in done))
     print(f"\n{args.size_mib} MiB file, {args.files} small files; seconds (lower is better),"
           " cloudgrpc/sshfs time ratio and issue 3's target\n")
     print("| workload | " + " | ".join(names) + " | cloudgrpc÷sshfs | target |")
