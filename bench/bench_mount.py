@@ -342,7 +342,9 @@ def main() -> int:
                         print(f"skipping {name}: not installed (use --install)",
                               file=sys.stderr)
                     continue
-                peer = classes[name](work)
+                home = work / f"{name}-{round_no}"
+                home.mkdir()
+                peer = classes[name](home)
                 try:
                     peer.setup()
                     print(f"running {name} (round {round_no} of {args.rounds})...",
@@ -351,6 +353,7 @@ def main() -> int:
                         run_peer(peer, src, src2, size, args.files, small))
                 finally:
                     peer.teardown()
+                    shutil.rmtree(home, ignore_errors=True)
     results = {name: {row: statistics.median(r[row] for r in done) for row in done[0]}
                for name, done in runs.items()}
     names = list(results)
