@@ -20,6 +20,7 @@ import logging
 import os
 import stat
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -29,7 +30,7 @@ import trio
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.client import CALL_ORIGIN, CloudClient
 from cloudgrpc_proto.direct_reads import NodeReads
 
 from .aio import Blocking
@@ -174,6 +175,8 @@ class CloudFS(pyfuse3.Operations):
         self._open_count: dict[int, int] = {}
         self._own: dict[str, tuple[int, float]] = {}
         self.watch_ok = False
+        self.origin = uuid.uuid4().hex[:16]  # this daemon's calls, for the change feed
+        self.echo_free = False
         self._space: pb.StorageInfoResponse | None = None
         self._space_at = 0.0
         # Bytes that staged writes may still add before the quota is worked out again
@@ -228,6 +231,8 @@ class CloudFS(pyfuse3.Operations):
     # --- own changes (not to be invalidated when the change feed echoes them) -------------
 
     def _expect(self, *keys: str) -> None:
+        if self.echo_free:
+            return  # the gateway sends our own changes to no one but other mounts
         until = time.monotonic() + OWN_EVENT_WINDOW
         for key in keys:
             count, _ = self._own.get(key, (0, 0.0))
@@ -1171,6 +1176,7 @@ class CloudFS(pyfuse3.Operations):
             if not self.watch_ok:
                 self._all_stale()
             self.watch_ok = True
+            self.echo_free = ev.echo_free  # our own changes will not come back
             return
         own = self._consume(ev.entry_id)
         if not own and ev.kind in ("created", "restored"):
@@ -1243,10 +1249,16 @@ class CloudFS(pyfuse3.Operations):
         """Start the background tasks (change feed, upload workers) in ``nursery``."""
         self.nursery = nursery
         self.reader.nursery = nursery
+        # Recovery runs without our origin: the files it brings back come to this mount's
+        # caches through the change feed like anyone else's.
+        nursery.start_soon(self._recover)
+        # Every other call of this daemon (this task, the FUSE handlers pyfuse3.main starts
+        # from it, the queues) names the mount as its origin, and the gateway does not echo
+        # their changes back on our WatchChanges stream (see on_change's "hello").
+        CALL_ORIGIN.set(self.origin)
         nursery.start_soon(self.watch)
         nursery.start_soon(self.writer.run)
         nursery.start_soon(self.deleter.run)
-        nursery.start_soon(self._recover)
 
     async def _recover(self) -> None:
         """What a killed daemon left: its queued deletes first, then its staged uploads

@@ -12,6 +12,7 @@ return the protobuf responses, so callers see the wire contract without wrapping
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import socket
 import threading
@@ -96,6 +97,18 @@ _SUCCESS_HINTS: tuple[tuple[tuple[str, ...], type[errors.CloudError]], ...] = (
     (("permission", "not allowed", "forbidden", "admin key"), errors.PermissionDenied),
     (("invalid", "expired", "must "), errors.InvalidArgument),
 )
+
+
+# The origin a call is made for (gRPC metadata ``x-cloudgrpc-origin``): a mount sets it to
+# its own id around the calls it makes and on its WatchChanges stream, and the gateway then
+# does not echo those calls' changes back to it. Unset, nothing is sent.
+CALL_ORIGIN: contextvars.ContextVar[str] = contextvars.ContextVar("cloudgrpc_call_origin",
+                                                                  default="")
+
+
+def _origin_metadata() -> tuple[tuple[str, str], ...] | None:
+    origin = CALL_ORIGIN.get()
+    return (("x-cloudgrpc-origin", origin),) if origin else None
 
 
 def _check_success(response: T) -> T:
@@ -342,7 +355,8 @@ class CloudClient:
         while True:
             token = self._token_for_call(auth)
             try:
-                response = rpc(build(token), timeout=timeout or self.timeout)
+                response = rpc(build(token), timeout=timeout or self.timeout,
+                               metadata=_origin_metadata())
             except grpc.RpcError as exc:
                 code = status_code(exc)
                 if (
@@ -807,7 +821,9 @@ class CloudClient:
         """
         token = self._token_for_call(Auth.REQUIRED)
         call = self._stubs.file.WatchChanges(
-            pb.WatchChangesRequest(session_token=token), timeout=timeout
+            pb.WatchChangesRequest(session_token=token),
+            timeout=timeout,
+            metadata=_origin_metadata(),
         )
         return ServerStream(call)
 
@@ -959,7 +975,8 @@ class CloudClient:
             watchdog.kick()  # the server now commits: give it a full stall period
 
         src.rewind()
-        future = self._stubs.file.UploadFile.future(requests(), timeout=self.transfer_timeout)
+        future = self._stubs.file.UploadFile.future(requests(), timeout=self.transfer_timeout,
+                                                    metadata=_origin_metadata())
         watchdog.start(future.cancel)
         try:
             return future.result()

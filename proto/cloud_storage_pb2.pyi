@@ -709,7 +709,7 @@ class WatchChangesRequest(_message.Message):
     def __init__(self, session_token: _Optional[str] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("kind", "entry_id", "parent_folder_id", "old_parent_folder_id", "name", "old_name", "is_folder", "timestamp")
+    __slots__ = ("kind", "entry_id", "parent_folder_id", "old_parent_folder_id", "name", "old_name", "is_folder", "timestamp", "echo_free")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -718,6 +718,7 @@ class ChangeEvent(_message.Message):
     OLD_NAME_FIELD_NUMBER: _ClassVar[int]
     IS_FOLDER_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    ECHO_FREE_FIELD_NUMBER: _ClassVar[int]
     kind: str
     entry_id: str
     parent_folder_id: str
@@ -726,7 +727,8 @@ class ChangeEvent(_message.Message):
     old_name: str
     is_folder: bool
     timestamp: str
-    def __init__(self, kind: _Optional[str] = ..., entry_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., old_parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ..., old_name: _Optional[str] = ..., is_folder: _Optional[bool] = ..., timestamp: _Optional[str] = ...) -> None: ...
+    echo_free: bool
+    def __init__(self, kind: _Optional[str] = ..., entry_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., old_parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ..., old_name: _Optional[str] = ..., is_folder: _Optional[bool] = ..., timestamp: _Optional[str] = ..., echo_free: _Optional[bool] = ...) -> None: ...
 
 class DeleteFilesRequest(_message.Message):
     __slots__ = ("session_token", "file_ids", "permanent")

@@ -17,6 +17,8 @@ import grpc
 
 from cloudgrpc_proto.errors import CloudError, abort_with
 
+from .change_feed import ORIGIN_HEADER, REQUEST_ORIGIN
+
 log = logging.getLogger("cloudgrpc_server.rpc")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,13 +48,24 @@ def rpc(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        token = REQUEST_ORIGIN.set(request_origin(context))
         try:
             return func(self, request, context)
         except Exception as exc:  # noqa: BLE001 - mapped to a status right here
             if _is_abort(exc):
                 raise
             _fail(name, context, exc)
+        finally:
+            REQUEST_ORIGIN.reset(token)
     return wrapper  # type: ignore[return-value]
+
+
+def request_origin(context: grpc.ServicerContext) -> str:
+    """The caller's ``x-cloudgrpc-origin`` metadata ("" when it sent none)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == ORIGIN_HEADER:
+            return str(value)[:64]
+    return ""
 
 
 def _is_abort(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ from ..accounts import Accounts
 from ..change_feed import ChangeFeed
 from ..download_pipeline import DownloadPipeline
 from ..events import EventBus
-from ..grpc_edge import rpc
+from ..grpc_edge import request_origin, rpc
 from ..namespace import Namespace
 from ..upload_pipeline import UploadPipeline
 from ..wire import entry_response, file_entry, folder_entry, iso
@@ -298,9 +298,10 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def WatchChanges(self, request: pb.WatchChangesRequest, context: grpc.ServicerContext
                      ) -> Iterator[pb.ChangeEvent]:
         caller = self._caller(request.session_token)
-        sub = self.changes.subscribe(caller.user_id)
+        origin = request_origin(context)
+        sub = self.changes.subscribe(caller.user_id, origin)
         try:
-            yield pb.ChangeEvent(kind="hello")
+            yield pb.ChangeEvent(kind="hello", echo_free=bool(origin))
             while context.is_active():
                 change = sub.get(timeout=1.0)
                 if change is None:
