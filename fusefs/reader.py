@@ -17,6 +17,7 @@ whole folder), so ``cat dir/*`` after a cold mount is served locally.
 from __future__ import annotations
 
 import bisect
+import concurrent.futures as cf
 import hashlib
 import logging
 import os
@@ -39,6 +40,7 @@ from .aio import Blocking
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+CACHE_WRITER_NICE = 10
 DEFAULT_CACHE_BYTES = 2048 * MiB
 READ_AHEAD_CHUNKS = 8
 PREFETCH_PARALLEL = 4  # chunks in flight at once for read-ahead
@@ -286,6 +288,10 @@ class Reader:
         self._hot: OrderedDict[str, bytes] = OrderedDict()
         self._hot_lock = threading.Lock()
         self._cache_writers = trio.CapacityLimiter(CACHE_WRITERS)
+        # Their own threads, at a lower CPU priority: on 2 cores the copy into the page
+        # cache must not take turns from the FUSE loop and the fetches a reader waits for.
+        self._cache_pool = cf.ThreadPoolExecutor(CACHE_WRITERS, "chunk-cache-writer",
+                                                 initializer=_lower_priority)
 
         self.small_hits = 0
         self.small_fetches = 0
@@ -450,8 +456,8 @@ class Reader:
     async def _store(self, sha: str, data: bytes) -> None:
         """Write a fetched chunk to the disk cache off the read path (its own threads)."""
         try:
-            await trio.to_thread.run_sync(self.cache.put, sha, data, False,
-                                          limiter=self._cache_writers)
+            job = self._cache_pool.submit(self.cache.put, sha, data, False)
+            await trio.to_thread.run_sync(job.result, limiter=self._cache_writers)
         except OSError as exc:  # a full or read-only cache disk: serve from the network
             log.warning("chunk %s not cached: %s", sha[:12], exc)
 
@@ -593,3 +599,11 @@ class Reader:
                 break
             os.pwrite(fd, data, pos)
             pos += len(data)
+
+
+def _lower_priority() -> None:
+    """Run the calling thread at a lower CPU priority (Linux: a thread is its own task)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CACHE_WRITER_NICE)
+    except (OSError, AttributeError):
+        pass  # not Linux, or not allowed: normal priority then
