@@ -134,3 +134,34 @@ def test_a_dead_node_mid_batch_fails_over(sqlite_cluster: Cluster) -> None:
     files = {f.filename: f.file_id for f in acct.ls().files}
     for i, blob in enumerate(blobs):
         assert acct.download(files[f"f{i}"]) == blob
+
+
+def test_concurrent_batches_into_one_folder(shared_cluster: Cluster) -> None:
+    """Batches racing into one folder (as several mounts of an account do): every file
+    lands once, a name two batches both want goes to exactly one of them."""
+    import concurrent.futures as cf
+
+    c = shared_cluster
+    acct = c.sign_up()
+    folder = c.files.CreateFolder(pb.CreateFolderRequest(
+        session_token=acct.token, name="busy")).folder.folder_id
+
+    def batch(worker: int) -> list[object]:
+        with _client(c, acct) as client:
+            return client.upload_small_files(
+                [SmallUpload(data=os.urandom(2000), filename=f"w{worker}-{i}",
+                             parent_folder_id=folder) for i in range(40)]
+                + [SmallUpload(data=b"contested", filename="shared-name",
+                               parent_folder_id=folder)])
+
+    with cf.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(batch, range(4)))
+    for replies in results:
+        assert all(isinstance(r, pb.UploadFileResponse) for r in replies[:40]), replies[:3]
+    contested = [replies[40] for replies in results]
+    assert sum(isinstance(r, pb.UploadFileResponse) for r in contested) == 1
+    assert all(isinstance(r, errors.AlreadyExists) for r in contested
+               if not isinstance(r, pb.UploadFileResponse))
+    names = [f.filename for f in acct.ls(folder).files]
+    assert len(names) == len(set(names)) == 4 * 40 + 1
+    assert acct.storage().used_bytes == 4 * 40 * 2000 + len(b"contested")
