@@ -904,12 +904,7 @@ class Namespace:
                 rows.append({"file_id": target.id, "seq": seq, "chunk_sha256": span.sha256,
                              "offset": offset, "size": span.size})
                 offset += span.size
-            if rows:
-                try:
-                    s.execute(FileChunk.__table__.insert(), rows)
-                except IntegrityError as exc:
-                    raise Conflict("some of the upload's chunks were collected before it "
-                                   "finished: upload it again") from exc
+            _insert_chunk_rows(s, rows)
             owner.storage_used = owner.storage_used - frees + size
             if parent is not None:
                 parent.mtime_ns = parent.ctime_ns = t
@@ -934,12 +929,14 @@ class Namespace:
         """
         out: list[File | CloudError] = []
         with self.db.write() as s:
-            targets = self._rows(s, File, [it.overwrite_file_id for it in items
-                                           if it.overwrite_file_id])
+            wanted = list(dict.fromkeys(it.overwrite_file_id for it in items
+                                        if it.overwrite_file_id))
+            targets = {f.id: f for part in _parts(wanted)
+                       for f in s.scalars(select(File).where(File.id.in_(part)))}
+            pids = [it.parent_id if it.parent_id not in ("", "/", "root")
+                    else caller.root_folder_id for it in items]
             parents: dict[str, Folder | CloudError] = {}
-            for it in items:
-                pid = it.parent_id if it.parent_id not in ("", "/", "root") \
-                    else caller.root_folder_id
+            for it, pid in zip(items, pids, strict=True):
                 if not it.overwrite_file_id and pid not in parents:
                     try:
                         parents[pid] = self._folder(s, caller, pid, lock=True)
@@ -950,11 +947,11 @@ class Namespace:
             owners: dict[str, User] = {}
             claimed: set[tuple[str, str]] = set()  # (folder, name) created by this batch
             touched: dict[str, Folder] = {}
-            fresh: list[tuple[int, File]] = []
+            fresh: list[File] = []
             chunk_rows: list[dict[str, object]] = []
             replaced: dict[str, File] = {}
             t = now_ns()
-            for index, it in enumerate(items):
+            for it, pid in zip(items, pids, strict=True):
                 try:
                     target: File | None = None
                     if it.overwrite_file_id:
@@ -970,8 +967,6 @@ class Namespace:
                         parent = None
                     else:
                         check_name(it.name)
-                        pid = it.parent_id if it.parent_id not in ("", "/", "root") \
-                            else caller.root_folder_id
                         found = parents[pid]
                         if isinstance(found, CloudError):
                             raise found
@@ -1007,7 +1002,7 @@ class Namespace:
                                   name=it.name, size=it.size, mime_type=mime,
                                   mode=(it.mode & 0o7777) or 0o644, uid=it.uid, gid=it.gid,
                                   atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1)
-                    fresh.append((index, target))
+                    fresh.append(target)
                     claimed.add((parent.id, it.name))
                     touched[parent.id] = parent
                 else:
@@ -1027,17 +1022,11 @@ class Namespace:
                                        "offset": 0, "size": it.size})
                 out.append(target)
             replaced_ids = list(replaced)
-            for i in range(0, len(replaced_ids), 500):
-                s.execute(delete(FileChunk).where(
-                    FileChunk.file_id.in_(replaced_ids[i:i + 500])))
-            s.add_all(f for _, f in fresh)
+            for part in _parts(replaced_ids):
+                s.execute(delete(FileChunk).where(FileChunk.file_id.in_(part)))
+            s.add_all(fresh)
             s.flush()
-            if chunk_rows:
-                try:
-                    s.execute(FileChunk.__table__.insert(), chunk_rows)
-                except IntegrityError as exc:
-                    raise Conflict("some of the upload's chunks were collected before it "
-                                   "finished: upload it again") from exc
+            _insert_chunk_rows(s, chunk_rows)
             for parent in touched.values():
                 parent.mtime_ns = parent.ctime_ns = t
             for f in replaced.values():
@@ -1046,9 +1035,9 @@ class Namespace:
                     parent.mtime_ns = parent.ctime_ns = t
             s.flush()
             recipients: dict[str, list[str]] = {}
-            for i in range(0, len(replaced_ids), 500):
+            for part in _parts(replaced_ids):
                 for fid, rid in s.execute(select(Share.file_id, Share.shared_with_id).where(
-                        Share.file_id.in_(replaced_ids[i:i + 500]))):
+                        Share.file_id.in_(part))):
                     recipients.setdefault(fid, []).append(rid)
             for f in out:
                 if isinstance(f, File):
@@ -1062,19 +1051,12 @@ class Namespace:
                 self.changes.publish(Change(kind, rid, f.id, "", f.name, shared=True))
         return out
 
-    def _rows(self, s: DbSession, model: type[File], ids: Sequence[str]) -> dict[str, File]:
-        wanted = list(dict.fromkeys(ids))
-        return {row.id: row for i in range(0, len(wanted), 500)
-                for row in s.scalars(select(model).where(model.id.in_(wanted[i:i + 500])))}
-
     def _names_taken(self, s: DbSession, names: dict[str, list[str]]
                      ) -> dict[tuple[str, str], File | Folder]:
         """Live entries holding any of ``names`` in their folder, by (folder id, name)."""
         taken: dict[tuple[str, str], File | Folder] = {}
         for folder_id, wanted in names.items():
-            unique = list(dict.fromkeys(wanted))
-            for i in range(0, len(unique), 500):
-                part = unique[i:i + 500]
+            for part in _parts(list(dict.fromkeys(wanted))):
                 for d in s.scalars(select(Folder).where(
                         Folder.parent_id == folder_id, Folder.name.in_(part),
                         Folder.deleted_at.is_(None))):
@@ -1167,6 +1149,17 @@ class Namespace:
             trash = s.scalar(select(func.coalesce(func.sum(File.size), 0)).where(
                 File.owner_id == user.id, File.deleted_at.is_not(None))) or 0
             return user.storage_allocated, user.storage_used, int(count), int(trash)
+
+
+def _insert_chunk_rows(s: DbSession, rows: list[dict[str, object]]) -> None:
+    """A file's chunk list; a chunk collected meanwhile makes the whole upload a Conflict."""
+    if not rows:
+        return
+    try:
+        s.execute(FileChunk.__table__.insert(), rows)
+    except IntegrityError as exc:
+        raise Conflict("some of the upload's chunks were collected before it finished: "
+                       "upload it again") from exc
 
 
 def _parts(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
