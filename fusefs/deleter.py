@@ -43,7 +43,7 @@ from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 
 from .aio import Blocking, trio_deadline
-from .writer import DELETE_JOURNAL, lock_dir
+from .writer import DELETE_JOURNAL, abandoned
 
 log = logging.getLogger(__name__)
 
@@ -331,16 +331,7 @@ class Deleter:
     def _adopt_leftovers(self) -> None:
         """Queue the deletes killed daemons of this account journaled and never sent."""
         found = [p for p in self.root.iterdir() if p.name.endswith(SUFFIX)]
-        for other in sorted(self.root.parent.iterdir()):
-            if other == self.root or not other.is_dir():
-                continue
-            fd = lock_dir(other, wait=False)
-            if fd is None:
-                continue  # a live mount owns it
-            try:
-                found.extend(p for p in other.iterdir() if p.name.endswith(SUFFIX))
-            finally:
-                os.close(fd)
+        found += abandoned(self.root, SUFFIX)
         for path in found:
             self._adopt(path)
         if self.recovered:

@@ -287,7 +287,6 @@ class Reader:
         self._batch_slots = trio.Semaphore(PREFETCH_CALLS)
         self._hot: OrderedDict[str, bytes] = OrderedDict()
         self._hot_lock = threading.Lock()
-        self._cache_writers = trio.CapacityLimiter(CACHE_WRITERS)
         # Their own threads, at a lower CPU priority: on 2 cores the copy into the page
         # cache must not take turns from the FUSE loop and the fetches a reader waits for.
         self._cache_pool = cf.ThreadPoolExecutor(CACHE_WRITERS, "chunk-cache-writer",
@@ -453,11 +452,13 @@ class Reader:
         self._keep_hot(sha, data)
         return data
 
-    async def _store(self, sha: str, data: bytes) -> None:
-        """Write a fetched chunk to the disk cache off the read path (its own threads)."""
+    def _store(self, sha: str, data: bytes) -> cf.Future[None]:
+        """Queue a fetched chunk for the disk cache, off the read path (its own threads)."""
+        return self._cache_pool.submit(self._cache_quietly, sha, data)
+
+    def _cache_quietly(self, sha: str, data: bytes) -> None:
         try:
-            job = self._cache_pool.submit(self.cache.put, sha, data, False)
-            await trio.to_thread.run_sync(job.result, limiter=self._cache_writers)
+            self.cache.put(sha, data, False)
         except OSError as exc:  # a full or read-only cache disk: serve from the network
             log.warning("chunk %s not cached: %s", sha[:12], exc)
 
@@ -498,10 +499,9 @@ class Reader:
         finally:
             del self._inflight[sha]
             done.set()
-        if self.nursery is not None:
-            self.nursery.start_soon(self._store, sha, data)
-        else:
-            await self._store(sha, data)
+        stored = self._store(sha, data)
+        if self.nursery is None:  # no background to finish it in: wait here
+            await trio.to_thread.run_sync(stored.result)
         return data
 
     def _prefetch(self, file_id: str, manifest: Manifest, first: int) -> None:

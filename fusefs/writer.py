@@ -479,23 +479,24 @@ class Writer:
             total += st.size
         return batch
 
-    def _claim(self, ino: int) -> bool:
-        """Mark the inode's job running (no other worker takes it); False if nothing to send."""
+    def _claim(self, ino: int) -> UploadTarget | None:
+        """Mark the inode's job running (no other worker takes it); None if nothing to send."""
         job = self.jobs[ino]
         st = self.staging.get(ino)
-        if st is None or self.target_of(ino) is None or not st.dirty:
+        target = self.target_of(ino)
+        if st is None or target is None or not st.dirty:
             self._finish(ino)
-            return False
+            return None
         job.state = "running"
         job.attempts += 1
-        return True
+        return target
 
-    async def _deletes_first(self, inos: list[int]) -> list[int]:
+    async def _deletes_first(self, claimed: dict[int, UploadTarget]) -> list[int]:
         """Queued deletes go before uploads that create a file by parent id + name, so the
         name of a file just removed is free again; returns the uploads to go on with (those
         that met a transient failure are retried later)."""
-        creating = [ino for ino in inos
-                    if (target := self.target_of(ino)) is not None and not target.entry_id]
+        inos = list(claimed)
+        creating = [ino for ino, target in claimed.items() if not target.entry_id]
         if not creating:
             return inos
         self._notify()
@@ -528,7 +529,8 @@ class Writer:
         return job, st, target, st.gen
 
     async def _upload(self, ino: int) -> None:
-        if not self._claim(ino) or not await self._deletes_first([ino]):
+        target = self._claim(ino)
+        if target is None or not await self._deletes_first({ino: target}):
             return
         begun = self._begin(ino)
         if begun is None:
@@ -559,7 +561,8 @@ class Writer:
 
     async def _upload_batch(self, inos: list[int]) -> None:
         """Small files in one UploadSmallFiles call; each one succeeds or fails on its own."""
-        claimed = await self._deletes_first([ino for ino in inos if self._claim(ino)])
+        claimed = await self._deletes_first(
+            {ino: target for ino in inos if (target := self._claim(ino)) is not None})
         begun = [(ino, b) for ino in claimed if (b := self._begin(ino)) is not None]
         if not begun:
             return
@@ -703,17 +706,7 @@ class Writer:
 
     def _recoverable(self) -> list[Path]:
         """Journals of this account left by dead daemons (ours first, then other dirs')."""
-        found = list(self.leftovers)
-        for other in sorted(self.root.parent.iterdir()):
-            if other == self.root or not other.is_dir():
-                continue
-            fd = lock_dir(other, wait=False)
-            if fd is None:
-                continue  # a live mount owns it
-            try:
-                found.extend(p for p in other.iterdir() if p.name.endswith(JOURNAL))
-            finally:
-                os.close(fd)
+        found = list(self.leftovers) + abandoned(self.root, JOURNAL)
         out = []
         for path in found:
             try:
@@ -795,6 +788,23 @@ class Writer:
 
 async def _nothing() -> None:
     return None
+
+
+def abandoned(root: Path, suffix: str) -> list[Path]:
+    """Files ending in ``suffix`` in the staging dirs beside ``root`` that no live daemon
+    holds (their lock is free): what killed mounts left for the next one to finish."""
+    found: list[Path] = []
+    for other in sorted(root.parent.iterdir()):
+        if other == root or not other.is_dir():
+            continue
+        fd = lock_dir(other, wait=False)
+        if fd is None:
+            continue  # a live mount owns it
+        try:
+            found.extend(p for p in other.iterdir() if p.name.endswith(suffix))
+        finally:
+            os.close(fd)
+    return found
 
 
 def lock_dir(path: Path, wait: bool = True) -> int | None:
