@@ -9,6 +9,7 @@ PID) when the test ends.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +101,10 @@ class Mount:
             assert done.returncode == 0, f"$ {cmd}\n{done.stdout}{done.stderr}"
         return done
 
+    def status(self) -> dict[str, Any]:
+        """What ``.cloudgrpc-status`` says (uploads, deletes, cache and read counters)."""
+        return json.loads(self.sh("cat .cloudgrpc-status").stdout)
+
     def umount(self) -> None:
         if self.pid is None:
             return
@@ -132,6 +138,16 @@ class Mount:
     def log(self) -> str:
         logs = list((self.work / "run" / "cloudgrpc").glob("*.log"))
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in logs)
+
+
+def eventually(check: Callable[[], bool], within: float) -> float:
+    """Seconds until ``check()`` holds; fails the test after ``within`` seconds."""
+    start = time.monotonic()
+    while time.monotonic() - start < within:
+        if check():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"not within {within}s")
 
 
 def _alive(pid: int) -> bool:

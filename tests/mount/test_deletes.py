@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import Account, Cluster
-from tests.mount.conftest import Mount, _alive
-
-
-def _eventually(check: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {within}s")
-
-
-def _status(m: Mount) -> dict:
-    return json.loads(m.sh("cat .cloudgrpc-status").stdout)
+from tests.mount.conftest import Mount, _alive, eventually
 
 
 def _trash(account: Account) -> dict[str, pb.FileEntry]:
@@ -63,7 +48,7 @@ def test_rm_of_many_files_is_batched_and_lands_in_the_trash(mnt: Mount, account:
     loose = next(d.folder_id for d in account.ls().folders if d.name == "loose")
     assert _names(account, loose) == []
     assert len(_trash(account)) == 300
-    status = _status(mnt)
+    status = mnt.status()
     assert status["deletes_done"] == 600 and status["deletes_pending"] == 0, status
     assert status["delete_calls"] <= 200, status  # batched: far fewer calls than unlinks
 
@@ -86,7 +71,7 @@ def test_rm_then_reuse_the_name(make_mount, account: Account) -> None:
     assert sorted(trash) == ["/f", "/g"]
     assert account.download(trash["/f"].file_id) == b"old\n"
     assert account.download(trash["/g"].file_id) == b"other\n"
-    status = _status(m)
+    status = m.status()
     assert status["deletes_done"] == 2 and status["deletes_failed"] == 0, status
 
 
@@ -97,14 +82,14 @@ def test_delete_of_a_file_already_gone_is_done_not_failed(make_mount, account: A
     assert m.cli("sync", str(m.path)).returncode == 0
     fid = next(f.file_id for f in account.ls().files if f.filename == "gone.txt")
     m.sh("rm gone.txt")
-    status = _status(m)
+    status = m.status()
     assert status["deletes_pending"] == 1
     assert [d["path"] for d in status["deletes"]] == ["/gone.txt"]
     # another client trashes it first: the queued delete then finds it gone
     account.cluster.files.DeleteFile(pb.DeleteFileRequest(session_token=account.token,
                                                           file_id=fid))
     assert m.cli("sync", str(m.path)).returncode == 0
-    status = _status(m)
+    status = m.status()
     assert status["deletes_done"] == 1 and status["deletes_failed"] == 0, status
     assert m.sh("ls").stdout.split() == ["Shared", "kept.txt"]
     assert "/gone.txt" in _trash(account)
@@ -120,7 +105,7 @@ def test_sigkilled_daemon_queued_deletes_are_sent_by_the_next_mount(make_mount,
     assert m.sh("ls").stdout.split() == ["Shared", "kept"]
     assert m.pid is not None
     os.kill(m.pid, signal.SIGKILL)
-    _eventually(lambda: not _alive(m.pid or 0), 10)
+    eventually(lambda: not _alive(m.pid or 0), 10)
     subprocess.run(["fusermount3", "-u", "-z", str(m.path)], capture_output=True)
     m.pid = None
     assert _names(account) == ["doomed", "kept"]  # never sent
@@ -131,7 +116,7 @@ def test_sigkilled_daemon_queued_deletes_are_sent_by_the_next_mount(make_mount,
     assert again.cli("sync", str(again.path)).returncode == 0
     assert _names(account) == ["kept"]
     assert "/doomed" in _trash(account)
-    assert _status(again)["deletes_recovered"] == 1
+    assert again.status()["deletes_recovered"] == 1
     assert not list((m.cache / "staging").rglob("*.delete"))
 
 
@@ -150,7 +135,7 @@ def test_gateway_down_queued_delete_retries_and_is_reported(sqlite_cluster: Clus
         sqlite_cluster.gateway.stop()
         done = m.cli("sync", "--timeout", "5")  # tries now, fails, reports what is left
         assert done.returncode == 1 and "/d/a" in done.stdout, done.stdout
-        status = _status(m)
+        status = m.status()
         assert status["deletes_retrying"] == 1 and status["deletes"][0]["error"], status
         done = m.cli("status", str(m.path))
         assert "delete retrying" in done.stdout and "/d/a" in done.stdout, done.stdout
@@ -161,7 +146,7 @@ def test_gateway_down_queued_delete_retries_and_is_reported(sqlite_cluster: Clus
         sqlite_cluster.start_gateway()
         assert m.cli("sync", "--timeout", "60").returncode == 0
         assert "/d/a" in _trash(user)
-        _eventually(lambda: m.sh("rmdir d", check=False).returncode == 0, 20)
+        eventually(lambda: m.sh("rmdir d", check=False).returncode == 0, 20)
         assert _names(user) == ["keep"]
         m.umount()
     finally:

@@ -9,7 +9,6 @@ through the gateway's DownloadFile as before.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -28,9 +27,6 @@ from tests.mount.conftest import Mount
 MiB = 1024 * 1024
 
 
-def _status(m: Mount) -> dict[str, Any]:
-    return json.loads(m.sh("cat .cloudgrpc-status").stdout)
-
 
 def _digest(m: Mount, name: str) -> str:
     return m.sh(f"sha256sum {name}").stdout.split()[0]
@@ -42,11 +38,11 @@ def test_cold_read_comes_from_the_nodes(make_mount, account: Account) -> None:
     want = hashlib.sha256(data).hexdigest()
     direct = make_mount(account)
     assert _digest(direct, "big.bin") == want
-    assert _status(direct)["direct_chunks"] >= 5  # every chunk, none through the gateway
-    assert _status(direct)["direct_failures"] == 0
+    assert direct.status()["direct_chunks"] >= 5  # every chunk, none through the gateway
+    assert direct.status()["direct_failures"] == 0
     gateway_only = make_mount(account, "direct_reads=0")
     assert _digest(gateway_only, "big.bin") == want
-    assert "direct_chunks" not in _status(gateway_only)
+    assert "direct_chunks" not in gateway_only.status()
 
 
 class _Rewritten:

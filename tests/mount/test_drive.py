@@ -5,23 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import ADMIN_KEY, Account, Cluster
-from tests.mount.conftest import MiB, Mount
-
-
-def _eventually(check: Callable[[], bool], within: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < within:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"not within {within}s")
+from tests.mount.conftest import MiB, Mount, eventually
 
 
 def _file_id(account: Account, name: str) -> str:
@@ -36,18 +26,18 @@ def test_two_mounts_see_each_others_changes_within_2s(make_mount, account: Accou
     b: Mount = make_mount(account)
     assert b.sh("ls").stdout.split() == ["Shared"]
     a.sh("echo one > shared.txt && mkdir folder")
-    took = _eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "one\n", 2.0)
+    took = eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "one\n", 2.0)
     assert took < 2.0
     b.sh("ls folder")
     a.sh("echo two > shared.txt")
-    _eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "two\n", 2.0)
+    eventually(lambda: b.sh("cat shared.txt", check=False).stdout == "two\n", 2.0)
     b.sh("echo from-b > folder/x && mv shared.txt renamed.txt")
-    _eventually(lambda: a.sh("cat folder/x", check=False).stdout == "from-b\n", 2.0)
-    _eventually(lambda: sorted(a.sh("ls").stdout.split()) == ["Shared", "folder",
+    eventually(lambda: a.sh("cat folder/x", check=False).stdout == "from-b\n", 2.0)
+    eventually(lambda: sorted(a.sh("ls").stdout.split()) == ["Shared", "folder",
                                                              "renamed.txt"], 2.0)
     a.sh("rm renamed.txt")
-    _eventually(lambda: "renamed.txt" not in b.sh("ls").stdout, 2.0)
-    _eventually(lambda: "renamed.txt" in b.sh("ls .trash").stdout, 2.0)
+    eventually(lambda: "renamed.txt" not in b.sh("ls").stdout, 2.0)
+    eventually(lambda: "renamed.txt" in b.sh("ls .trash").stdout, 2.0)
 
 
 def test_remount_with_empty_cache_keeps_everything(make_mount, account: Account,
@@ -122,7 +112,7 @@ def test_sigterm_uploads_staged_writes_before_exit(make_mount, account: Account)
     digest = m.sh("md5sum last.bin").stdout.split()[0]
     assert m.pid is not None
     os.kill(m.pid, 15)
-    _eventually(lambda: not os.path.ismount(m.path), 30)
+    eventually(lambda: not os.path.ismount(m.path), 30)
     m.pid = None
     again: Mount = make_mount(account)
     assert again.sh("md5sum last.bin").stdout.split()[0] == digest
@@ -147,8 +137,8 @@ def test_gateway_down_gives_eio_quickly_then_reconnects(sqlite_cluster: Cluster,
             assert took < 20, (cmd, took)
         assert "Input/output error" in m.sh("df .", check=False).stderr
         sqlite_cluster.start_gateway()
-        _eventually(lambda: m.sh("cat f.txt", check=False).stdout == "before\n", 20)
-        _eventually(lambda: m.sh("echo after > g.txt", check=False).returncode == 0, 20)
+        eventually(lambda: m.sh("cat f.txt", check=False).stdout == "before\n", 20)
+        eventually(lambda: m.sh("echo after > g.txt", check=False).returncode == 0, 20)
         assert m.cli("sync").returncode == 0
         m.umount()
     finally:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,20 +15,7 @@ from cloudgrpc_fusefs.aio import Blocking
 from cloudgrpc_fusefs.reader import ChunkCache, Reader, SmallFiles
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import Account
-from tests.mount.conftest import Mount, _alive
-
-
-def _eventually(check: Callable[[], bool], within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {within}s")
-
-
-def _status(m: Mount) -> dict:
-    return json.loads(m.sh("cat .cloudgrpc-status").stdout)
+from tests.mount.conftest import Mount, _alive, eventually
 
 
 def _server_files(account: Account) -> dict[str, pb.FileEntry]:
@@ -119,7 +103,7 @@ def test_create_is_one_upload_and_local_until_then(make_mount, account: Account)
     assert sorted(m.sh("ls").stdout.split()) == ["Shared", "b.txt", "empty", "sub"]
     assert set(_server_files(account)) == set()  # nothing uploaded yet
     assert m.cli("sync", str(m.path)).returncode == 0
-    status = _status(m)
+    status = m.status()
     assert status["uploads_done"] == 4 and status["local_files"] == 0  # b.txt empty z d2
     files = _server_files(account)
     assert sorted(files) == ["b.txt", "empty"]
@@ -128,7 +112,7 @@ def test_create_is_one_upload_and_local_until_then(make_mount, account: Account)
     assert other.sh("cat b.txt sub/z sub/d2").stdout == "one\ny\nx\n"
     # an editor save over an existing file: the new copy is uploaded, then renamed over
     m.sh("printf 'v2\\n' > .b.swp && mv .b.swp b.txt")
-    _eventually(lambda: other.sh("cat b.txt", check=False).stdout == "v2\n", 8)
+    eventually(lambda: other.sh("cat b.txt", check=False).stdout == "v2\n", 8)
 
 
 def test_cold_cat_of_a_folder_is_served_by_prefetch(make_mount, account: Account,
@@ -142,7 +126,7 @@ def test_cold_cat_of_a_folder_is_served_by_prefetch(make_mount, account: Account
     m.umount()
     again: Mount = make_mount(account)
     again.sh(f"cat many/* > {tmp_path}/back && cat {src}/* | cmp - {tmp_path}/back")
-    status = _status(again)
+    status = again.status()
     assert status["prefetched"] >= 60 and status["small_fetches"] == 0, status
 
 
@@ -157,7 +141,7 @@ def test_sigkilled_daemon_staged_writes_are_uploaded_on_next_mount(
     digest = m.sh("md5sum d/blob").stdout.split()[0]
     assert m.pid is not None
     os.kill(m.pid, signal.SIGKILL)
-    _eventually(lambda: not _alive(m.pid or 0), 10)
+    eventually(lambda: not _alive(m.pid or 0), 10)
     subprocess.run(["fusermount3", "-u", "-z", str(m.path)], capture_output=True)
     m.pid = None
     assert _server_files(account)["existing.txt"].file_size == 4  # not uploaded before
