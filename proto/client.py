@@ -543,8 +543,10 @@ class CloudClient:
         uid: int = 0,
         gid: int = 0,
         exist_ok: bool = False,
+        folder_id: str = "",
     ) -> pb.EntryResponse:
-        """Create a folder; with ``exist_ok`` it is idempotent and retried like a read."""
+        """Create a folder; with ``exist_ok`` or a ``folder_id`` of the caller's choosing it
+        is idempotent and retried like a read."""
         return self._unary(
             self._stubs.file.CreateFolder,
             lambda t: pb.CreateFolderRequest(
@@ -555,8 +557,9 @@ class CloudClient:
                 uid=uid,
                 gid=gid,
                 exist_ok=exist_ok,
+                folder_id=folder_id,
             ),
-            idempotent=exist_ok,
+            idempotent=exist_ok or bool(folder_id),
         )
 
     def delete_folder(

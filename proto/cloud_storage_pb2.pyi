@@ -457,7 +457,7 @@ class EntryResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., file: _Optional[_Union[FileEntry, _Mapping]] = ..., folder: _Optional[_Union[FolderEntry, _Mapping]] = ...) -> None: ...
 
 class CreateFolderRequest(_message.Message):
-    __slots__ = ("session_token", "name", "parent_folder_id", "mode", "uid", "gid", "exist_ok")
+    __slots__ = ("session_token", "name", "parent_folder_id", "mode", "uid", "gid", "exist_ok", "folder_id")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -465,6 +465,7 @@ class CreateFolderRequest(_message.Message):
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     EXIST_OK_FIELD_NUMBER: _ClassVar[int]
+    FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     name: str
     parent_folder_id: str
@@ -472,7 +473,8 @@ class CreateFolderRequest(_message.Message):
     uid: int
     gid: int
     exist_ok: bool
-    def __init__(self, session_token: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., exist_ok: _Optional[bool] = ...) -> None: ...
+    folder_id: str
+    def __init__(self, session_token: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., exist_ok: _Optional[bool] = ..., folder_id: _Optional[str] = ...) -> None: ...
 
 class DeleteFolderRequest(_message.Message):
     __slots__ = ("session_token", "folder_id", "recursive", "permanent")
@@ -709,7 +711,7 @@ class WatchChangesRequest(_message.Message):
     def __init__(self, session_token: _Optional[str] = ...) -> None: ...
 
 class ChangeEvent(_message.Message):
-    __slots__ = ("kind", "entry_id", "parent_folder_id", "old_parent_folder_id", "name", "old_name", "is_folder", "timestamp", "echo_free")
+    __slots__ = ("kind", "entry_id", "parent_folder_id", "old_parent_folder_id", "name", "old_name", "is_folder", "timestamp", "echo_free", "client_folder_ids")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -719,6 +721,7 @@ class ChangeEvent(_message.Message):
     IS_FOLDER_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     ECHO_FREE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FOLDER_IDS_FIELD_NUMBER: _ClassVar[int]
     kind: str
     entry_id: str
     parent_folder_id: str
@@ -728,7 +731,8 @@ class ChangeEvent(_message.Message):
     is_folder: bool
     timestamp: str
     echo_free: bool
-    def __init__(self, kind: _Optional[str] = ..., entry_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., old_parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ..., old_name: _Optional[str] = ..., is_folder: _Optional[bool] = ..., timestamp: _Optional[str] = ..., echo_free: _Optional[bool] = ...) -> None: ...
+    client_folder_ids: bool
+    def __init__(self, kind: _Optional[str] = ..., entry_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., old_parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ..., old_name: _Optional[str] = ..., is_folder: _Optional[bool] = ..., timestamp: _Optional[str] = ..., echo_free: _Optional[bool] = ..., client_folder_ids: _Optional[bool] = ...) -> None: ...
 
 class DeleteFilesRequest(_message.Message):
     __slots__ = ("session_token", "file_ids", "permanent")

@@ -14,6 +14,7 @@ import mimetypes
 import posixpath
 import secrets
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -110,6 +111,17 @@ _LIVE_FOLDER_FILES = _FOLDER_FILES.where(File.deleted_at.is_(None))
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def _client_id(value: str) -> str:
+    """A client-chosen entry id: a UUID, in the canonical form the gateway's own ids have."""
+    try:
+        canonical = str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"not a valid folder id: {value!r}") from None
+    if canonical != value:
+        raise InvalidArgument(f"not a valid folder id: {value!r} (want {canonical})")
+    return canonical
 
 
 def check_name(name: str) -> str:
@@ -424,9 +436,25 @@ class Namespace:
     # --- folders ------------------------------------------------------------------------
 
     def create_folder(self, caller: Caller, parent_id: str, name: str, mode: int = 0o755,
-                      uid: int = 0, gid: int = 0, exist_ok: bool = False) -> Folder:
+                      uid: int = 0, gid: int = 0, exist_ok: bool = False,
+                      folder_id: str = "") -> Folder:
+        """Create ``name`` in ``parent_id``; ``folder_id`` is an id the client chose.
+
+        A client-chosen id lets a mount answer ``mkdir`` before the gateway has the folder
+        and name it in the calls it queues after. The id must be a UUID; if the caller
+        already has a folder with it (a replay after a lost reply or a crashed mount), that
+        folder is the answer, wherever later calls have moved it since.
+        """
         check_name(name)
+        if folder_id:
+            folder_id = _client_id(folder_id)
         with self.db.write() as s:
+            if folder_id:
+                existing = s.get(Folder, folder_id)
+                if existing is not None:
+                    if existing.owner_id != caller.user_id:
+                        raise AlreadyExists("that folder id is taken")
+                    return existing
             parent = self._ancestry(s, caller, parent_id, lock=True)
             taken = self._name_taken(s, parent.id, name)
             if taken is not None:
@@ -436,7 +464,8 @@ class Namespace:
                     return existing
                 raise AlreadyExists(f"{name} already exists")
             t = now_ns()
-            values = dict(id=new_id(), owner_id=caller.user_id, parent_id=parent.id, name=name,
+            values = dict(id=folder_id or new_id(), owner_id=caller.user_id,
+                          parent_id=parent.id, name=name,
                           mode=(mode & 0o7777) or 0o755, uid=uid, gid=gid, atime_ns=t,
                           mtime_ns=t, ctime_ns=t, created_at=utcnow(), deleted_at=None,
                           original_parent_id=None)

@@ -119,7 +119,8 @@ class FileServicer(pb_grpc.FileServiceServicer):
                      ) -> pb.EntryResponse:
         caller = self._caller(request.session_token)
         folder = self.ns.create_folder(caller, request.parent_folder_id, request.name,
-                                       request.mode, request.uid, request.gid, request.exist_ok)
+                                       request.mode, request.uid, request.gid, request.exist_ok,
+                                       request.folder_id)
         return entry_response(folder)
 
     @rpc
@@ -301,7 +302,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         origin = request_origin(context)
         sub = self.changes.subscribe(caller.user_id, origin)
         try:
-            yield pb.ChangeEvent(kind="hello", echo_free=bool(origin))
+            yield pb.ChangeEvent(kind="hello", echo_free=bool(origin), client_folder_ids=True)
             while context.is_active():
                 change = sub.get(timeout=1.0)
                 if change is None:

@@ -9,6 +9,8 @@ and parent times.
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 import pytest
 
@@ -134,3 +136,40 @@ def test_deep_tree_paths_cycles_names_and_trash(shared_cluster: Cluster) -> None
                        timeout=10)
     assert acct.storage().used_bytes == 0
     assert c.files.ListTrash(pb.ListTrashRequest(session_token=t), timeout=10).files == []
+
+
+def test_folder_ids_chosen_by_the_client(shared_cluster: Cluster) -> None:
+    """A mount names a folder before the gateway has it: CreateFolder takes the client's
+    UUID, a replay of the same call returns that folder (even after it moved), and another
+    account cannot claim an id that is taken, nor can anyone send a malformed one."""
+    c = shared_cluster
+    acct = c.sign_up()
+    chosen = str(uuid.uuid4())
+
+    def create(account: Account, name: str, folder_id: str, parent: str = ""
+               ) -> pb.FolderEntry:
+        return c.files.CreateFolder(pb.CreateFolderRequest(
+            session_token=account.token, parent_folder_id=parent, name=name,
+            folder_id=folder_id), timeout=10).folder
+
+    made = create(acct, "mine", chosen)
+    assert made.folder_id == chosen
+    child = _mkdir(acct, chosen, "child")  # usable as a parent at once
+    assert _stat(acct, child.folder_id).folder.path == "/mine/child"
+    _move(acct, chosen, "", "renamed")
+    again = create(acct, "mine", chosen)  # the replay after a lost reply or a crash
+    assert again.folder_id == chosen and again.name == "renamed"
+    names = [f.name for f in c.files.ListFiles(pb.ListFilesRequest(
+        session_token=acct.token), timeout=10).folders]
+    assert names.count("renamed") == 1 and "mine" not in names
+    with pytest.raises(grpc.RpcError) as err:
+        create(acct, "renamed", str(uuid.uuid4()))  # the name is still one per folder
+    assert _code(err) == grpc.StatusCode.ALREADY_EXISTS
+    other = c.sign_up()
+    with pytest.raises(grpc.RpcError) as err:
+        create(other, "theirs", chosen)
+    assert _code(err) == grpc.StatusCode.ALREADY_EXISTS
+    for bad in ("not-a-uuid", chosen.upper(), "../x"):
+        with pytest.raises(grpc.RpcError) as err:
+            create(acct, "bad", bad)
+        assert _code(err) == grpc.StatusCode.INVALID_ARGUMENT
