@@ -15,7 +15,8 @@ machine swing from run to run while the ratios between peers hold:
 - cold sequential read (after a remount with the cache emptied);
 - 1,000 files of 4 KiB: create (until settled: uploads done), cold read, delete;
 - cold ``ls -l`` of a folder of 1,000 entries;
-- 500 mkdir then 500 rename.
+- 500 mkdir then 500 rename, until settled (CloudGrpc answers them at once and sends them
+  behind: the time runs until the gateway has them all).
 
 Before each write-side workload the disks are synced, so no workload pays for the deferred
 writes of the one before it (or of the previous peer). ``--rounds N`` runs every peer N
@@ -298,6 +299,7 @@ def run_peer(peer: Peer, src: Path, src2: Path, size: int, files: int,
     def dirs() -> None:
         sh(f"mkdir {d}/dirs && cd {d}/dirs && for i in $(seq 1 500); do mkdir d$i; done && "
            "for i in $(seq 1 500); do mv d$i r$i; done")
+        peer.settle()
 
     quiesce()
     r["500 mkdir + 500 mv"] = timed(dirs)

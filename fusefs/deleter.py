@@ -19,6 +19,17 @@ files, so they reappear on the next listing) and is kept for ``cloudgrpc status`
 the gateway no longer knows (already in the trash, deleted elsewhere) counts as done: the
 user wanted it gone and it is.
 
+Folder changes ride the same queue (``queue_mkdir``, ``queue_move``): a shell loop of
+``mkdir`` and ``mv`` paid a gateway round trip per command. The mount answers them at once
+from what it knows (the name is free, the folder is not moved below itself), picks the new
+folder's id itself (a UUID the gateway accepts, CreateFolderRequest.folder_id) and queues
+the call. The queue is sent in order: a run of deletes goes in one DeleteFiles call, a
+folder change goes alone, so ``rm f; mkdir f`` and ``mkdir d; mv d e`` reach the gateway as
+they happened. While one is queued, every other call the filesystem makes waits for the
+queue first (``ordered``), so nothing reads the server's tree behind the mount's back.
+One that the gateway refuses for good (another mount took the name meanwhile) is undone in
+the mount's view: the folders involved are listed again, and ``cloudgrpc status`` says why.
+
 Crash safety: each queued id is a line in a journal (``<staging>/deletes-<tag>.delete``: a
 header naming the account, then one JSON line per id; one ``write`` per unlink, no fsync,
 so a killed daemon loses nothing the kernel had) that is removed once every id in it is
@@ -29,16 +40,19 @@ cost ~0.5 ms each on a busy machine, as much as the rest of the unlink.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 
@@ -53,6 +67,7 @@ MAX_BATCH = 1000  # the gateway's cap per DeleteFiles call
 TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 FAILURES_KEPT = 100
+FOLDER_OPS = ("mkdir", "move")
 
 
 @dataclass(eq=False)
@@ -87,10 +102,16 @@ class PendingDelete:
     error_type: type[errors.CloudError] = errors.CloudError
     failed_attempt: int = -1  # the attempt whose transient failure left it retrying
     attempts: int = 0
+    op: str = "delete"  # or "mkdir" / "move": a folder change (entry_id is the folder's)
+    params: dict[str, Any] = field(default_factory=dict)  # parent, name, mode, uid, gid
+    key: str = ""  # its key in the queue: the id for a delete
+    reply: pb.EntryResponse | None = None  # a folder change's answer
+    from_ino: int = 0  # a move: the folder it left and its name there (not journaled)
+    from_name: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return {"path": self.path, "state": self.state, "error": self.error,
-                "attempts": self.attempts, "kind": "delete"}
+                "attempts": self.attempts, "kind": self.op}
 
     def exception(self) -> errors.CloudError:
         return self.error_type(self.error or "delete failed")
@@ -109,6 +130,9 @@ class Deleter:
         self.items: dict[str, PendingDelete] = {}  # queued or in flight, oldest first
         self.failures: list[PendingDelete] = []  # given up on, newest last
         self.deleted = 0
+        self.ordered = 0  # folder changes queued: other calls wait for the queue first
+        self.applied = 0  # folder changes the gateway applied
+        self._seq = 0
         self.calls = 0  # DeleteFiles calls answered (status: how well unlinks batch)
         self.recovered = 0  # ids adopted from journals a killed daemon left
         self._attempt = 0
@@ -124,6 +148,7 @@ class Deleter:
         self.on_abort: Callable[[list[str]], None] = lambda ids: None
         self.on_deleted: Callable[[list[PendingDelete]], None] = lambda items: None
         self.on_failed: Callable[[list[PendingDelete]], None] = lambda items: None
+        self.on_applied: Callable[[PendingDelete], None] = lambda item: None
         if claim:
             self._adopt_leftovers()
 
@@ -141,9 +166,42 @@ class Deleter:
         if journal is None:
             log.warning("the delete of %s is not journaled (a crash would forget it)", path)
         self.items[entry_id] = PendingDelete(entry_id, path, parent_ino, journal,
-                                             trio.current_time())
+                                             trio.current_time(), key=entry_id)
         self._wake.set()
         self._notify()
+
+    def queue_mkdir(self, folder_id: str, parent_id: str, name: str, *, mode: int, uid: int,
+                    gid: int, path: str, parent_ino: int) -> None:
+        """Queue the CreateFolder of a folder the mount has already shown, by its new id."""
+        self._queue_folder_op("mkdir", folder_id, path, parent_ino,
+                              {"parent": parent_id, "name": name, "mode": mode, "uid": uid,
+                               "gid": gid})
+
+    def queue_move(self, folder_id: str, parent_id: str, name: str, *, path: str,
+                   parent_ino: int, from_ino: int, from_name: str) -> None:
+        """Queue the MoveEntry of a folder the mount has already moved (no target there)."""
+        item = self._queue_folder_op("move", folder_id, path, parent_ino,
+                                     {"parent": parent_id, "name": name})
+        item.from_ino, item.from_name = from_ino, from_name
+
+    def _queue_folder_op(self, op: str, entry_id: str, path: str, parent_ino: int,
+                         params: dict[str, Any]) -> PendingDelete:
+        journal = self._journal_line(json.dumps({"op": op, "id": entry_id, "path": path,
+                                                 **params}))
+        if journal is None:
+            log.warning("the %s of %s is not journaled (a crash would forget it)", op, path)
+        item = PendingDelete(entry_id, path, parent_ino, journal, trio.current_time(), op=op,
+                             params=params)
+        self._add_folder_op(item)
+        self._wake.set()
+        self._notify()
+        return item
+
+    def _add_folder_op(self, item: PendingDelete) -> None:
+        self._seq += 1
+        item.key = f"{item.op}:{self._seq}"
+        self.items[item.key] = item
+        self.ordered += 1
 
     def _notify(self) -> None:
         self._changed.set()
@@ -183,12 +241,18 @@ class Deleter:
 
     # --- waiting for it ------------------------------------------------------------------
 
-    async def flush(self) -> None:
+    async def flush(self, *, quiet: bool = False) -> None:
         """Send what is queued now; return once it is applied, raise if any of it failed.
 
         A transient failure raises at once (the ids stay queued and are retried in the
         background); ids retrying from an earlier failure get one fresh attempt first.
+        ``quiet``: return instead of raising (a call that only needs the queue out of its
+        way, and meets any trouble itself).
         """
+        if quiet:
+            with contextlib.suppress(errors.CloudError):
+                await self.flush()
+            return
         mine = list(self.items.values())
         if not mine:
             return
@@ -222,6 +286,8 @@ class Deleter:
             "deletes_retrying": sum(1 for i in self.items.values() if i.state == "retrying"),
             "deletes_done": self.deleted,
             "delete_calls": self.calls,
+            "folder_changes_pending": self.ordered,
+            "folder_changes_done": self.applied,
             "deletes_failed": len(self.failures),
             "deletes_recovered": self.recovered,
             "deletes": [i.as_dict() for i in list(self.items.values())[:100]]
@@ -247,17 +313,35 @@ class Deleter:
                 with trio.move_on_at(due):
                     await self._wake.wait()
                 continue
-            self._urgent = False
-            await self._send(ready[:MAX_BATCH])
+            # an urgent queue (someone waits in flush or sync) goes out whole, call after
+            # call; it stops being urgent once it is empty or a call fails
+            if ready[0].op in FOLDER_OPS:
+                await self._send_folder_op(ready[0])
+                continue
+            batch = []
+            for item in ready:  # the deletes up to the next folder change, in one call
+                if item.op in FOLDER_OPS or len(batch) == MAX_BATCH:
+                    break
+                batch.append(item)
+            await self._send(batch)
 
-    async def _send(self, batch: list[PendingDelete]) -> None:
+    def _begin(self, batch: list[PendingDelete]) -> int:
+        """Mark a call's items as being sent; returns the attempt's number."""
         self._attempt += 1
-        attempt = self._attempt
         for item in batch:
             item.state = "sending"
             item.attempts += 1
-        ids = [item.entry_id for item in batch]
         self._sending = True
+        return self._attempt
+
+    def _answered_call(self) -> None:
+        """A call got its answer: the gateway is there, backoff starts over."""
+        self._backoff = 0
+        self._retry_at = 0.0
+
+    async def _send(self, batch: list[PendingDelete]) -> None:
+        attempt = self._begin(batch)
+        ids = [item.entry_id for item in batch]
         self.on_start(ids)
         self._notify()
         try:
@@ -265,15 +349,7 @@ class Deleter:
         except errors.CloudError as exc:
             self.on_abort(ids)
             if isinstance(exc, TRANSIENT):
-                delay = RETRY_DELAYS[min(self._backoff, len(RETRY_DELAYS) - 1)]
-                self._backoff += 1
-                self._retry_at = trio.current_time() + delay
-                log.warning("deleting %d files failed (%s); retrying in %ss", len(batch),
-                            exc.message, delay)
-                for item in batch:
-                    item.state = "retrying"
-                    item.error, item.error_type = exc.message, type(exc)
-                    item.failed_attempt = attempt
+                self._retry_later(batch, exc, attempt, f"deleting {len(batch)} files")
             else:
                 log.error("deleting %d files failed: %s (they stay on the server)",
                           len(batch), exc.message)
@@ -282,8 +358,7 @@ class Deleter:
         finally:
             self._sending = False
             self._notify()
-        self._backoff = 0
-        self._retry_at = 0.0
+        self._answered_call()
         self.calls += 1
         done: list[PendingDelete] = []
         failed: list[tuple[PendingDelete, errors.CloudError]] = []
@@ -297,6 +372,44 @@ class Deleter:
             self.on_abort([item.entry_id for item, _ in failed])
         await self._settle(done, failed)
 
+    def _retry_later(self, batch: list[PendingDelete], exc: errors.CloudError, attempt: int,
+                     what: str) -> None:
+        delay = RETRY_DELAYS[min(self._backoff, len(RETRY_DELAYS) - 1)]
+        self._backoff += 1
+        self._urgent = False  # the next try waits for its backoff unless asked again
+        self._retry_at = trio.current_time() + delay
+        log.warning("%s failed (%s); retrying in %ss", what, exc.message, delay)
+        for item in batch:
+            item.state = "retrying"
+            item.error, item.error_type = exc.message, type(exc)
+            item.failed_attempt = attempt
+
+    async def _send_folder_op(self, item: PendingDelete) -> None:
+        """One queued mkdir or folder move: CreateFolder (with the id the mount chose, so a
+        retry after a lost reply is harmless) or MoveEntry."""
+        attempt = self._begin([item])
+        self._notify()
+        p = item.params
+        try:
+            if item.op == "mkdir":
+                item.reply = await self.blocking(
+                    self.client.create_folder, p["name"], p["parent"], mode=p["mode"],
+                    uid=p["uid"], gid=p["gid"], folder_id=item.entry_id)
+            else:
+                item.reply = await self.blocking(self.client.move_entry, item.entry_id,
+                                                 p["parent"], p["name"])
+        except errors.CloudError as exc:
+            if isinstance(exc, TRANSIENT):
+                self._retry_later([item], exc, attempt, f"{item.op} {item.path}")
+            else:
+                await self._settle([], [(item, exc)])
+            return
+        finally:
+            self._sending = False
+            self._notify()
+        self._answered_call()
+        await self._settle([item], [])
+
     async def _settle(self, done: list[PendingDelete],
                       failed: list[tuple[PendingDelete, errors.CloudError]]) -> None:
         """Record outcomes: journals go, done ids are forgotten, failures are kept."""
@@ -306,19 +419,29 @@ class Deleter:
             self._answered(item.journal)
         for item in done:
             item.state = "done"
-            self.items.pop(item.entry_id, None)
+            self.items.pop(item.key, None)
         for item, exc in failed:
             item.state = "failed"
             item.error, item.error_type = exc.message, type(exc)
-            self.items.pop(item.entry_id, None)
-            log.error("not deleted: %s (%s)", item.path, exc.message)
-        self.deleted += len(done)
+            self.items.pop(item.key, None)
+            if item.op in FOLDER_OPS:
+                log.error("%s of %s failed: %s (the mount shows the server's tree again)",
+                          item.op, item.path, exc.message)
+            else:
+                log.error("not deleted: %s (%s)", item.path, exc.message)
+        deletes = [item for item in done if item.op not in FOLDER_OPS]
+        changes = [item for item in done if item.op in FOLDER_OPS]
+        self.deleted += len(deletes)
+        self.applied += len(changes)
+        self.ordered -= len(changes) + sum(1 for item, _ in failed if item.op in FOLDER_OPS)
+        for item in changes:
+            self.on_applied(item)
         if failed:
             self.failures.extend(item for item, _ in failed)
             del self.failures[:-FAILURES_KEPT]
             self.on_failed([item for item, _ in failed])
-        if done:
-            self.on_deleted(done)
+        if deletes:
+            self.on_deleted(deletes)
         self._notify()
 
     def close(self) -> None:
@@ -354,11 +477,19 @@ class Deleter:
             except ValueError:
                 continue  # the last line, cut short: its unlink never returned
             entry_id = str(record.get("id") or "")
-            if not entry_id or entry_id in self.items:
+            op = str(record.get("op") or "delete")
+            if not entry_id or (op == "delete" and entry_id in self.items):
                 continue
             journal.outstanding += 1
-            self.items[entry_id] = PendingDelete(entry_id, str(record.get("path", "")), 0,
-                                                 journal, float("-inf"))  # due at once
+            item = PendingDelete(entry_id, str(record.get("path", "")), 0, journal,
+                                 float("-inf"), key=entry_id)  # due at once
+            if op in FOLDER_OPS:
+                item.op = op
+                item.params = {k: record[k] for k in ("parent", "name", "mode", "uid", "gid")
+                               if k in record}
+                self._add_folder_op(item)
+            else:
+                self.items[entry_id] = item
             self.recovered += 1
         if not journal.outstanding:
             path.unlink(missing_ok=True)

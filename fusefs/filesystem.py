@@ -123,6 +123,7 @@ class Options:
     prefetch: bool = True  # listing a folder prefetches its small files' content
     kernel_read_ahead_kb: int = 4096  # 0 = leave the kernel's default (128 KiB)
     direct_reads: bool = True  # read chunks from the storage nodes when the gateway allows
+    queue_folders: bool = True  # mkdir and folder renames answered at once (deleter.py)
 
 
 class CloudFS(pyfuse3.Operations):
@@ -165,6 +166,7 @@ class CloudFS(pyfuse3.Operations):
         self.deleter.on_abort = lambda ids: self._unexpect(*ids)
         self.deleter.on_deleted = lambda items: self._trash_changed()
         self.deleter.on_failed = self._deletes_failed
+        self.deleter.on_applied = self._folder_change_applied
         self.writer.before_create = self.deleter.flush
         # files created here and not uploaded yet, by (parent inode, name)
         self.local_names: dict[tuple[int, str], int] = {}
@@ -177,6 +179,7 @@ class CloudFS(pyfuse3.Operations):
         self.watch_ok = False
         self.origin = uuid.uuid4().hex[:16]  # this daemon's calls, for the change feed
         self.echo_free = False
+        self.client_folder_ids = False  # the gateway takes folder ids chosen here
         self._space: pb.StorageInfoResponse | None = None
         self._space_at = 0.0
         # Bytes that staged writes may still add before the quota is worked out again
@@ -190,6 +193,10 @@ class CloudFS(pyfuse3.Operations):
     # --- plumbing -------------------------------------------------------------------------
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.deleter.ordered:
+            # mkdir and folder moves answered ahead of the gateway go first: no call may see
+            # (or act on) the server's tree without them
+            await self.deleter.flush(quiet=True)
         return await self.blocking(fn, *args, **kwargs)
 
     def _fh(self) -> int:
@@ -610,6 +617,8 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        if self._queues_folders():
+            return await self._mkdir_queued(parent, text, stat.S_IMODE(mode) or 0o755, ctx)
         await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
@@ -625,6 +634,82 @@ class CloudFS(pyfuse3.Operations):
         self.table.add_child(parent, text, node.ino)
         self.table.remember(node)
         return self.attrs(node)
+
+    def _queues_folders(self) -> bool:
+        """May folder changes be answered here and sent behind (deleter.py)? Only while the
+        change feed is up (the gateway was there a moment ago, and another mount's change
+        to the same names reaches us) and the gateway takes the ids this mount chooses."""
+        return self.options.queue_folders and self.watch_ok and self.client_folder_ids
+
+    async def _mkdir_queued(self, parent: Node, name: str, mode: int,
+                            ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        """mkdir answered at once: the folder gets its id here and its CreateFolder is
+        queued behind any queued deletes (so ``rm f; mkdir f`` works in that order)."""
+        if await self._child(parent, name) is not None:
+            raise _fail(errno.EEXIST)
+        t = time.time_ns()
+        entry = pb.FolderEntry(folder_id=str(uuid.uuid4()), name=name,
+                               parent_folder_id=parent.entry_id, mode=mode, uid=ctx.uid,
+                               gid=ctx.gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+        node = self.table.put_folder(entry, parent.ino)
+        self.table.set_children(node, {})
+        self.table.add_child(parent, name, node.ino)
+        parent.mtime_ns = parent.ctime_ns = t
+        self.deleter.queue_mkdir(entry.folder_id, parent.entry_id, name, mode=mode,
+                                 uid=ctx.uid, gid=ctx.gid, path=self.path_of(node),
+                                 parent_ino=parent.ino)
+        self.table.remember(node)
+        return self.attrs(node)
+
+    def _inside(self, folder: Node, ancestor: Node) -> bool | None:
+        """Is ``folder`` ``ancestor`` or below it? None when the chain up is not known."""
+        node: Node | None = folder
+        for _ in range(4096):
+            if node is None:
+                return None
+            if node.ino == ancestor.ino:
+                return True
+            if node.ino == ROOT_INODE:
+                return False
+            node = self.table.get(node.parent)
+        return None
+
+    def _move_folder_queued(self, node: Node, old_parent: Node, old_name: str,
+                            new_parent: Node, new_name: str) -> bool:
+        """A folder rename to a free name answered at once, its MoveEntry queued; False
+        when it has to go the long way (the chain above the target is not known)."""
+        inside = self._inside(new_parent, node)
+        if inside is None:
+            return False
+        if inside:
+            raise _fail(errno.EINVAL)  # not below itself
+        t = time.time_ns()
+        self.table.drop_child(old_parent, old_name)
+        node.name, node.parent = new_name, new_parent.ino
+        node.ctime_ns = t
+        old_parent.mtime_ns = old_parent.ctime_ns = new_parent.mtime_ns = \
+            new_parent.ctime_ns = t
+        self.table.add_child(new_parent, new_name, node.ino)
+        self.deleter.queue_move(node.entry_id, new_parent.entry_id, new_name,
+                                path=self.path_of(node), parent_ino=new_parent.ino,
+                                from_ino=old_parent.ino, from_name=old_name)
+        return True
+
+    def _folder_change_applied(self, item: PendingDelete) -> None:
+        """The gateway did a queued mkdir or move: take its attributes, keep the name and
+        place the mount shows (a later queued move may have changed them already)."""
+        if not item.parent_ino:
+            # one a killed daemon journaled: this mount never showed it, so what it lists
+            # may be behind the server now
+            self._all_stale()
+            for folder in [n for n in self.table.by_ino.values() if n.is_dir]:
+                self._invalidate_inode(folder.ino)
+            return
+        node = self.table.by_entry(item.entry_id)
+        if node is None or node.deleted or item.reply is None \
+                or item.reply.WhichOneof("entry") != "folder":
+            return
+        self.table.put_folder(item.reply.folder, node.parent, node.area, node.name)
 
     def _tree_dir(self, ino: int) -> Node:
         node = self.node(ino)
@@ -664,8 +749,29 @@ class CloudFS(pyfuse3.Operations):
             log.info("queued deletes not applied yet: %s", exc.message)
 
     def _deletes_failed(self, items: list[PendingDelete]) -> None:
-        """Deletes the gateway refused for good: the files are still there, show them."""
+        """Queued changes the gateway refused for good: show the server's tree again.
+
+        A refused delete leaves the file in place; a refused mkdir means the folder shown
+        here does not exist; a refused move leaves the folder where it was."""
         for item in items:
+            if item.op == "mkdir":
+                node = self.table.by_entry(item.entry_id)
+                if node is not None:
+                    parent_ino, name = node.parent, node.name
+                    self.table.mark_deleted(node)
+                    self._invalidate_entry(parent_ino, name)
+            elif item.op == "move":
+                node = self.table.by_entry(item.entry_id)
+                if node is not None:
+                    shown_in = self.table.get(node.parent)
+                    if shown_in is not None:
+                        self.table.drop_child(shown_in, node.name)
+                    self._invalidate_entry(node.parent, node.name)
+                    node.attrs_at = 0.0
+                origin = self.table.get(item.from_ino) if item.from_ino else None
+                if origin is not None:
+                    origin.children = None
+                    self._invalidate_entry(origin.ino, item.from_name)
             parent = self.table.get(item.parent_ino) if item.parent_ino else None
             if parent is not None:
                 parent.children = None
@@ -976,6 +1082,10 @@ class CloudFS(pyfuse3.Operations):
             self.writer.discard(target.ino)
             self.table.mark_deleted(target)
             target = None
+        if node.is_dir and target is None and node.area is Area.TREE \
+                and new_parent.area is Area.TREE and self._queues_folders() \
+                and self._move_folder_queued(node, old_parent, old_name, new_parent, new_name):
+            return
         await self.deleter.flush()  # MoveEntry must not meet (or replace) a file rm removed
         await self._ensure_uploaded(node)
         if new_parent.ino == TRASH_INODE and node.area is Area.TREE:
@@ -1177,6 +1287,7 @@ class CloudFS(pyfuse3.Operations):
                 self._all_stale()
             self.watch_ok = True
             self.echo_free = ev.echo_free  # our own changes will not come back
+            self.client_folder_ids = ev.client_folder_ids
             return
         own = self._consume(ev.entry_id)
         if not own and ev.kind in ("created", "restored"):

@@ -26,7 +26,8 @@ from . import control
 
 MiB = 1024 * 1024
 OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads",
-               "upload_delay", "delete_delay", "prefetch", "kernel_read_ahead", "direct_reads"}
+               "upload_delay", "delete_delay", "prefetch", "kernel_read_ahead", "direct_reads",
+               "queue_folders"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="comma-separated options: allow_other, cache_dir=D, cache_size=MiB, "
                         "read_ahead=N (chunks), upload_workers=N (default 8), ttl=S, "
                         "prefetch=0|1, direct_reads=0|1 (chunks from the nodes), "
+                        "queue_folders=0|1 (mkdir and folder mv answered at once), "
                         "and other FUSE options")
     m.add_argument("-d", "--debug", action="store_true", help="log every request")
     m.add_argument("--server", dest="mount_server", default=None, help=argparse.SUPPRESS)
@@ -107,6 +109,8 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
         options.prefetch = ours["prefetch"].lower() not in ("0", "no", "off", "false")
     if "direct_reads" in ours:
         options.direct_reads = ours["direct_reads"].lower() not in ("0", "no", "off", "false")
+    if "queue_folders" in ours:
+        options.queue_folders = ours["queue_folders"].lower() not in ("0", "no", "off", "false")
     cache_dir = Path(os.path.expanduser(ours["cache_dir"])) if ours.get("cache_dir") else None
     if not args.foreground:
         return _spawn_background(args, server, mountpoint)
