@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import concurrent.futures as cf
 import hashlib
+import heapq
 import logging
 import os
 import threading
@@ -280,7 +281,11 @@ class Reader:
         self.nursery: trio.Nursery | None = None
         self._manifests: dict[str, Manifest] = {}
         self._inflight: dict[str, trio.Event] = {}
-        self._prefetch_slots = trio.Semaphore(PREFETCH_PARALLEL)
+        # read-ahead: (chunk index, order, file id, manifest), nearest first
+        self._ahead: list[tuple[int, int, str, Manifest]] = []
+        self._ahead_seq = 0
+        self._ahead_workers = 0
+        self._prefetching: set[str] = set()  # read-ahead queued or under way
         self.on_version: Callable[[str, int], None] | None = None
         self.small = SmallFiles()
         self._small_inflight: dict[str, trio.Event] = {}
@@ -509,18 +514,39 @@ class Reader:
             return
         for index in range(first, min(first + self.read_ahead, len(manifest.chunks))):
             sha = manifest.chunks[index][0]
-            if sha in self._inflight or sha in self._hot or sha in self.cache._lru:
+            if self._have_or_getting(sha) or sha in self._prefetching:
                 continue
-            self.nursery.start_soon(self._prefetch_one, file_id, manifest, index)
+            self._prefetching.add(sha)  # once: every read of the file asks for the same ones
+            self._ahead_seq += 1
+            heapq.heappush(self._ahead, (index, self._ahead_seq, file_id, manifest))
+        while self._ahead and self._ahead_workers < PREFETCH_PARALLEL:
+            self._ahead_workers += 1
+            self.nursery.start_soon(self._prefetch_worker)
 
-    async def _prefetch_one(self, file_id: str, manifest: Manifest, index: int) -> None:
-        if manifest.chunks[index][0] in self._inflight:
-            return
-        async with self._prefetch_slots:
-            try:
-                await self.chunk(file_id, manifest, index)
-            except (errors.CloudError, OSError) as exc:  # the reader will ask again
-                log.debug("read-ahead of %s chunk %d failed: %s", file_id, index, exc)
+    def _have_or_getting(self, sha: str) -> bool:
+        return sha in self._inflight or sha in self._hot or sha in self.cache._lru
+
+    async def _prefetch_worker(self) -> None:
+        """Fetch queued read-ahead, nearest chunk first, until none is left.
+
+        A few workers and one queue ordered by position, rather than a task per chunk:
+        the tasks would start in any order (trio does not keep it), so chunks far ahead
+        took the slots while the one the reader waits for next had to be fetched on the
+        side, and every read queued the same chunks again.
+        """
+        try:
+            while self._ahead:
+                index, _, file_id, manifest = heapq.heappop(self._ahead)
+                sha = manifest.chunks[index][0]
+                try:
+                    if not self._have_or_getting(sha):  # else a reader got there first
+                        await self.chunk(file_id, manifest, index)
+                except (errors.CloudError, OSError) as exc:  # the reader will ask again
+                    log.debug("read-ahead of %s chunk %d failed: %s", file_id, index, exc)
+                finally:
+                    self._prefetching.discard(sha)
+        finally:
+            self._ahead_workers -= 1
 
     # --- read -----------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ class NodeReads:
         self.down_for = down_for
         self._lock = threading.Lock()
         self._stubs: dict[tuple[str, bytes], tuple[grpc.Channel, pb_grpc.ChunkServiceStub]] = {}
+        self._connecting: dict[tuple[str, bytes], threading.Lock] = {}
         self._down: dict[str, float] = {}  # address -> monotonic time it may be tried again
         self.fetched = 0  # chunks read from a node
         self.failed = 0  # attempts that fell through to the next replica or the gateway
@@ -59,8 +60,21 @@ class NodeReads:
         key = (address, ca_pem)
         with self._lock:
             entry = self._stubs.get(key)
+            connecting = self._connecting.setdefault(key, threading.Lock())
         if entry is not None:
             return entry[1]
+        # One thread connects, the others wait for it: a second channel to the same
+        # address waiting for readiness at the same time sees it only at grpc's next
+        # connectivity poll, 200 ms later (the first parallel read-ahead stalled on it).
+        with connecting:
+            with self._lock:
+                entry = self._stubs.get(key)
+            if entry is not None:
+                return entry[1]
+            return self._connect(key, address, ca_pem)
+
+    def _connect(self, key: tuple[str, bytes], address: str, ca_pem: bytes
+                 ) -> pb_grpc.ChunkServiceStub | None:
         if ca_pem:
             channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_pem),
                                           options=_OPTIONS)
@@ -74,9 +88,6 @@ class NodeReads:
             return None
         stub = pb_grpc.ChunkServiceStub(channel)
         with self._lock:
-            if key in self._stubs:  # another thread connected meanwhile
-                channel.close()
-                return self._stubs[key][1]
             self._stubs[key] = (channel, stub)
         return stub
 

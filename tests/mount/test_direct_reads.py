@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 import trio
 
 from cloudgrpc_fusefs.aio import Blocking
-from cloudgrpc_fusefs.reader import ChunkCache, Manifest, Reader
+from cloudgrpc_fusefs.reader import PREFETCH_PARALLEL, ChunkCache, Manifest, Reader, ReadState
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.direct_reads import NodeReads
@@ -130,3 +133,102 @@ def test_tokens_near_expiry_are_renewed() -> None:
     assert not later.stale() and later.direct("a" * 64) == (["n:1"], "t")
     without = Manifest(1, [("a" * 64, 10)])
     assert not without.stale() and without.direct("a" * 64) is None
+
+
+class _Recording(Reader):
+    """A Reader that notes when each chunk fetch starts and ends (and how many overlap)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lock = threading.Lock()
+        self.started: list[int] = []
+        self.running = 0
+        self.most = 0
+
+    def _fetch(self, file_id: str, manifest: Manifest, index: int) -> bytes:
+        with self.lock:
+            self.started.append(index)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return super()._fetch(file_id, manifest, index)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_read_ahead_fetches_each_chunk_once_nearest_first(mount_cluster: Cluster,
+                                                          account: Account,
+                                                          tmp_path: Path) -> None:
+    """A sequential read as the kernel sends it (1 MiB requests, several in flight): the
+    read-ahead keeps a few chunks in flight, fetches each once, and the nearest first (a
+    task per chunk let far chunks take the slots while the next one was fetched aside)."""
+    data = os.urandom(48 * MiB)  # 12 chunks
+    file_id = account.upload(data, "seq.bin", piece=4 * MiB).file_id
+    client = CloudClient(mount_cluster.address, session_token=account.token)
+    direct = NodeReads()
+    reader = _Recording(client, Blocking(16), ChunkCache(tmp_path / "cache"), direct=direct)
+    got = bytearray(len(data))
+    state = ReadState()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            reader.nursery = nursery
+            window = trio.Semaphore(4)  # the kernel's read-ahead: 4 requests in flight
+
+            async def one(offset: int) -> None:
+                part = await reader.read(file_id, 0, offset, MiB, state)
+                got[offset:offset + len(part)] = part
+                window.release()
+
+            for offset in range(0, len(data), MiB):
+                await window.acquire()
+                nursery.start_soon(one, offset)
+            for _ in range(4):
+                await window.acquire()
+            reader.nursery = None
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        direct.close()
+        client.close()
+    assert bytes(got) == data
+    assert sorted(reader.started) == list(range(12)), reader.started  # each chunk once
+    assert reader.most <= PREFETCH_PARALLEL + 1, reader.most  # read-ahead plus one read
+    # nearest first: a chunk's fetch starts before those a read-ahead window after it
+    where = {index: n for n, index in enumerate(reader.started)}
+    assert all(where[i] < where[i + PREFETCH_PARALLEL]
+               for i in range(12 - PREFETCH_PARALLEL)), reader.started
+
+
+def test_node_channels_connect_once_under_parallel_reads(
+        mount_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads asking for the same node at once get one channel: parallel channels
+    to one address each waited for grpc's 200 ms connectivity poll."""
+    address = f"127.0.0.1:{next(iter(mount_cluster.node_ports.values()))}"
+    connects: list[str] = []
+    real = grpc.insecure_channel
+
+    def counting(target: str, *args: Any, **kwargs: Any) -> grpc.Channel:
+        connects.append(target)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(grpc, "insecure_channel", counting)
+    reads = NodeReads()
+    barrier = threading.Barrier(8)
+    stubs: list[Any] = []
+
+    def ask() -> None:
+        barrier.wait()
+        stubs.append(reads._stub(address, b""))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reads.close()
+    assert connects == [address]
+    assert len(stubs) == 8 and all(s is stubs[0] for s in stubs)
