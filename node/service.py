@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 LIST_BATCH = 1000
 FETCH_TIMEOUT_S = 60.0
-BATCH_WRITERS = 8  # chunks of one PutChunks call written at once
+BATCH_WRITERS = 8  # chunks of one PutChunks (or GetChunks) call written (read) at once
+GET_CHUNKS_MAX = 1000
+GET_CHUNKS_BYTES = 16 * 1024 * 1024  # a GetChunks reply stops taking data past this
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -165,6 +167,44 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         log.debug("put %d chunks (%d new, upload %s)", len(request.chunks), stored,
                   request.upload_id or "-")
         return pb.PutChunksResponse(results=results, used_bytes=self.store.used_bytes)
+
+    @_edge
+    def GetChunks(  # noqa: N802
+        self, request: pb.GetChunksRequest, context: grpc.ServicerContext
+    ) -> pb.GetChunksResponse:
+        """Read many whole chunks; each is verified and answered on its own.
+
+        The gateway serves a folder of small files this way: a call per chunk cost more
+        in round trips than the reads themselves. Past ``GET_CHUNKS_BYTES`` the rest is
+        answered RESOURCE_EXHAUSTED (not read), for the caller to ask again.
+        """
+        self._authorize(request.cluster_secret)
+        if len(request.sha256) > GET_CHUNKS_MAX:
+            raise errors.InvalidArgument(f"at most {GET_CHUNKS_MAX} chunks per call")
+
+        def get(sha: str) -> pb.GetChunkResult:
+            try:
+                data, _ = self.store.read(sha)
+            except errors.CloudError as exc:
+                return pb.GetChunkResult(sha256=sha, error_code=exc.code.name,
+                                         message=errors.wire_details(exc))
+            return pb.GetChunkResult(sha256=sha, data=data)
+
+        wanted = list(request.sha256)
+        results: list[pb.GetChunkResult] = []
+        total = 0
+        # a window of reads at a time, so a reply that is full stops the reading too
+        for start in range(0, len(wanted), BATCH_WRITERS):
+            window = wanted[start:start + BATCH_WRITERS]
+            if total > GET_CHUNKS_BYTES:
+                results.extend(pb.GetChunkResult(sha256=sha, error_code="RESOURCE_EXHAUSTED",
+                                                 message="reply full: ask again")
+                               for sha in window)
+                continue
+            for result in self._batch_io.map(get, window):
+                total += len(result.data)
+                results.append(result)
+        return pb.GetChunksResponse(results=results)
 
     @_edge
     def GetChunk(self, request: pb.GetChunkRequest, context: grpc.ServicerContext):  # noqa: N802

@@ -1266,6 +1266,32 @@ class DeregisterNodeResponse(_message.Message):
     message: str
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
+class GetChunksRequest(_message.Message):
+    __slots__ = ("sha256", "cluster_secret")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    sha256: _containers.RepeatedScalarFieldContainer[str]
+    cluster_secret: str
+    def __init__(self, sha256: _Optional[_Iterable[str]] = ..., cluster_secret: _Optional[str] = ...) -> None: ...
+
+class GetChunksResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[GetChunkResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[GetChunkResult, _Mapping]]] = ...) -> None: ...
+
+class GetChunkResult(_message.Message):
+    __slots__ = ("sha256", "data", "error_code", "message")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    data: bytes
+    error_code: str
+    message: str
+    def __init__(self, sha256: _Optional[str] = ..., data: _Optional[bytes] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
 class PutChunksRequest(_message.Message):
     __slots__ = ("chunks", "cluster_secret", "upload_id")
     CHUNKS_FIELD_NUMBER: _ClassVar[int]

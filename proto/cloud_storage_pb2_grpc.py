@@ -2359,6 +2359,11 @@ class ChunkServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.FromString,
                 _registered_method=True)
+        self.GetChunks = channel.unary_unary(
+                '/cloudstorage.ChunkService/GetChunks',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksResponse.FromString,
+                _registered_method=True)
 
 
 class ChunkServiceServicer:
@@ -2418,6 +2423,13 @@ class ChunkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetChunks(self, request, context):
+        """Many (small) whole chunks in one call, each read, verified and answered on its own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChunkServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -2460,6 +2472,11 @@ def add_ChunkServiceServicer_to_server(servicer, server):
                     servicer.PutChunks,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.SerializeToString,
+            ),
+            'GetChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChunks,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2682,6 +2699,33 @@ class ChunkService:
             '/cloudstorage.ChunkService/PutChunks',
             cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.PutChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.ChunkService/GetChunks',
+            cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.GetChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

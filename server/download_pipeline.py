@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_BYTES = 1024 * 1024
 READ_AHEAD = 3
+SMALL_GROUP_BYTES = 32 * 1024 * 1024  # DownloadSmallFiles reads this much per round of node calls
 
 
 @dataclass
@@ -145,15 +146,26 @@ class DownloadPipeline:
             if access.file.size > max_size:
                 yield fid, access.file.version, b"", "larger than max_file_size"
                 continue
-            wanted.append((fid, access.file.version, [s.sha256 for s in spans]))
-        replicas = self.store.replicas_of(h for _, _, hashes in wanted for h in hashes)
+            wanted.append((fid, access.file.version, [(s.sha256, s.size) for s in spans]))
+        replicas = self.store.replicas_of(h for _, _, spans in wanted for h, _ in spans)
+        group: list[tuple[str, int, list[tuple[str, int]]]] = []
+        size = 0
+        for item in wanted:  # in groups, so a long list is never all in memory at once
+            group.append(item)
+            size += sum(n for _, n in item[2])
+            if size >= SMALL_GROUP_BYTES or item is wanted[-1]:
+                yield from self._small_group(group, replicas)
+                group, size = [], 0
 
-        def read_all(item: tuple[str, int, list[str]]) -> tuple[str, int, bytes, str]:
-            fid, version, hashes = item
-            try:
-                return fid, version, b"".join(
-                    self.store.read(h, replicas.get(h, [])) for h in hashes), ""
-            except CloudError as exc:
-                return fid, version, b"", exc.message
-
-        yield from self.workers.map(read_all, wanted)
+    def _small_group(self, group: list[tuple[str, int, list[tuple[str, int]]]],
+                     replicas: dict[str, list[str]]) -> Iterator[tuple[str, int, bytes, str]]:
+        """A group's chunks in a few node calls (``read_many``), then each file in turn."""
+        got = self.store.read_many([span for _, _, spans in group for span in spans],
+                                   replicas)
+        for fid, version, spans in group:
+            parts = [got[sha] for sha, _ in spans]
+            failed = next((p for p in parts if isinstance(p, CloudError)), None)
+            if failed is not None:
+                yield fid, version, b"", failed.message
+            else:
+                yield fid, version, b"".join(p for p in parts if isinstance(p, bytes)), ""

@@ -79,6 +79,13 @@ class NodePool:
         )
         return reply.data
 
+    def get_chunks(self, address: str, hashes: list[str]) -> pb.GetChunksResponse:
+        """Many whole chunks in one call (small files); one result per hash, in order."""
+        return self.stub(address).GetChunks(
+            pb.GetChunksRequest(sha256=hashes, cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
     def forget(self, address: str) -> None:
         """Drop the channel to a node that came back, so no stale reconnect back-off
         makes the first calls fail."""

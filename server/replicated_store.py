@@ -33,6 +33,9 @@ from .placement import rank
 
 log = logging.getLogger(__name__)
 
+READ_BATCH_BYTES = 8 * 1024 * 1024  # per GetChunks call (a node caps its reply at 16 MiB)
+READ_BATCH_CHUNKS = 250
+
 
 class ChunkUnavailable(Unavailable):
     """No replica of a chunk could be read."""
@@ -253,6 +256,54 @@ class ReplicatedStore:
                         .where(Replica.chunk_sha256.in_(part))):
                     found[sha].append(node_id)
         return found
+
+    def read_many(self, chunks: list[tuple[str, int]], replicas: dict[str, list[str]]
+                  ) -> dict[str, bytes | CloudError]:
+        """Whole chunks (hash, size) by hash: a ``GetChunks`` call per node and per
+        ``READ_BATCH_BYTES`` for the chunks it is picked for (one online replica each, at
+        random), the calls to different nodes at once. What a batch does not bring back
+        intact (refused, corrupt, a node that went away or predates GetChunks) is read on
+        its own with ``read`` and its failover and repair; a chunk no replica gives up maps
+        to the error."""
+        by_node: dict[str, list[list[tuple[str, int]]]] = {}
+        for sha, size in dict(chunks).items():
+            online = [n for n in replicas.get(sha, []) if self.registry.is_online(n)]
+            if not online:
+                continue
+            batches = by_node.setdefault(random.choice(online), [[]])
+            if batches[-1] and (sum(n for _, n in batches[-1]) + size > READ_BATCH_BYTES
+                                or len(batches[-1]) >= READ_BATCH_CHUNKS):
+                batches.append([])
+            batches[-1].append((sha, size))
+        calls = [self.io.submit(self._read_batch, node_id, [sha for sha, _ in batch])
+                 for node_id, batches in by_node.items() for batch in batches]
+        got: dict[str, bytes | CloudError] = {}
+        for call in calls:
+            got.update(call.result())
+
+        def one(sha: str) -> tuple[str, bytes | CloudError]:
+            try:
+                return sha, self.read(sha, replicas.get(sha, []))
+            except CloudError as exc:
+                return sha, exc
+
+        # the rest at once: a replica that stopped answering costs each of them a timeout
+        missing = list(dict.fromkeys(sha for sha, _ in chunks if sha not in got))
+        got.update(self.io.map(one, missing))
+        return got
+
+    def _read_batch(self, node_id: str, hashes: list[str]) -> dict[str, bytes | CloudError]:
+        node = self.registry.node(node_id)
+        if node is None:
+            return {}
+        try:
+            reply = self.pool.get_chunks(node.address, hashes)
+        except grpc.RpcError as exc:
+            log.info("GetChunks of %d chunks on %s: %s (read one by one)", len(hashes),
+                     node.name, exc.code().name)
+            return {}
+        return {r.sha256: r.data for r in reply.results
+                if not r.error_code and hashlib.sha256(r.data).hexdigest() == r.sha256}
 
     def read(self, sha256: str, node_ids: list[str]) -> bytes:
         """The chunk's bytes from the first replica that returns them intact."""

@@ -279,3 +279,42 @@ def test_read_token_reads_its_chunk_and_nothing_else(start_node) -> None:
                     pb.DeleteChunksRequest(sha256=[sha], cluster_secret=token))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
     assert node.store.chunk_count == 2
+
+
+def test_get_chunks_answers_each_chunk_on_its_own(start_node) -> None:
+    node = start_node()
+    good = [chunk(20 + i, 3_000) for i in range(5)]
+    bad_sha, bad_data = chunk(30, 3_000)
+    for sha, data in [*good, (bad_sha, bad_data)]:
+        node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET))
+    node.store.path_for(bad_sha).write_bytes(b"x" + bad_data[1:])  # rotted on disk
+    missing, _ = chunk(31)
+    asked = [good[0][0], missing, good[1][0], bad_sha, *[sha for sha, _ in good[2:]]]
+    reply = node.stub.GetChunks(pb.GetChunksRequest(sha256=asked, cluster_secret=SECRET),
+                                timeout=TIMEOUT)
+    got = [(r.sha256, r.error_code, r.data) for r in reply.results]
+    assert got == [(good[0][0], "", good[0][1]), (missing, "NOT_FOUND", b""),
+                   (good[1][0], "", good[1][1]), (bad_sha, "DATA_LOSS", b""),
+                   *[(sha, "", data) for sha, data in good[2:]]]
+    err = rpc_error(node.stub.GetChunks, pb.GetChunksRequest(sha256=asked,
+                                                             cluster_secret="wrong"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = rpc_error(node.stub.GetChunks, pb.GetChunksRequest(
+        sha256=[good[0][0]] * 1001, cluster_secret=SECRET))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_get_chunks_reply_stops_taking_data_when_full(start_node) -> None:
+    node = start_node(capacity=64 * 1024 * 1024)
+    big = [chunk(40 + i, 4 * 1024 * 1024) for i in range(6)]
+    for sha, data in big:
+        node.stub.PutChunk(pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=SECRET),
+                           timeout=TIMEOUT)
+    asked = [sha for sha, _ in big] * 4  # 96 MiB asked for: more than one reply holds
+    reply = node.stub.GetChunks(pb.GetChunksRequest(sha256=asked, cluster_secret=SECRET),
+                                timeout=TIMEOUT)
+    assert [r.sha256 for r in reply.results] == asked
+    served = [r for r in reply.results if not r.error_code]
+    assert 4 <= len(served) < len(asked)  # at least 16 MiB, never the whole 96
+    assert all(r.data == dict(big)[r.sha256] for r in served)
+    assert {r.error_code for r in reply.results[len(served):]} == {"RESOURCE_EXHAUSTED"}
