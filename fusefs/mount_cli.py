@@ -188,11 +188,11 @@ def _print_status(reply: dict[str, Any]) -> None:
             line += f"  ({job['error']})"
         print(line)
     if reply.get("deletes_pending") or reply.get("deletes_failed"):
-        print(f"  deletes: {reply.get('deletes_pending', 0)} queued "
+        print(f"  deletes and folder changes: {reply.get('deletes_pending', 0)} queued "
               f"({reply.get('deletes_retrying', 0)} retrying), "
               f"{reply.get('deletes_failed', 0)} failed")
     for item in reply.get("deletes", []):
-        line = f"  delete {item['state']:<8} {item['path']}"
+        line = f"  {item.get('kind', 'delete')} {item['state']:<8} {item['path']}"
         if item.get("error"):
             line += f"  ({item['error']})"
         print(line)
@@ -243,7 +243,7 @@ def _sync(args: argparse.Namespace) -> int:
         else:
             status = 1
             print(f"{reply.get('mountpoint')}: {len(reply.get('left', []))} uploads or "
-                  "deletes left:")
+                  "queued changes left:")
             for job in reply.get("left", []):
                 print(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}")
     return status

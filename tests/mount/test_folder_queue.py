@@ -76,6 +76,8 @@ def test_queued_mkdir_that_loses_its_name_is_undone(make_mount, account: Account
     status = m.status()
     failed = [d for d in status["deletes"] if d["kind"] == "mkdir"]
     assert failed and failed[0]["path"] == "/taken" and failed[0]["state"] == "failed", status
+    shown = m.cli("status", str(m.path)).stdout
+    assert "mkdir failed" in shown and "/taken" in shown and "exists" in shown, shown
     # the mount shows the server's folder now, not the one it made up
     eventually(lambda: m.sh("ls taken").stdout.split() == ["inside.txt"], 10)
     assert m.sh("cat taken/inside.txt").stdout == "theirs"
