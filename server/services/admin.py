@@ -326,11 +326,16 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             for record in self.events.recent(history, types) if history else []:
                 replayed.add(record.event_id)
                 yield _event(record)
+            # The flush above published the batch it stored to our subscription as well:
+            # what is older than the replayed window was left out of "the last N" on
+            # purpose, and what is in it was sent already.
+            oldest = min(replayed, default=0)
             while context.is_active() and not self.events.closing.is_set():
                 record = sub.get(timeout=0.5)
                 if record is None:
                     continue
-                if record.event_id and record.event_id in replayed:
+                if record.event_id and (record.event_id in replayed
+                                        or record.event_id < oldest):
                     replayed.discard(record.event_id)
                     continue
                 yield _event(record)

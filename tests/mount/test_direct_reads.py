@@ -136,7 +136,9 @@ def test_tokens_near_expiry_are_renewed() -> None:
 
 
 class _Recording(Reader):
-    """A Reader that notes when each chunk fetch starts and ends (and how many overlap)."""
+    """A Reader that notes the order in which chunk fetches are handed to worker threads
+    (on the trio loop: the threads themselves may start in any order on a busy machine)
+    and how many fetches overlap on those threads."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -144,10 +146,17 @@ class _Recording(Reader):
         self.started: list[int] = []
         self.running = 0
         self.most = 0
+        hand_over = self.blocking
+
+        async def blocking(fn: Any, *args: Any) -> Any:
+            if fn == self._fetch:
+                self.started.append(args[2])
+            return await hand_over(fn, *args)
+
+        self.blocking = blocking  # type: ignore[method-assign,assignment]
 
     def _fetch(self, file_id: str, manifest: Manifest, index: int) -> bytes:
         with self.lock:
-            self.started.append(index)
             self.running += 1
             self.most = max(self.most, self.running)
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -106,12 +108,14 @@ def test_quota_exhaustion_gives_edquot(make_mount, mount_cluster: Cluster,
     m.sh("head -c 3000000 /dev/urandom > big.bin")
 
 
-def test_sigterm_uploads_staged_writes_before_exit(make_mount, account: Account) -> None:
-    m: Mount = make_mount(account)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_uploads_staged_writes_before_exit(make_mount, account: Account,
+                                                  sig: signal.Signals) -> None:
+    m: Mount = make_mount(account, "upload_delay=1")
     m.sh("head -c 2000000 /dev/urandom > last.bin")
     digest = m.sh("md5sum last.bin").stdout.split()[0]
     assert m.pid is not None
-    os.kill(m.pid, 15)
+    os.kill(m.pid, sig)
     eventually(lambda: not os.path.ismount(m.path), 30)
     m.pid = None
     again: Mount = make_mount(account)
@@ -143,3 +147,40 @@ def test_gateway_down_gives_eio_quickly_then_reconnects(sqlite_cluster: Cluster,
         m.umount()
     finally:
         m.cleanup()
+
+
+NOBODY = 65534
+
+
+def _as_nobody(cmd: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command as another local user (uid/gid 65534, no groups)."""
+    return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                           "--clear-groups", "bash", "-c", cmd],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_allow_other_lets_other_users_in_subject_to_the_mode_bits(
+        make_mount, account: Account) -> None:
+    private: Mount = make_mount(account)
+    refused = _as_nobody(f"ls {private.path}")
+    assert refused.returncode != 0 and "Permission denied" in refused.stderr
+    m: Mount = make_mount(account, "allow_other")
+    m.sh("echo public > pub.txt && chmod 644 pub.txt && echo secret > priv.txt && "
+         "chmod 600 priv.txt && mkdir drop closed && chmod 777 drop && chmod 700 closed")
+    root = m.path
+    assert _as_nobody(f"cat {root}/pub.txt").stdout == "public\n"
+    for cmd in (f"cat {root}/priv.txt", f"echo x >> {root}/pub.txt", f"ls {root}/closed",
+                f"touch {root}/new.txt", f"rm {root}/pub.txt", f"mv {root}/pub.txt {root}/p"):
+        done = _as_nobody(cmd)
+        assert done.returncode != 0 and "Permission denied" in done.stderr, cmd
+    done = _as_nobody(f"echo mine > {root}/drop/n.txt && mkdir {root}/drop/sub && "
+                      f"stat -c '%u %g %a' {root}/drop/n.txt")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:2] == [str(NOBODY), str(NOBODY)]
+    assert m.sh("cat pub.txt drop/n.txt").stdout == "public\nmine\n"
+    m.umount()
+    again: Mount = make_mount(account)
+    assert again.sh("stat -c '%u %g' drop/n.txt drop/sub").stdout.split() == [
+        str(NOBODY)] * 4
+    assert again.sh("stat -c '%a' priv.txt").stdout.strip() == "600"
