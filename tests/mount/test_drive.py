@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
@@ -184,3 +185,52 @@ def test_allow_other_lets_other_users_in_subject_to_the_mode_bits(
     assert again.sh("stat -c '%u %g' drop/n.txt drop/sub").stdout.split() == [
         str(NOBODY)] * 4
     assert again.sh("stat -c '%a' priv.txt").stdout.strip() == "600"
+
+
+@pytest.mark.slow
+def test_mount_outlives_its_session_with_the_device_refresh_token(tmp_path: Path) -> None:
+    """Sessions here last 3 s (24 h in production): the mount renews its session with the
+    device refresh token and keeps working, reads, writes and the change feed alike."""
+    c = Cluster(tmp_path / "c", env={"SESSION_TTL_S": "3", "SESSION_CACHE_S": "0"})
+    c.start()
+    try:
+        email = "long-lived@example.com"
+        before = c.mail.count_for(email)
+        c.auth.SendOTP(pb.SendOTPRequest(email=email), timeout=10)
+        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=c.mail.code_for(
+            email, after=before)), timeout=10)
+        r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Ada", device_name="box"),
+                          timeout=10)
+        assert r.refresh_token
+        m = Mount(c, Account(c, email, r.session_token, r.user_id), tmp_path)
+        m.env["CLOUDGRPC_REFRESH_TOKEN"] = r.refresh_token
+        try:
+            m.start()
+            m.sh("echo one > a.txt && mkdir d")
+            assert m.cli("sync").returncode == 0
+            time.sleep(4)  # the first session is dead now
+            with pytest.raises(grpc.RpcError) as err:
+                c.files.ListFiles(pb.ListFilesRequest(session_token=r.session_token),
+                                  timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            m.sh("echo two >> a.txt && mv d e && echo three > e/b.txt")
+            assert m.cli("sync").returncode == 0
+            assert sorted(m.sh("ls").stdout.split()) == ["Shared", "a.txt", "e"]
+            # a change from another device still reaches the mount
+            other = c.auth.RefreshSession(pb.RefreshSessionRequest(
+                refresh_token=r.refresh_token), timeout=10).session_token
+            Account(c, email, other, r.user_id).upload(b"from elsewhere\n", name="c.txt")
+            eventually(lambda: m.sh("cat c.txt", check=False).stdout == "from elsewhere\n",
+                       5)
+            m.umount()
+            again = Mount(c, Account(c, email, other, r.user_id), tmp_path)
+            again.env["CLOUDGRPC_REFRESH_TOKEN"] = r.refresh_token
+            again.start()
+            try:
+                assert again.sh("cat a.txt e/b.txt").stdout == "one\ntwo\nthree\n"
+            finally:
+                again.cleanup()
+        finally:
+            m.cleanup()
+    finally:
+        c.stop()
