@@ -312,30 +312,26 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                            context: grpc.ServicerContext) -> Iterator[pb.SystemEvent]:
         self._guard(request.admin_key, context)
         types = {t for t in request.event_types if t} or None
+        history = DEFAULT_HISTORY if request.history == 0 else min(
+            max(0, request.history), MAX_HISTORY)
+        if history:
+            # Events already emitted may still wait in the writer's batch: store them
+            # before subscribing, so "the last N" means the last N emitted and the older
+            # ones of that batch are not published to this stream as if they were new.
+            self.events.flush(timeout=2.0)
         # Subscribe before reading the history: an event stored in between is then either
         # in the history or in the subscription (both, at worst: skipped by id below).
         sub = self.events.subscribe(types)
         try:
-            history = DEFAULT_HISTORY if request.history == 0 else min(
-                max(0, request.history), MAX_HISTORY)
             replayed: set[int] = set()
-            if history:
-                # Events already emitted may still wait in the writer's batch: store them
-                # first, so "the last N" means the last N emitted, not the last N stored.
-                self.events.flush(timeout=2.0)
             for record in self.events.recent(history, types) if history else []:
                 replayed.add(record.event_id)
                 yield _event(record)
-            # The flush above published the batch it stored to our subscription as well:
-            # what is older than the replayed window was left out of "the last N" on
-            # purpose, and what is in it was sent already.
-            oldest = min(replayed, default=0)
             while context.is_active() and not self.events.closing.is_set():
                 record = sub.get(timeout=0.5)
                 if record is None:
                     continue
-                if record.event_id and (record.event_id in replayed
-                                        or record.event_id < oldest):
+                if record.event_id and record.event_id in replayed:
                     replayed.discard(record.event_id)
                     continue
                 yield _event(record)
