@@ -266,14 +266,17 @@ class Cluster:
             time.sleep(0.1)
         raise AssertionError(f"{count} nodes not online: {self.status()}")
 
-    def sign_up(self, email: str | None = None, name: str = "Test User") -> Account:
+    def sign_up(self, email: str | None = None, name: str = "Test User",
+                device_name: str = "") -> Account:
+        """A new account, signed in; with ``device_name`` it has a device refresh token."""
         email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
         before = self.mail.count_for(email)
         self.auth.SendOTP(pb.SendOTPRequest(email=email), timeout=10)
         code = self.mail.code_for(email, after=before)
         self.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
-        reply = self.auth.Enroll(pb.EnrollRequest(email=email, full_name=name), timeout=10)
-        return Account(self, email, reply.session_token, reply.user_id)
+        reply = self.auth.Enroll(pb.EnrollRequest(email=email, full_name=name,
+                                                  device_name=device_name), timeout=10)
+        return Account(self, email, reply.session_token, reply.user_id, reply.refresh_token)
 
 
 @dataclass
@@ -282,6 +285,7 @@ class Account:
     email: str
     token: str
     user_id: str
+    refresh_token: str = ""
 
     def upload(self, data: bytes, name: str = "", folder_id: str = "",
                piece: int = 256 * 1024, **meta: object) -> pb.UploadFileResponse:

@@ -79,6 +79,8 @@ class Mount:
             "XDG_RUNTIME_DIR": str(work / "run"),
             "CLOUDGRPC_SERVER": cluster.address,
         }
+        if account.refresh_token:
+            self.env["CLOUDGRPC_REFRESH_TOKEN"] = account.refresh_token
         (work / "run").mkdir(exist_ok=True)
         self.pid: int | None = None
 

@@ -194,38 +194,29 @@ def test_mount_outlives_its_session_with_the_device_refresh_token(tmp_path: Path
     c = Cluster(tmp_path / "c", env={"SESSION_TTL_S": "3", "SESSION_CACHE_S": "0"})
     c.start()
     try:
-        email = "long-lived@example.com"
-        before = c.mail.count_for(email)
-        c.auth.SendOTP(pb.SendOTPRequest(email=email), timeout=10)
-        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=c.mail.code_for(
-            email, after=before)), timeout=10)
-        r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Ada", device_name="box"),
-                          timeout=10)
-        assert r.refresh_token
-        m = Mount(c, Account(c, email, r.session_token, r.user_id), tmp_path)
-        m.env["CLOUDGRPC_REFRESH_TOKEN"] = r.refresh_token
+        ada = c.sign_up(device_name="box")
+        assert ada.refresh_token
+        m = Mount(c, ada, tmp_path)
         try:
             m.start()
             m.sh("echo one > a.txt && mkdir d")
             assert m.cli("sync").returncode == 0
             time.sleep(4)  # the first session is dead now
             with pytest.raises(grpc.RpcError) as err:
-                c.files.ListFiles(pb.ListFilesRequest(session_token=r.session_token),
-                                  timeout=10)
+                c.files.ListFiles(pb.ListFilesRequest(session_token=ada.token), timeout=10)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
             m.sh("echo two >> a.txt && mv d e && echo three > e/b.txt")
             assert m.cli("sync").returncode == 0
             assert sorted(m.sh("ls").stdout.split()) == ["Shared", "a.txt", "e"]
             # a change from another device still reaches the mount
             other = c.auth.RefreshSession(pb.RefreshSessionRequest(
-                refresh_token=r.refresh_token), timeout=10).session_token
-            Account(c, email, other, r.user_id).upload(b"from elsewhere\n", name="c.txt")
+                refresh_token=ada.refresh_token), timeout=10).session_token
+            Account(c, ada.email, other, ada.user_id).upload(b"from elsewhere\n",
+                                                             name="c.txt")
             eventually(lambda: m.sh("cat c.txt", check=False).stdout == "from elsewhere\n",
                        5)
             m.umount()
-            again = Mount(c, Account(c, email, other, r.user_id), tmp_path)
-            again.env["CLOUDGRPC_REFRESH_TOKEN"] = r.refresh_token
-            again.start()
+            again = Mount(c, ada, tmp_path).start()
             try:
                 assert again.sh("cat a.txt e/b.txt").stdout == "one\ntwo\nthree\n"
             finally:
