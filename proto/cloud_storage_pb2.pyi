@@ -140,6 +140,56 @@ class WhoAmIResponse(_message.Message):
     session_expires_at: int
     def __init__(self, success: _Optional[bool] = ..., user_id: _Optional[str] = ..., email: _Optional[str] = ..., full_name: _Optional[str] = ..., session_expires_at: _Optional[int] = ...) -> None: ...
 
+class ListDevicesRequest(_message.Message):
+    __slots__ = ("session_token",)
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    def __init__(self, session_token: _Optional[str] = ...) -> None: ...
+
+class DeviceInfo(_message.Message):
+    __slots__ = ("device_id", "name", "created_at", "last_used_at", "last_address", "expires_at", "current")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    created_at: int
+    last_used_at: int
+    last_address: str
+    expires_at: int
+    current: bool
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., created_at: _Optional[int] = ..., last_used_at: _Optional[int] = ..., last_address: _Optional[str] = ..., expires_at: _Optional[int] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class ListDevicesResponse(_message.Message):
+    __slots__ = ("success", "devices")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceInfo]
+    def __init__(self, success: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceInfo, _Mapping]]] = ...) -> None: ...
+
+class RevokeDeviceRequest(_message.Message):
+    __slots__ = ("session_token", "device_id")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    device_id: str
+    def __init__(self, session_token: _Optional[str] = ..., device_id: _Optional[str] = ...) -> None: ...
+
+class RevokeDeviceResponse(_message.Message):
+    __slots__ = ("success", "message", "sessions_ended")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_ENDED_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    message: str
+    sessions_ended: int
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., sessions_ended: _Optional[int] = ...) -> None: ...
+
 class UploadSmallFilesRequest(_message.Message):
     __slots__ = ("session_token", "files")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -927,7 +977,7 @@ class SystemStatusRequest(_message.Message):
     def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
 
 class SystemStatusResponse(_message.Message):
-    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes")
+    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes", "security_warnings")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -941,6 +991,7 @@ class SystemStatusResponse(_message.Message):
     UNDER_REPLICATED_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     NODE_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_WARNINGS_FIELD_NUMBER: _ClassVar[int]
     success: bool
     global_capacity_bytes: int
     global_allocated_bytes: int
@@ -954,7 +1005,8 @@ class SystemStatusResponse(_message.Message):
     under_replicated_chunks: int
     replication_factor: int
     node_used_bytes: int
-    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ...) -> None: ...
+    security_warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ..., security_warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ("admin_key",)
@@ -1193,7 +1245,7 @@ class DrainNodeResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
-    __slots__ = ("name", "host", "port", "capacity_bytes", "used_bytes", "cpu_cores", "cluster_secret", "chunk_count")
+    __slots__ = ("name", "host", "port", "capacity_bytes", "used_bytes", "cpu_cores", "cluster_secret", "chunk_count", "node_key")
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
@@ -1202,6 +1254,7 @@ class RegisterNodeRequest(_message.Message):
     CPU_CORES_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NODE_KEY_FIELD_NUMBER: _ClassVar[int]
     name: str
     host: str
     port: int
@@ -1210,35 +1263,40 @@ class RegisterNodeRequest(_message.Message):
     cpu_cores: int
     cluster_secret: str
     chunk_count: int
-    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., chunk_count: _Optional[int] = ...) -> None: ...
+    node_key: str
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., chunk_count: _Optional[int] = ..., node_key: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("success", "message", "node_id", "heartbeat_interval_s")
+    __slots__ = ("success", "message", "node_id", "heartbeat_interval_s", "node_key")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    NODE_KEY_FIELD_NUMBER: _ClassVar[int]
     success: bool
     message: str
     node_id: str
     heartbeat_interval_s: int
-    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., node_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ...) -> None: ...
+    node_key: str
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., node_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ..., node_key: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes", "corrupt_chunks")
+    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes", "corrupt_chunks", "node_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    NODE_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     used_bytes: int
     chunk_count: int
     cluster_secret: str
     capacity_bytes: int
     corrupt_chunks: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., corrupt_chunks: _Optional[_Iterable[str]] = ...) -> None: ...
+    node_key: str
+    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., corrupt_chunks: _Optional[_Iterable[str]] = ..., node_key: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("success", "message", "reregister")
@@ -1251,12 +1309,14 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., reregister: _Optional[bool] = ...) -> None: ...
 
 class DeregisterNodeRequest(_message.Message):
-    __slots__ = ("node_id", "cluster_secret")
+    __slots__ = ("node_id", "cluster_secret", "node_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    NODE_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cluster_secret: str
-    def __init__(self, node_id: _Optional[str] = ..., cluster_secret: _Optional[str] = ...) -> None: ...
+    node_key: str
+    def __init__(self, node_id: _Optional[str] = ..., cluster_secret: _Optional[str] = ..., node_key: _Optional[str] = ...) -> None: ...
 
 class DeregisterNodeResponse(_message.Message):
     __slots__ = ("success", "message")

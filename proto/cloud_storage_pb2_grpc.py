@@ -73,6 +73,16 @@ class AuthServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.ListDevices = channel.unary_unary(
+                '/cloudstorage.AuthService/ListDevices',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesResponse.FromString,
+                _registered_method=True)
+        self.RevokeDevice = channel.unary_unary(
+                '/cloudstorage.AuthService/RevokeDevice',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -126,6 +136,19 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDevices(self, request, context):
+        """Added: the account's signed-in devices; ending one ends its live sessions at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeDevice(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +186,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'ListDevices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDevices,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesResponse.SerializeToString,
+            ),
+            'RevokeDevice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeDevice,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +391,60 @@ class AuthService:
             '/cloudstorage.AuthService/WhoAmI',
             cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDevices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.AuthService/ListDevices',
+            cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.ListDevicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeDevice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.AuthService/RevokeDevice',
+            cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.RevokeDeviceResponse.FromString,
             options,
             channel_credentials,
             insecure,
