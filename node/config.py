@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudgrpc_proto import environment
+from cloudgrpc_proto.private_files import read_private
 
 GIB = 1024**3
 DEFAULT_WORKERS = 16
@@ -94,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="H",
         help="host the gateway should dial (default HOST; the hostname when HOST is a wildcard)",
     )
+    parser.add_argument(
+        "--cluster-secret-file",
+        metavar="F",
+        type=Path,
+        help="file holding the cluster secret the gateway generated (env CLUSTER_SECRET or "
+        "CLUSTER_SECRET_FILE; default DATA_DIR/cluster_secret when that file exists)",
+    )
     parser.add_argument("--tls-cert", metavar="F", type=Path, help="serve TLS with this cert")
     parser.add_argument("--tls-key", metavar="F", type=Path, help="private key for --tls-cert")
     parser.add_argument(
@@ -119,6 +127,25 @@ def default_data_dir(name: str) -> Path:
     return (Path(base) if base else Path(".")) / f"node_storage_{name}"
 
 
+def resolve_cluster_secret(explicit_file: Path | None) -> str:
+    """The cluster secret: ``--cluster-secret-file``, ``$CLUSTER_SECRET``,
+    ``$CLUSTER_SECRET_FILE``, then the gateway's ``DATA_DIR/cluster_secret`` (a node on the
+    gateway's machine finds it there). Empty when none is found."""
+    if explicit_file is not None:
+        return read_private(explicit_file).decode("utf-8").strip()
+    secret = environment.get_str("CLUSTER_SECRET", "")
+    if secret:
+        return secret
+    named = environment.get_str("CLUSTER_SECRET_FILE", "")
+    if named:
+        return read_private(named).decode("utf-8").strip()
+    beside_gateway = Path(environment.get_str("DATA_DIR", "") or "data") / "cluster_secret"
+    try:
+        return read_private(beside_gateway).decode("utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
 def parse_config(argv: list[str] | None = None) -> NodeConfig:
     """Parse the command line and fill the rest from the environment; exits on bad input."""
     parser = build_parser()
@@ -134,6 +161,10 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         parser.error(str(exc))
     if interval <= 0:
         parser.error("HEARTBEAT_INTERVAL_S must be positive")
+    try:
+        cluster_secret = resolve_cluster_secret(args.cluster_secret_file)
+    except OSError as exc:
+        parser.error(f"cannot read the cluster secret: {exc}")
     advertise = args.advertise_host or args.host
     if advertise in _WILDCARDS:
         advertise = socket.gethostname()
@@ -144,7 +175,7 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         capacity_bytes=int(args.capacity_gb * GIB),
         data_dir=args.data_dir or default_data_dir(args.name),
         gateway=args.gateway or default_gateway(),
-        cluster_secret=environment.get_str("CLUSTER_SECRET", ""),
+        cluster_secret=cluster_secret,
         heartbeat_interval_s=interval,
         advertise_host=advertise,
         workers=max(1, workers),

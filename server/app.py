@@ -13,7 +13,6 @@ import concurrent.futures as cf
 import logging
 import os
 import pathlib
-import secrets
 import signal
 import sys
 import threading
@@ -25,7 +24,8 @@ from grpc_reflection.v1alpha import reflection
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.environment import ConfigError
+from cloudgrpc_proto.environment import ConfigError, get_str
+from cloudgrpc_proto.private_files import load_or_create_secret, private_dir
 
 from .accounts import Accounts
 from .change_feed import ChangeFeed
@@ -94,24 +94,43 @@ class Gateway:
         self.db.dispose()
 
 
-def resolve_admin_key(settings: Settings) -> Settings:
-    """Use ADMIN_KEY, or a key generated once and kept (mode 0600) in the data folder."""
-    if settings.admin_key:
-        return settings
-    path = settings.data_dir / "admin_key"
-    if path.exists():
-        key = path.read_text().strip()
-    else:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
-    return replace(settings, admin_key=key)
+ADMIN_KEY_FILE = "admin_key"
+CLUSTER_SECRET_FILE = "cluster_secret"
+OTP_KEY_FILE = "otp_key"
+
+
+def resolve_keys(settings: Settings) -> Settings:
+    """Fill in the gateway's secrets: from the environment, else generated once into the
+    private data folder (0600 files in a 0700 folder) so the operator invents nothing.
+
+    - the admin key (``ADMIN_KEY``, else ``DATA_DIR/admin_key``);
+    - the cluster secret nodes and gateway prove to each other (``CLUSTER_SECRET``, else
+      ``DATA_DIR/cluster_secret``; none only with ``INSECURE_OPEN_CLUSTER=1``);
+    - the key one-time codes are hashed with (``OTP_KEY``, else ``DATA_DIR/otp_key``).
+    """
+    private_dir(settings.data_dir)
+    changes: dict[str, str] = {}
+    if not settings.admin_key:
+        changes["admin_key"] = load_or_create_secret(settings.data_dir / ADMIN_KEY_FILE, 24)
+    if not settings.cluster_secret and not settings.insecure_open_cluster:
+        changes["cluster_secret"] = load_or_create_secret(
+            settings.data_dir / CLUSTER_SECRET_FILE)
+    if not settings.otp_key:
+        changes["otp_key"] = load_or_create_secret(settings.data_dir / OTP_KEY_FILE)
+    return replace(settings, **changes)
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """Insecure modes this gateway runs with, for the banner and ``--status``."""
+    warnings = []
+    if not settings.cluster_secret:
+        warnings.append("INSECURE: open cluster (INSECURE_OPEN_CLUSTER=1, no CLUSTER_SECRET): "
+                        "anyone who reaches a node can read, write and delete chunks")
+    return warnings
 
 
 def build(settings: Settings) -> Gateway:
-    settings = resolve_admin_key(settings)
+    settings = resolve_keys(settings)
     db = Database(settings.database_url)
     db.migrate()
     events = EventBus(db)
@@ -214,7 +233,14 @@ def banner(gw: Gateway) -> str:
                             if gw.settings.mail_configured
                             else "console (test mode fallback: no mail configured)"),
         f"Server listening on port {gw.port}",
-        f"Admin Key: {gw.settings.admin_key}",
+        "Admin key: " + ("from ADMIN_KEY" if get_str("ADMIN_KEY")
+                         else f"kept in {gw.settings.data_dir / ADMIN_KEY_FILE} (mode 0600)"),
+        "Cluster secret: " + (
+            "none" if not gw.settings.cluster_secret
+            else "from CLUSTER_SECRET" if get_str("CLUSTER_SECRET")
+            else f"kept in {gw.settings.data_dir / CLUSTER_SECRET_FILE} (mode 0600; nodes "
+                 "take it with --cluster-secret-file)"),
+        *(f"*** {warning} ***" for warning in security_warnings(gw.settings)),
         rule,
     ]
     return "\n".join(lines)

@@ -25,6 +25,10 @@ class Settings:
     database_url: str = ""
     admin_key: str = ""
     cluster_secret: str = ""
+    # Keyed hash of one-time codes: kept outside the database (a copy of it reveals none).
+    otp_key: str = ""
+    # Explicit opt-in to a cluster without a secret (experiments only; loud everywhere).
+    insecure_open_cluster: bool = False
     replication_factor: int = 2
     chunk_size: int = 4 * MiB
     default_quota_bytes: int = 1 * GiB
@@ -117,6 +121,8 @@ def load_settings() -> Settings:
         database_url=_database_url(data_dir),
         admin_key=admin_key,
         cluster_secret=get_str("CLUSTER_SECRET"),
+        otp_key=get_str("OTP_KEY"),
+        insecure_open_cluster=get_bool("INSECURE_OPEN_CLUSTER", False),
         replication_factor=max(1, get_int("REPLICATION_FACTOR", 2)),
         chunk_size=max(64 * 1024, get_int("CHUNK_SIZE", 4 * MiB)),
         default_quota_bytes=get_int("DEFAULT_QUOTA_BYTES", 1 * GiB),
