@@ -519,3 +519,48 @@ def test_no_secret_reaches_any_log(open_root: Path, database_url: str) -> None:
             assert value not in dump, f"{what} in the events table"
     finally:
         cluster.stop()
+
+
+# --- the session kept by the clients ------------------------------------------------------------
+
+
+def test_the_keyring_file_the_tests_use_is_private_under_umask_000(
+        open_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudgrpc_proto.session_store import Session, SessionStore, SessionStoreError
+
+    data_home = open_root / "share"  # missing: created by the store
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    session = Session(email="ada@example.com", user_id="u1", session_token="s-" + "x" * 40,
+                      refresh_token="r-" + "y" * 40)
+    old_mask = os.umask(0)
+    try:
+        store = SessionStore("127.0.0.1:1")
+        store.save(session)
+        path = Path(store.backend.file_path)
+        assert path.is_relative_to(data_home)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert not _loose_entries(data_home)
+        assert store.load() is not None and store.load().session_token == session.session_token
+
+        # A symlink planted in place of the file is refused, not written through.
+        victim = open_root / "victim.cfg"
+        victim.write_text("precious\n")
+        path.unlink()
+        path.symlink_to(victim)
+        with pytest.raises(SessionStoreError, match="symlink"):
+            SessionStore("127.0.0.1:1").save(session)
+        assert victim.read_text() == "precious\n"
+    finally:
+        os.umask(old_mask)
+    path.unlink()
+    store = SessionStore("127.0.0.1:1")
+    store.save(session)
+    if os.geteuid() == 0:
+        os.chmod(data_home, 0o755)
+        os.chmod(path.parent, 0o755)  # opened up by hand: the file's own mode still holds
+        done = _as_nobody(f"cat {path}")
+        assert done.returncode != 0 and "Permission denied" in done.stderr
+        assert _as_nobody(f"ls {path.parent}").returncode == 0  # it was reachable
+    store.save(session)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700  # tightened again
