@@ -200,6 +200,8 @@ def test_everything_written_is_private_under_umask_000(
         mount = None
         loose = _loose_entries(gateway_dir, *node_dirs, work / "run" / "cloudgrpc")
         assert not loose, "\n".join(loose)
+        logs = "".join(p.read_text(errors="replace") for p in _files(work / "run", "*.log"))
+        assert logs and ada.token not in logs
     finally:
         if mount is not None:
             mount.cleanup()
@@ -290,7 +292,9 @@ def test_runtime_folders_of_another_user_are_refused(open_root: Path) -> None:
         env={**os.environ, "CLUSTER_SECRET": "x", "PYTHONUNBUFFERED": "1"},
         capture_output=True, text=True, timeout=60, cwd=open_root)
     assert node.returncode != 0
-    assert "belongs to uid 65534" in node.stderr.strip().splitlines()[-1], node.stderr
+    lines = node.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(foreign) in lines[0] and "belongs to uid 65534" in lines[0], \
+        node.stderr
     assert list(foreign.iterdir()) == []
 
     # The mount's runtime folder (where its control socket lives) and its cache folder.
