@@ -3,6 +3,8 @@
 Each mount daemon listens on a unix socket in the user's runtime directory, named after the
 mount point, and answers one JSON request per connection with one JSON reply. A socket in a
 0700 directory of the user's own is as private as the mount itself; no token travels here.
+The runtime folder must belong to the user and not be a symlink (``/tmp/cloudgrpc-UID`` is
+a name another local user could take first): otherwise nothing runs there.
 """
 
 from __future__ import annotations
@@ -19,17 +21,20 @@ from typing import Any
 
 import trio
 
+from cloudgrpc_proto.private_files import private_dir
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def runtime_dir() -> Path:
-    """``$XDG_RUNTIME_DIR/cloudgrpc``, else ``/tmp/cloudgrpc-<uid>`` (created 0700)."""
+    """``$XDG_RUNTIME_DIR/cloudgrpc``, else ``/tmp/cloudgrpc-<uid>`` (created 0700).
+
+    Raises ``PrivatePathError`` when it is a symlink or belongs to another user."""
     base = os.environ.get("XDG_RUNTIME_DIR", "").strip()
     path = Path(base) / "cloudgrpc" if base else Path(f"/tmp/cloudgrpc-{os.getuid()}")
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return path
+    return private_dir(path)
 
 
 def mount_key(mountpoint: str) -> str:

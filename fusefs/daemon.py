@@ -23,6 +23,7 @@ import trio
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.memory import reuse_chunk_buffers
+from cloudgrpc_proto.private_files import private_dir, tighten_tree
 from cloudgrpc_proto.retry import RetryPolicy
 
 from . import control
@@ -91,9 +92,13 @@ def set_kernel_read_ahead(mountpoint: str, kib: int) -> bool:
 
 
 def build(config: MountConfig, client: CloudClient) -> CloudFS:
-    cache = config.cache_dir or cache_home()
+    # The cache holds other people's shared bytes and our staged writes: a 0700 folder of
+    # ours (refused when it is a symlink or someone else's), tightened once if an earlier
+    # version left it looser.
+    cache = private_dir(config.cache_dir or cache_home())
+    tighten_tree(cache)
     chunks = cache / "chunks"
-    staging = cache / "staging" / control.mount_key(config.mountpoint)
+    staging = private_dir(cache / "staging") / control.mount_key(config.mountpoint)
     root = client.list_files()
     return CloudFS(client, root, chunks, staging, config.options,
                    mountpoint=os.path.abspath(config.mountpoint))

@@ -55,6 +55,7 @@ import trio
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.private_files import open_private, read_private
 
 from .aio import Blocking, trio_deadline
 from .writer import DELETE_JOURNAL, abandoned
@@ -212,7 +213,7 @@ class Deleter:
         try:
             if journal is None or journal.fd is None or journal.lines >= JOURNAL_LINES:
                 path = self.root / f"deletes-{uuid.uuid4().hex[:12]}{SUFFIX}"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+                fd = open_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND)
                 journal = self._journal = Journal(path, fd)
                 os.write(fd, (json.dumps({"account": self.account}) + "\n").encode())
             assert journal.fd is not None
@@ -462,7 +463,7 @@ class Deleter:
 
     def _adopt(self, path: Path) -> None:
         try:
-            lines = path.read_text().splitlines()
+            lines = read_private(path).decode().splitlines()  # never through a symlink
             header = json.loads(lines[0]) if lines else {}
         except (OSError, ValueError, UnicodeError):
             header = {}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.private_files import PrivatePathError, open_private
 
 from . import control
 
@@ -126,6 +127,9 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
     except RuntimeError as exc:  # pyfuse3.init: not a mount point, no /dev/fuse...
         print(f"cloudgrpc: cannot mount {mountpoint}: {exc}", file=sys.stderr)
         return 1
+    except PrivatePathError as exc:  # a cache, staging or runtime folder that is not ours
+        print(f"cloudgrpc: cannot mount: {exc}", file=sys.stderr)
+        return 1
 
 
 def _spawn_background(args: argparse.Namespace, server: str | None, mountpoint: str) -> int:
@@ -140,7 +144,8 @@ def _spawn_background(args: argparse.Namespace, server: str | None, mountpoint: 
     if args.debug:
         argv.append("-d")
     logfile = control.log_path(mountpoint)
-    with open(logfile, "ab") as log, open(os.devnull, "rb") as devnull:
+    log_fd = open_private(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(log_fd, "ab") as log, open(os.devnull, "rb") as devnull:
         child = subprocess.Popen(argv, stdin=devnull, stdout=log, stderr=log,
                                  pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
@@ -280,13 +285,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point for ``cloudgrpc mount|umount|status|sync``; returns the exit status."""
     args = _parser().parse_args(argv)
     server = getattr(args, "mount_server", None) or args.server
-    if args.command == "mount":
-        return _mount(args, server)
-    if args.command == "umount":
-        return _umount(args)
-    if args.command == "status":
-        return _status(args)
-    return _sync(args)
+    try:
+        if args.command == "mount":
+            return _mount(args, server)
+        if args.command == "umount":
+            return _umount(args)
+        if args.command == "status":
+            return _status(args)
+        return _sync(args)
+    except PrivatePathError as exc:  # the runtime folder is not ours: one line, no trace
+        print(f"cloudgrpc: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

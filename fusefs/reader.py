@@ -35,6 +35,7 @@ import trio
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.direct_reads import NodeReads
+from cloudgrpc_proto.private_files import open_private, private_dir, read_private
 
 from .aio import Blocking
 
@@ -74,7 +75,7 @@ class ChunkCache:
     def __init__(self, root: Path, capacity: int = DEFAULT_CACHE_BYTES) -> None:
         self.root = root
         self.capacity = capacity
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.root)  # cached chunks are user data: 0700, ours, no symlink
         self._lock = threading.Lock()
         self._lru: OrderedDict[str, int] = OrderedDict()
         self._verified: set[str] = set()
@@ -83,8 +84,8 @@ class ChunkCache:
         self.misses = 0
         entries = []
         for sub in self.root.iterdir():
-            if not sub.is_dir():
-                continue
+            if sub.is_symlink() or not sub.is_dir():
+                continue  # never walk (or clean up) through a symlink
             for f in sub.iterdir():
                 if f.name.endswith(".tmp"):
                     f.unlink(missing_ok=True)
@@ -113,8 +114,8 @@ class ChunkCache:
         path = self.path(sha)
         if not verified:
             try:
-                data = path.read_bytes()
-            except FileNotFoundError:
+                data = read_private(path)  # a symlink in its place is not followed
+            except OSError:
                 data = None
             if data is None or hashlib.sha256(data).hexdigest() != sha:
                 log.warning("cached chunk %s is damaged or missing: dropped", sha[:12])
@@ -139,11 +140,11 @@ class ChunkCache:
         if verify and hashlib.sha256(data).hexdigest() != sha:
             raise ValueError(f"chunk {sha[:12]} does not match its SHA-256")
         path = self.path(sha)
-        path.parent.mkdir(exist_ok=True, mode=0o700)
+        private_dir(path.parent)  # 0700, ours; a symlink in its place is refused
         tmp = path.with_name(f"{sha}.{uuid.uuid4().hex[:8]}.tmp")
-        with open(tmp, "wb") as handle:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as handle:
             handle.write(data)
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a symlink planted at ``path``, never writes through
         with self._lock:
             if sha not in self._lru:
                 self.size += len(data)
@@ -598,7 +599,7 @@ class Reader:
             if isinstance(got, bytes):
                 parts.append(memoryview(got)[lo:hi])  # no copy: pyfuse3 takes any buffer
             else:
-                fd = os.open(got, os.O_RDONLY)
+                fd = os.open(got, os.O_RDONLY | os.O_NOFOLLOW)
                 try:
                     parts.append(os.pread(fd, hi - lo, lo))
                 finally:

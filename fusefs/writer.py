@@ -18,6 +18,10 @@ Crash safety: next to every staging copy with unsent changes lies a small journa
 (``<copy>.journal``: target file id or parent id + name, base version, attributes, the
 account's root folder id). The next mount of the same account (``recover``) uploads what
 a killed daemon left behind, and ``cloudgrpc status`` reports what it could not.
+
+Staged copies are user data: the staging folder is 0700 and ours, every file in it 0600
+whatever the umask, and nothing there is opened through a symlink (a journal is replaced,
+never written through; a staged copy that is a symlink is not uploaded).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -38,6 +43,7 @@ import trio
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient, SmallUpload
+from cloudgrpc_proto.private_files import open_private, private_dir, read_private, write_private
 
 from .aio import Blocking, trio_deadline
 
@@ -129,7 +135,7 @@ class Writer:
         self.client = client
         self.blocking = blocking
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.root)
         self.account = account  # the root folder id: whose journals are ours to recover
         self.delay = delay  # seconds before an upload starts (tests: a window to crash in)
         self._lock_fd = lock_dir(self.root, wait=False)
@@ -170,8 +176,7 @@ class Writer:
 
     def _new_file(self, ino: int) -> Staging:
         path = self.root / f"{ino}-{uuid.uuid4().hex[:10]}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        return Staging(path, fd)
+        return Staging(path, open_private(path, os.O_RDWR | os.O_CREAT | os.O_EXCL))
 
     def get(self, ino: int) -> Staging | None:
         return self.staging.get(ino)
@@ -225,11 +230,9 @@ class Writer:
         })
         if record == st.journaled:
             return
-        tmp = st.journal.with_name(st.journal.name + ".tmp")
         try:
-            with open(tmp, "w") as handle:
-                handle.write(record)
-            os.replace(tmp, st.journal)
+            # No fsync: a journal guards against the daemon dying, not the machine.
+            write_private(st.journal, record.encode(), sync=False)
             st.journaled = record
         except OSError as exc:
             log.warning("cannot write the journal of %s: %s", target.path, exc)
@@ -710,7 +713,7 @@ class Writer:
         out = []
         for path in found:
             try:
-                record = json.loads(path.read_text())
+                record = json.loads(read_private(path))
             except (OSError, ValueError):
                 continue
             if record.get("account") == self.account:
@@ -743,13 +746,17 @@ class Writer:
             self._notify()
 
     def _recover_one(self, journal: Path) -> dict[str, object]:
-        record = json.loads(journal.read_text())
+        record = json.loads(read_private(journal))
         copy = journal.with_name(str(record.get("copy") or journal.name[: -len(JOURNAL)]))
         item: dict[str, object] = {"path": record.get("path", ""), "copy": str(copy),
                                    "state": "uploaded"}
-        if not copy.exists():
+        if not os.path.lexists(copy):
             journal.unlink(missing_ok=True)
             item["state"], item["error"] = "missing", "the staged copy is gone"
+            return item
+        info = copy.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            item["state"], item["error"] = "failed", "the staged copy is not a file of ours"
             return item
         common = dict(mode=int(record.get("mode") or 0), uid=int(record.get("uid") or 0),
                       gid=int(record.get("gid") or 0),
@@ -795,7 +802,7 @@ def abandoned(root: Path, suffix: str) -> list[Path]:
     holds (their lock is free): what killed mounts left for the next one to finish."""
     found: list[Path] = []
     for other in sorted(root.parent.iterdir()):
-        if other == root or not other.is_dir():
+        if other == root or not _own_folder(other):
             continue
         fd = lock_dir(other, wait=False)
         if fd is None:
@@ -807,10 +814,19 @@ def abandoned(root: Path, suffix: str) -> list[Path]:
     return found
 
 
+def _own_folder(path: Path) -> bool:
+    """A real folder (not a symlink) of this user: only those are searched for leftovers."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+
+
 def lock_dir(path: Path, wait: bool = True) -> int | None:
     """Hold ``path/.lock`` (flock) for as long as the descriptor is open; None if taken."""
     try:
-        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_private(path / LOCK, os.O_RDWR | os.O_CREAT)
     except OSError:
         return None
     try:

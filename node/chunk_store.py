@@ -4,9 +4,13 @@ A chunk lives at ``root/chunks/ab/cd/<sha256>``: the name *is* the SHA-256 of th
 identical chunks are stored once and every read can prove the bytes are still the ones written.
 Writes go to ``root/tmp/`` first, are fsynced and renamed into place (then the directory is
 fsynced), so a crash leaves either the whole chunk or nothing; leftovers in ``tmp/`` are
-removed when the store opens. ``used_bytes`` / ``chunk_count`` are kept in memory (one scan at
-start) because the node reports them on every heartbeat and checks capacity on every put; only
-an outside process resizing chunk files can make them drift, and a restart rescans.
+removed when the store opens. Chunks are user data: every file is 0600 and every folder 0700
+whatever the umask, the root must belong to the node's user, and a store written looser by
+an earlier version is tightened once on open.
+
+``used_bytes`` / ``chunk_count`` are kept in memory (one scan at start) because the node
+reports them on every heartbeat and checks capacity on every put; only an outside process
+resizing chunk files can make them drift, and a restart rescans.
 
 The store sits on the download hot path: a read is one ``os.read`` of the whole file and one
 ``hashlib.sha256`` over it (which releases the GIL), with no per-block Python loops.
@@ -30,6 +34,7 @@ from typing import NamedTuple
 import grpc
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.private_files import private_dir, tighten_tree
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +118,12 @@ class ChunkStore:
         self.capacity_bytes = int(capacity_bytes)
         self._chunks = self.root / "chunks"
         self._tmp = self.root / "tmp"
-        self._chunks.mkdir(parents=True, exist_ok=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)  # ours, not a symlink, 0700: refused otherwise
+        private_dir(self._chunks)
+        private_dir(self._tmp)
+        tightened = tighten_tree(self.root)
+        if tightened:
+            log.info("chunk store %s: made %d files and folders private", self.root, tightened)
         self._lock = threading.Lock()  # guards the counters below
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._used = 0
@@ -242,7 +251,7 @@ class ChunkStore:
         """tmp file -> fsync -> rename -> fsync dir: readers see all of the chunk or none."""
         tmp = self._tmp / f"{path.name}.{secrets.token_hex(8)}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
                 view = memoryview(data)
                 while view:
@@ -253,7 +262,7 @@ class ChunkStore:
                 os.close(fd)
             parent = path.parent
             if not parent.is_dir():
-                parent.mkdir(parents=True, exist_ok=True)
+                private_dir(parent)  # and the missing fan-out folder above it, 0700
                 _fsync_dir(parent.parent)
                 _fsync_dir(parent.parent.parent)
             os.rename(tmp, path)
@@ -325,8 +334,7 @@ class ChunkStore:
     def quarantine(self, sha256: str) -> bool:
         """Move a corrupt chunk aside (kept for inspection, no longer served or counted)."""
         path = self.path_for(check_sha256(sha256))
-        target = self.root / "quarantine"
-        target.mkdir(exist_ok=True)
+        target = private_dir(self.root / "quarantine")
         with self._stripe(sha256):
             try:
                 size = path.stat().st_size

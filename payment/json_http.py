@@ -10,6 +10,7 @@ import json
 import logging
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,11 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug(f"{self.log_name}: " + fmt, *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The path only: a webhook's query string carries its signature.
+        log.debug("%s: %s %s -> %s", self.log_name, self.command,
+                  urlsplit(self.path).path, code)
 
     def _reply(self, status: int, data: dict[str, Any]) -> None:
         body = json.dumps(data).encode()

@@ -25,6 +25,8 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cloudgrpc_proto.private_files import private_dir, private_file
+
 SERVICE_NAME = "cloudgrpc"
 ENV_BACKEND = "PYTHON_KEYRING_BACKEND"
 FALLBACK_FILENAME = "keyring_pass.cfg"
@@ -100,14 +102,13 @@ def _file_backend() -> Any:
 
 
 def _private_parent(backend: Any) -> None:
-    """Create a file backend's folder 0700 before keyrings.alt writes its 0600 file there."""
+    """Before a file backend (keyrings.alt) writes: its folder 0700 and ours, its file created
+    0600 (keyrings.alt would create it with the umask, then chmod), neither a symlink."""
     path = getattr(backend, "file_path", None)
     if not path:
         return
-    parent = pathlib.Path(path).parent
-    if not parent.is_dir():
-        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(parent, 0o700)
+    private_dir(pathlib.Path(path).parent)
+    private_file(path)
 
 
 class SessionStore:
@@ -204,8 +205,8 @@ class SessionStore:
 
             self._with_backend("store", store)
             path = getattr(self.backend, "file_path", None)
-            if path and os.path.exists(path):
-                os.chmod(path, 0o600)
+            if path:
+                private_file(path, create=False)
 
     def clear(self) -> bool:
         """Forget the session; True when one was stored."""

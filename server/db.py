@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudgrpc_proto.errors import Unavailable
+from cloudgrpc_proto.private_files import private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,36 @@ def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def prepare_sqlite_file(database: str) -> None:
+    """Make the SQLite database private before SQLite opens it: its folder 0700 (ours, not a
+    symlink), the file created 0600, and an existing -wal/-shm (or an older, looser
+    database) tightened to 0600.
+
+    SQLite creates its -wal and -shm with the mode of the database file whatever the umask,
+    so a 0600 database keeps them 0600 too. A symlink in place of any of them is refused.
+    """
+    path = pathlib.Path(database)
+    private_dir(path.parent)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        private_file(path.with_name(path.name + suffix), create=False)
+
+
 def make_engine(url: str) -> Engine:
+    # SQL statements and result rows carry token hashes, share tokens and user data:
+    # LOG_LEVEL=DEBUG must not dump them (the root logger's level would turn them on).
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and \
+                not parsed.database.startswith("file:"):
+            prepare_sqlite_file(parsed.database)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "isolation_level": None, "timeout": 30},
             pool_size=20,
             max_overflow=40,
+            hide_parameters=True,  # bound values (token hashes, emails) never reach a log
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -59,6 +80,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=20,
         pool_pre_ping=True,
         pool_timeout=10,
+        hide_parameters=True,
         connect_args={"connect_timeout": 5} if parsed.get_backend_name() == "postgresql" else {},
     )
 

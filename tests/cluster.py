@@ -121,9 +121,9 @@ class Proc:
         return self.popen.returncode
 
 
-def _spawn(name: str, argv: list[str], env: dict[str, str], cwd: Path) -> Proc:
+def _spawn(name: str, argv: list[str], env: dict[str, str], cwd: Path, umask: int = -1) -> Proc:
     popen = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+                             stderr=subprocess.STDOUT, text=True, bufsize=1, umask=umask)
     proc = Proc(name, popen)
     log_path = cwd / f"{name}.log"  # kept with the test's tmp folder, for post-mortems
 
@@ -144,8 +144,9 @@ class Cluster:
 
     def __init__(self, root: Path, database_url: str = "", nodes: int = 3,
                  node_capacity_gb: float = 2.0, env: dict[str, str] | None = None,
-                 mail_host: str = "127.0.0.1") -> None:
+                 mail_host: str = "127.0.0.1", umask: int = -1) -> None:
         self.root = root
+        self.umask = umask  # the processes' umask (-1: inherit ours)
         self.database_url = database_url or f"sqlite:///{root / 'gateway' / 'cloudgrpc.db'}"
         self.node_count = nodes
         self.node_capacity_gb = node_capacity_gb
@@ -194,7 +195,7 @@ class Cluster:
         if self.port:
             env["GRPC_SERVER_PORT"] = str(self.port)
         self.gateway = _spawn("gateway", [sys.executable, "-m", "cloudgrpc_server.app"], env,
-                              self.root)
+                              self.root, self.umask)
         m = self.gateway.wait_for(r"Server listening on port (\d+)", timeout=60)
         self.port = int(m.group(1))
         self.env["CLOUDGRPC_GATEWAY"] = self.address
@@ -204,7 +205,8 @@ class Cluster:
         cap = capacity_gb if capacity_gb is not None else self.node_capacity_gb
         proc = _spawn(name, [sys.executable, "-m", "cloudgrpc_node.app", name, "127.0.0.1",
                              str(port), str(cap), "--gateway", self.address,
-                             "--data-dir", str(self.node_dir(name))], self.env, self.root)
+                             "--data-dir", str(self.node_dir(name))], self.env, self.root,
+                      self.umask)
         self.nodes[name] = proc
         proc.wait_for(r"registered with gateway", timeout=60)
         return proc
