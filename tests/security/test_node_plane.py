@@ -19,6 +19,8 @@ import hashlib
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,6 +209,7 @@ def test_node_identity_cannot_be_taken_over(plane: Cluster) -> None:
             cluster_secret="")) in DENIED
 
         # The real node1 is where it was, online, and keeps receiving uploads.
+        assert list(c.status().security_warnings) == []  # the secure default: nothing to say
         after = nodes_by_name(c)
         assert (after["node1"].host, after["node1"].port) == (real.host, real.port)
         assert after["node1"].online and set(after) == {"node1", "node2", "node3"}
@@ -328,3 +331,78 @@ def test_garbage_collection_keeps_what_files_reference(plane: Cluster) -> None:
     c.files.RestoreFile(pb.RestoreFileRequest(session_token=acct.token, file_id=trashed_id),
                         timeout=TIMEOUT)
     assert acct.download(trashed_id) == trashed
+
+
+def _key_hashes(c: Cluster) -> dict[str, str | None]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(c.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT name, key_hash FROM storage_nodes"))
+            return {name: key_hash for name, key_hash in rows}
+    finally:
+        engine.dispose()
+
+
+def _forget_node_key(c: Cluster, name: str) -> None:
+    """The documented operator action for a node that lost its key (or a node registered
+    before node keys existed): its next registration is trusted and issued a new key."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(c.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE storage_nodes SET key_hash = NULL WHERE name = :n"),
+                         {"n": name})
+    finally:
+        engine.dispose()
+
+
+def test_a_node_that_lost_its_key_waits_for_the_operator(cluster: Cluster) -> None:
+    from tests.cluster import _spawn
+
+    c = cluster
+    key_file = c.node_dir("node1") / "node_key"
+    old_key = key_file.read_text().strip()
+    assert all(_key_hashes(c).values())  # every node got a key at its first registration
+    c.stop_node("node1", signal.SIGKILL)
+    key_file.unlink()  # the disk that held the key is gone; the chunks are still there
+    argv = [sys.executable, "-m", "cloudgrpc_node.app", "node1", "127.0.0.1",
+            str(c.node_ports["node1"]), str(c.node_capacity_gb), "--gateway", c.address,
+            "--data-dir", str(c.node_dir("node1"))]
+    c.nodes["node1"] = proc = _spawn("node1-again", argv, c.env, c.root)
+    proc.wait_for(r"refused node node1", timeout=30)
+    c.wait_nodes_online(2, timeout=20)  # the impostor-looking node1 is kept out
+    assert not key_file.exists()
+
+    _forget_node_key(c, "node1")
+    proc.wait_for(r"registered with gateway", timeout=40)
+    c.wait_nodes_online(3, timeout=20)
+    new_key = key_file.read_text().strip()
+    assert new_key and new_key != old_key and key_file.stat().st_mode & 0o777 == 0o600
+    assert all(_key_hashes(c).values())
+    acct = c.sign_up()
+    data = os.urandom(MiB)
+    assert acct.download(acct.upload(data, "after.bin").file_id) == data
+
+
+def test_insecure_opt_in_is_loud(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, env={"INSECURE_OPEN_CLUSTER": "1"})
+    c.env.pop("CLUSTER_SECRET")
+    try:
+        c.start()
+        assert not (tmp_path / "gateway" / "cluster_secret").exists()
+        assert any("*** INSECURE: open cluster" in line for line in c.gateway.lines)
+        assert all(any("*** INSECURE: open node" in line for line in proc.lines)
+                   for proc in c.nodes.values())
+        status = subprocess.run(
+            [str(Path(sys.executable).parent / "cloudgrpc-admin"), "--server", c.address,
+             "--status"],
+            env={**c.env, "ADMIN_KEY": ADMIN_KEY, "COLUMNS": "200"}, capture_output=True,
+            text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "INSECURE: open cluster" in status.stdout
+        assert list(c.status().security_warnings) and "INSECURE" in c.status().security_warnings[0]
+    finally:
+        c.stop()
