@@ -117,6 +117,8 @@ def status_view(st: pb.SystemStatusResponse) -> Table:
     t.add_row("Files", str(st.total_files))
     t.add_row("Chunks", f"{st.total_chunks}  ({st.under_replicated_chunks} under-replicated)")
     t.add_row("Health", _styled(f"{st.system_health:.1f}%", health_style(st.system_health)))
+    for i, warning in enumerate(st.security_warnings):
+        t.add_row("Security" if i == 0 else "", _styled(warning, "bold red"))
     return t
 
 

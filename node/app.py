@@ -25,13 +25,17 @@ from cloudgrpc_proto.memory import reuse_chunk_buffers
 
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
-from .registration import NodeIdentity, Registrar, cpu_cores
+from .registration import NODE_KEY_FILE, NodeIdentity, NodeKey, Registrar, cpu_cores
 from .scrubber import Scrubber
 from .service import SERVER_OPTIONS, SERVICE_NAME, ChunkService, add_to_server
 
 log = logging.getLogger("cloudgrpc_node")
 
 STOP_GRACE_S = 10.0
+INSECURE_WARNING = (
+    "INSECURE: open node (--insecure / INSECURE_OPEN_CLUSTER=1): anyone who reaches it can "
+    "read, write and delete its chunks"
+)
 
 
 class NodeServer:
@@ -52,7 +56,12 @@ class NodeServer:
             else None
         )
         add_to_server(
-            ChunkService(self.store, config.cluster_secret, peer_credentials=peer_credentials),
+            ChunkService(
+                self.store,
+                config.cluster_secret,
+                insecure=config.insecure,
+                peer_credentials=peer_credentials,
+            ),
             self.server,
         )
         self.health = health.HealthServicer()
@@ -104,6 +113,7 @@ class NodeServer:
             credentials=self.gateway_credentials,
             on_registered=self._announce_registered,
             scrubber=self.scrubber,
+            key=NodeKey(self.config.data_dir / NODE_KEY_FILE),
         )
         self.registrar.start()
         self.scrubber.start()
@@ -127,6 +137,9 @@ class NodeServer:
     def banner(self) -> str:
         cfg = self.config
         scheme = "tls" if cfg.tls else "insecure"
+        warnings = (
+            [f"  *** {INSECURE_WARNING} ***"] if cfg.insecure else []
+        )
         return "\n".join(
             [
                 "=" * 60,
@@ -137,6 +150,8 @@ class NodeServer:
                 f"({self.store.used_bytes} bytes used in {self.store.chunk_count} chunks)",
                 f"  data dir   {cfg.data_dir.resolve()}",
                 f"  gateway    {cfg.gateway}",
+                f"  cluster    {'OPEN (no cluster secret)' if cfg.insecure else 'cluster secret'}",
+                *warnings,
                 "=" * 60,
             ]
         )
@@ -177,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"cloudgrpc-node: cannot start: {exc}", file=sys.stderr, flush=True)
         return 1
+    if config.insecure:
+        log.warning(INSECURE_WARNING)
     print(node.banner(), flush=True)
     while not stopping.wait(1.0):
         pass

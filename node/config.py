@@ -19,6 +19,12 @@ from cloudgrpc_proto.private_files import read_private
 GIB = 1024**3
 DEFAULT_WORKERS = 16
 _WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
+# One line, said when no cluster secret is found: how to pass the one the gateway generated.
+MISSING_SECRET = (
+    "no cluster secret: pass --cluster-secret-file F with the gateway's DATA_DIR/cluster_secret "
+    "(or set CLUSTER_SECRET, CLUSTER_SECRET_FILE, or DATA_DIR to the gateway's data folder); "
+    "--insecure or INSECURE_OPEN_CLUSTER=1 runs an open node, for experiments only"
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     gateway_ca: Path | None = None
+    # Explicit opt-in to run without a cluster secret (experiments only; loud in the banner).
+    insecure: bool = False
 
     @property
     def tls(self) -> bool:
@@ -102,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the cluster secret the gateway generated (env CLUSTER_SECRET or "
         "CLUSTER_SECRET_FILE; default DATA_DIR/cluster_secret when that file exists)",
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="run without a cluster secret: anyone who reaches this node can read, write and "
+        "delete its chunks (experiments only; env INSECURE_OPEN_CLUSTER=1)",
+    )
     parser.add_argument("--tls-cert", metavar="F", type=Path, help="serve TLS with this cert")
     parser.add_argument("--tls-key", metavar="F", type=Path, help="private key for --tls-cert")
     parser.add_argument(
@@ -162,9 +176,15 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
     if interval <= 0:
         parser.error("HEARTBEAT_INTERVAL_S must be positive")
     try:
+        insecure = args.insecure or environment.get_bool("INSECURE_OPEN_CLUSTER", False)
+    except environment.ConfigError as exc:
+        parser.error(str(exc))
+    try:
         cluster_secret = resolve_cluster_secret(args.cluster_secret_file)
     except OSError as exc:
         parser.error(f"cannot read the cluster secret: {exc}")
+    if not cluster_secret and not insecure:
+        parser.exit(2, f"{parser.prog}: {MISSING_SECRET}\n")
     advertise = args.advertise_host or args.host
     if advertise in _WILDCARDS:
         advertise = socket.gethostname()
@@ -184,4 +204,5 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         gateway_ca=args.gateway_ca,
+        insecure=insecure and not cluster_secret,
     )

@@ -6,6 +6,11 @@ once registered it heartbeats with the store's current usage, and registers agai
 gateway says it does not know the node (``reregister`` or NOT_FOUND, e.g. after the gateway
 lost its state or timed the node out). Every call carries a deadline so a hung gateway can
 never wedge the thread or the shutdown.
+
+Identity: at the first registration of its name the gateway issues this node a key, kept in
+the data folder (``node_key``, 0600). Every later registration, heartbeat and deregistration
+carries it, and the gateway refuses them without it, so no one else can take the name over.
+A node that lost its key is refused until an operator forgets the old registration.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
+from cloudgrpc_proto.private_files import private_dir, read_private, write_private
 
 from .scrubber import Scrubber
 
@@ -49,6 +56,41 @@ class NodeIdentity:
     capacity_bytes: int
     cpu_cores: int
     cluster_secret: str = ""
+
+
+NODE_KEY_FILE = "node_key"
+
+
+class NodeKey:
+    """The per-node key the gateway issued, kept in ``DATA_DIR/node_key`` (0600).
+
+    Without a file (``path`` None, or not written yet) the key is empty: the gateway then
+    issues one at the first registration of the name.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._value = ""
+        if path is not None:
+            try:
+                self._value = read_private(path).decode("utf-8").strip()
+            except FileNotFoundError:
+                pass
+
+    @property
+    def value(self) -> str:
+        with self._lock:
+            return self._value
+
+    def replace(self, key: str) -> None:
+        """Keep a newly issued key: in memory whatever happens, and on disk (an OSError
+        from the disk is raised after the key is in memory, so this run keeps working)."""
+        with self._lock:
+            self._value = key
+        if self.path is not None:
+            private_dir(self.path.parent)
+            write_private(self.path, (key + "\n").encode("utf-8"))
 
 
 class Usage(Protocol):
@@ -80,8 +122,10 @@ class Registrar:
         on_registered: Callable[[str], None] | None = None,
         call_timeout_s: float = CALL_TIMEOUT_S,
         scrubber: Scrubber | None = None,
+        key: NodeKey | None = None,
     ) -> None:
         self.identity = identity
+        self.key = key or NodeKey(None)
         self.gateway_address = gateway_address
         self._usage = usage
         self._default_interval = heartbeat_interval_s
@@ -125,7 +169,9 @@ class Registrar:
             try:
                 self._stub.DeregisterNode(
                     pb.DeregisterNodeRequest(
-                        node_id=node_id, cluster_secret=self.identity.cluster_secret
+                        node_id=node_id,
+                        cluster_secret=self.identity.cluster_secret,
+                        node_key=self.key.value,
                     ),
                     timeout=DEREGISTER_TIMEOUT_S,
                 )
@@ -162,10 +208,21 @@ class Registrar:
             chunk_count=self._usage.chunk_count,
             cpu_cores=ident.cpu_cores,
             cluster_secret=ident.cluster_secret,
+            node_key=self.key.value,
         )
         try:
             reply = self._stub.RegisterNode(request, timeout=self._timeout)
         except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
+                log.error(
+                    "gateway %s refused node %s: %s (a wrong cluster secret, or this name "
+                    "belongs to a node with another key: if this node lost its node_key, an "
+                    "operator must forget the old registration; retrying)",
+                    self.gateway_address,
+                    ident.name,
+                    _describe(exc),
+                )
+                return False
             log.warning(
                 "registration with gateway %s failed: %s (retrying)",
                 self.gateway_address,
@@ -179,6 +236,15 @@ class Registrar:
                 reply.message or "no node id",
             )
             return False
+        if reply.node_key:
+            try:
+                self.key.replace(reply.node_key)
+            except OSError as exc:
+                log.error("cannot write the node key the gateway issued to %s: %s (this run "
+                          "keeps it in memory; after a restart the gateway will refuse this "
+                          "node until an operator forgets it)", self.key.path, exc)
+            log.info("gateway %s issued this node its key (kept in %s)",
+                     self.gateway_address, self.key.path or "memory")
         self.heartbeat_interval_s = (
             float(reply.heartbeat_interval_s)
             if reply.heartbeat_interval_s > 0
@@ -199,6 +265,7 @@ class Registrar:
             chunk_count=self._usage.chunk_count,
             cluster_secret=self.identity.cluster_secret,
             capacity_bytes=self.identity.capacity_bytes,
+            node_key=self.key.value,
         )
         corrupt = self._scrubber.take_reports() if self._scrubber else []
         request.corrupt_chunks.extend(corrupt)

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import inspect
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -44,6 +45,12 @@ CHANNEL_OPTIONS = [
 SERVER_OPTIONS = [*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# host:port for FetchChunkFrom: a DNS name or IPv4 address, or a bracketed IPv6 address.
+_PEER_ADDRESS_RE = re.compile(
+    r"(?:(?P<name>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))|\[(?P<v6>[0-9A-Fa-f:.]{2,45})\])"
+    r":(?P<port>[0-9]{1,5})"
+)
 
 
 def _edge(method: F) -> F:
@@ -82,37 +89,44 @@ def _edge(method: F) -> F:
 
 class ChunkService(pb_grpc.ChunkServiceServicer):
     """Serves one ``ChunkStore``; only callers holding the cluster secret get in, except
-    ``GetChunk`` with a read token the gateway signed for that chunk."""
+    ``GetChunk`` with a read token the gateway signed for that chunk.
+
+    A node without a secret refuses every call unless it was started with the explicit
+    insecure opt-in (``insecure=True``): an empty secret never means "open" by accident.
+    """
 
     def __init__(
         self,
         store: ChunkStore,
         cluster_secret: str = "",
         *,
+        insecure: bool = False,
         peer_credentials: grpc.ChannelCredentials | None = None,
         fetch_timeout_s: float = FETCH_TIMEOUT_S,
     ) -> None:
         self.store = store
         self._secret = cluster_secret.encode()
+        self._open = insecure and not cluster_secret
         self._peer_credentials = peer_credentials
         self._fetch_timeout_s = fetch_timeout_s
         self._batch_io = cf.ThreadPoolExecutor(max_workers=BATCH_WRITERS,
                                                thread_name_prefix="put-chunks")
 
     def _authorize(self, presented: str) -> None:
-        """Constant-time secret check; an empty configured secret means an open cluster."""
-        if not self._secret:
+        """Constant-time secret check; only the explicit insecure opt-in lets anyone in."""
+        if self._open:
             return
-        if not hmac.compare_digest(presented.encode(), self._secret):
+        if not self._secret or not hmac.compare_digest(presented.encode(), self._secret):
             raise errors.PermissionDenied("wrong cluster secret")
 
     def _authorize_read(self, request: pb.GetChunkRequest) -> None:
         """The cluster secret, or a read token the gateway signed for this very chunk.
 
         Clients read chunks directly with such a token (scoped to one chunk, expiring):
-        checked here with the shared secret alone, no database and no call out.
+        checked here with the shared secret alone, no database and no call out. An empty
+        token is never a pass: without one the caller must hold the secret itself.
         """
-        if not self._secret or not request.read_token:
+        if self._open or not request.read_token:
             self._authorize(request.cluster_secret)
             return
         if not read_tokens.valid(self._secret.decode(), request.read_token, request.sha256):
@@ -258,8 +272,7 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
     ):
         self._authorize(request.cluster_secret)
         sha = check_sha256(request.sha256)
-        if not request.source_address:
-            raise errors.InvalidArgument("source_address is required")
+        source = check_peer_address(request.source_address)
         local = self.store.verify(sha)
         if local.present and local.valid:
             return pb.PutChunkResponse(
@@ -268,20 +281,22 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
                 used_bytes=self.store.used_bytes,
                 already_present=True,
             )
-        data = self._fetch(sha, request.source_address, request.cluster_secret)
+        data = self._fetch(sha, source, request.cluster_secret)
         result = self.store.put(sha, data)
-        log.info(
-            "repair: fetched chunk %s (%d bytes) from %s", sha, len(data), request.source_address
-        )
+        log.info("repair: fetched chunk %s (%d bytes) from %s", sha, len(data), source)
         return pb.PutChunkResponse(
             success=True,
-            message=f"fetched from {request.source_address}",
+            message="fetched from the source node",
             used_bytes=result.used_bytes,
             already_present=result.already_present,
         )
 
     def _fetch(self, sha: str, source: str, secret: str) -> bytes:
-        """Pull a whole chunk from a peer node and prove it is the right content."""
+        """Pull a whole chunk from a peer node and prove it is the right content.
+
+        The caller learns only the kind of failure, never the peer's own words or the
+        connection error: this call must not tell anyone what answers at an address.
+        """
         if self._peer_credentials is not None:
             channel = grpc.secure_channel(source, self._peer_credentials, options=CHANNEL_OPTIONS)
         else:
@@ -294,14 +309,31 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
                     timeout=self._fetch_timeout_s,
                 )
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.DATA_LOSS:
-                    raise ChunkCorrupt(f"source {source} holds a corrupt copy of {sha}") from None
-                err = errors.from_rpc_error(exc)
-                raise type(err)(f"fetch from {source}: {err.message}") from None
+                code = exc.code()
+                log.warning("repair: fetch of %s from %s failed: %s", sha[:12], source,
+                            code.name if code else "error")
+                if code == grpc.StatusCode.DATA_LOSS:
+                    raise ChunkCorrupt("the source node holds a corrupt copy") from None
+                if code == grpc.StatusCode.NOT_FOUND:
+                    raise errors.NotFound("the source node does not hold this chunk") from None
+                raise errors.Unavailable("could not fetch the chunk from the source node") from None
         data = reply.data
         if hashlib.sha256(data).hexdigest() != sha:
-            raise ChunkCorrupt(f"source {source} returned data that does not match {sha}")
+            log.warning("repair: %s sent data that does not match %s", source, sha[:12])
+            raise ChunkCorrupt("the source node sent data that does not match the chunk")
         return data
+
+
+def check_peer_address(address: str) -> str:
+    """``address`` if it is a plain ``host:port`` (or ``[v6]:port``), else InvalidArgument.
+
+    FetchChunkFrom dials it: no schemes, paths, unix sockets or resolver tricks, and a
+    real port, so the call is a chunk copy between nodes and nothing else.
+    """
+    match = _PEER_ADDRESS_RE.fullmatch(address or "")
+    if match is None or not 0 < int(match.group("port")) <= 65535:
+        raise errors.InvalidArgument("source_address must be host:port")
+    return address
 
 
 def add_to_server(service: ChunkService, server: grpc.Server) -> None:

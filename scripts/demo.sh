@@ -67,7 +67,10 @@ make -s install
 mkdir -p "$DEMO"
 [ -f "$DEMO/pids" ] && { echo "the demo already runs (scripts/demo.sh stop first)"; status; exit 0; }
 
-# 2. Gateway and three nodes, in the background, logs under demo/.
+# 2. Gateway and three nodes, in the background, logs under demo/. The gateway writes the
+#    cluster secret into DATA_DIR (cluster_secret, 0600) on first start and the nodes, with
+#    the same DATA_DIR, find it there (CLUSTER_SECRET, if set, is used by all instead); each
+#    node keeps the key the gateway issues it in its own folder (node_key, 0600).
 export DATA_DIR="$DEMO/data"
 : > "$DEMO/gateway.log"
 "$BIN/cloudgrpc-gateway" --port "$PORT" > "$DEMO/gateway.log" 2>&1 &

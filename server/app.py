@@ -40,7 +40,7 @@ from .maintenance import Maintenance
 from .namespace import Namespace
 from .node_pool import NodePool
 from .node_registry import NodeRegistry
-from .repair import Repairer
+from .repair import CorruptionReports, Repairer
 from .replicated_store import ReplicatedStore
 from .services.admin import AdminServicer
 from .services.auth import AuthServicer
@@ -140,6 +140,7 @@ def build(settings: Settings) -> Gateway:
     registry = NodeRegistry(settings, db, events)
     pool = NodePool(settings)
     registry.on_node_up = pool.forget
+    registry.on_corrupt_report = CorruptionReports(db, pool, events).submit
     store = ReplicatedStore(settings, db, registry, pool, events)
     namespace = Namespace(db, events, changes)
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
@@ -167,7 +168,8 @@ def build(settings: Settings) -> Gateway:
         StorageServicer(accounts, namespace, settings.chunk_size), server)
     pb_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(db, events, settings.admin_key, settings.replication_factor,
-                      node_timeout_s=settings.node_timeout_s, registry=registry), server)
+                      node_timeout_s=settings.node_timeout_s, registry=registry,
+                      security_warnings=security_warnings(settings)), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)

@@ -13,6 +13,11 @@ rests on two rules:
 
 A second sweep asks each node which chunks it holds and removes files the metadata does not
 know (leftovers of a crash between a node write and its record), with the same care.
+
+Neither ever deletes a chunk a file still references (a file in the trash included), even
+where no replica row says the node holds it: references are checked again right before each
+call that deletes on a node, so no lost or wrong metadata (a node's report, a forgotten
+replica row) can turn the last good copy of a user's data into "garbage".
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 
 import grpc
 from sqlalchemy import and_, delete, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .config import Settings
 from .db import Database
@@ -96,12 +102,43 @@ class GarbageCollector:
             return {n.id: n.address for n in s.scalars(
                 select(StorageNode).where(StorageNode.status.in_(("online", "draining"))))}
 
+    def _still_needed(self, hashes: list[str]) -> set[str]:
+        """Of ``hashes``, those a file references or an upload claimed again (a chunk row
+        exists): never to be deleted from a node."""
+        needed = self._still_needed_by_files(hashes)
+        with self.db.read() as s:
+            for i in range(0, len(hashes), BATCH):
+                part = hashes[i:i + BATCH]
+                needed.update(s.scalars(select(Chunk.sha256).where(Chunk.sha256.in_(part))))
+        return needed
+
+    def _still_needed_by_files(self, hashes: list[str]) -> set[str]:
+        """Of ``hashes``, those some file (live or in the trash) references."""
+        needed: set[str] = set()
+        with self.db.read() as s:
+            for i in range(0, len(hashes), BATCH):
+                part = hashes[i:i + BATCH]
+                needed.update(s.scalars(select(FileChunk.chunk_sha256).where(
+                    FileChunk.chunk_sha256.in_(part)).distinct()))
+        return needed
+
+    def _adopt(self, node_id: str, hashes: list[str]) -> None:
+        insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+        with self.db.write() as s:
+            for sha in hashes:
+                s.execute(insert(Replica).values(chunk_sha256=sha, node_id=node_id,
+                                                 created_at=utcnow()).on_conflict_do_nothing())
+
     def _delete_on_nodes(self, doomed: dict[str, list[str]]) -> None:
         addresses = self._addresses()
-        for node_id, hashes in doomed.items():
+        for node_id, listed in doomed.items():
             address = addresses.get(node_id)
             if address is None:
                 continue  # offline: the node sweep removes them when it is back
+            needed = self._still_needed(listed)
+            hashes = [sha for sha in listed if sha not in needed]
+            if not hashes:
+                continue
             try:
                 self.pool.delete_chunks_if_idle(address, hashes, self._idle_window_s)
             except grpc.RpcError as exc:
@@ -130,6 +167,16 @@ class GarbageCollector:
                         Chunk.last_used_at >= utcnow() - dt.timedelta(
                             seconds=self.settings.gc_grace_s))))
             stray = [sha for sha in names if sha not in known]
+            if stray:
+                # Right before deleting: anything a file references stays, whatever the
+                # replica rows say (they may have been lost or wrongly removed).
+                # Such a copy is adopted back as a replica (reads verify it anyway).
+                needed = self._still_needed_by_files(stray)
+                if needed:
+                    self._adopt(node_id, sorted(needed))
+                    log.warning("gc: %d chunk(s) on %s that files reference had no replica "
+                                "row: kept and recorded", len(needed), address)
+                stray = [sha for sha in stray if sha not in needed]
             if not stray:
                 continue
             try:

@@ -216,6 +216,10 @@ class StorageNode(Base):
     last_heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime)
     offline_since: Mapped[dt.datetime | None] = mapped_column(DateTime)
     registered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # SHA-256 of the key issued at the name's first registration (the node keeps the key):
+    # re-registering, heartbeats and leaving need it. NULL for nodes registered before keys
+    # existed; they get one at their next registration.
+    key_hash: Mapped[str | None] = mapped_column(String(64))
 
     @property
     def address(self) -> str:

@@ -109,6 +109,13 @@ class NodePool:
             timeout=self.settings.node_call_timeout_s * 2,
         )
 
+    def verify_chunk(self, address: str, sha256: str) -> pb.VerifyChunkResponse:
+        """Have the node re-hash its copy of a chunk (present? intact?)."""
+        return self.stub(address).VerifyChunk(
+            pb.VerifyChunkRequest(sha256=sha256, cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+
     def delete_chunks_if_idle(self, address: str, hashes: list[str], idle_s: float
                               ) -> pb.DeleteChunksResponse:
         return self.stub(address).DeleteChunks(

@@ -12,19 +12,25 @@ should be:
 - a draining node whose every chunk is fully replicated elsewhere becomes "drained".
 
 Copies run a few at a time under a byte-rate cap, so user traffic keeps flowing.
+
+``CorruptionReports`` handles the chunks nodes report corrupt: each is confirmed on the
+node before its replica row goes, so no report alone drops a good copy.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import hashlib
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 
 import grpc
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .config import Settings
@@ -234,3 +240,105 @@ class Repairer:
             self.events.emit("node_drained", f"node {node.name} drained: it holds no data "
                              "the cluster needs and can be switched off", None,
                              node=node.name, chunks_moved=len(held))
+
+
+class CorruptionReports:
+    """Confirms the chunks a node reports corrupt before their replica rows go.
+
+    A heartbeat's report is only a claim. Each reported replica is re-verified on the
+    reporting node itself (``VerifyChunk``): if the node still holds an intact copy the
+    report is refuted and the row stays; only a copy the node confirms missing or damaged
+    is forgotten (repair then copies a good one back). A report the node cannot be asked
+    about right now keeps its row. Runs on its own thread so heartbeats stay quick.
+    """
+
+    RETRIES = 3
+    RETRY_DELAY_S = 2.0
+    QUEUE_MAX = 100_000
+
+    def __init__(self, db: Database, pool: NodePool, events: EventBus) -> None:
+        self.db = db
+        self.pool = pool
+        self.events = events
+        self._queue: queue.Queue[tuple[str, str, int]] = queue.Queue(self.QUEUE_MAX)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="corrupt-reports", daemon=True)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def submit(self, node_id: str, hashes: list[str]) -> None:
+        """Queue a node's report (called from the heartbeat; never blocks it)."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+        for sha in hashes:
+            try:
+                self._queue.put_nowait((node_id, sha, 0))
+            except queue.Full:
+                log.warning("corruption reports queue full: report of %s on %s dropped "
+                            "(its replica row stays)", sha[:12], node_id)
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                node_id, sha, tries = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.confirm(node_id, sha, tries)
+            except Exception:  # noqa: BLE001 - one bad report must not stop the others
+                log.exception("confirming the corrupt report of %s failed (row kept)", sha[:12])
+
+    def confirm(self, node_id: str, sha: str, tries: int = 0) -> str:
+        """Check one report; returns "refuted", "confirmed", "unknown" or "retry"."""
+        with self.db.read() as s:
+            node = s.get(StorageNode, node_id)
+            held = s.get(Replica, (sha, node_id)) is not None
+            name, address = (node.name, node.address) if node is not None else ("?", "")
+        if node is None or not held:
+            return "unknown"  # forgotten meanwhile: nothing to decide
+        try:
+            verdict = self.pool.verify_chunk(address, sha)
+        except grpc.RpcError as exc:
+            if tries + 1 < self.RETRIES and not self._stop.is_set():
+                log.info("cannot confirm %s on %s yet (%s): will ask again", sha[:12], name,
+                         exc.code().name if exc.code() else "error")
+                timer = threading.Timer(self.RETRY_DELAY_S, self._requeue,
+                                        (node_id, sha, tries + 1))
+                timer.daemon = True
+                timer.start()
+                return "retry"
+            log.warning("could not confirm that %s on %s is corrupt: replica kept", sha[:12],
+                        name)
+            return "unknown"
+        if verdict.present and verdict.valid:
+            with self.db.write() as s:
+                row = s.get(Replica, (sha, node_id))
+                if row is not None:
+                    row.verified_at = utcnow()
+            log.warning("node %s reported chunk %s corrupt, but its copy verifies intact: "
+                        "report refuted, replica kept", name, sha[:12])
+            self.events.emit("replica_report_refuted", f"node {name} reported chunk "
+                             f"{sha[:12]} corrupt but its copy verifies intact: kept", None,
+                             node=name, chunk=sha)
+            return "refuted"
+        with self.db.write() as s:
+            s.execute(delete(Replica).where(Replica.node_id == node_id,
+                                            Replica.chunk_sha256 == sha))
+            left = s.scalar(select(func.count()).select_from(Replica).where(
+                Replica.chunk_sha256 == sha)) or 0
+        state = "missing" if not verdict.present else "corrupt"
+        self.events.emit("replica_corrupt", f"node {name} confirmed chunk {sha[:12]} {state}: "
+                         + ("replica forgotten, repair copies a good one back" if left
+                            else "it was the last replica known"), None, node=name, chunk=sha,
+                         replicas_left=int(left))
+        return "confirmed"
+
+    def _requeue(self, node_id: str, sha: str, tries: int) -> None:
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait((node_id, sha, tries))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 from sqlalchemy import case, func, select
@@ -51,8 +51,11 @@ USER_PAYMENTS = 50  # payments shown in user details, newest first
 class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(self, db: Database, events: EventBus, admin_key: str,
                  replication_factor: int, node_timeout_s: float = 30.0,
-                 registry: NodeRegistry | None = None) -> None:
+                 registry: NodeRegistry | None = None,
+                 security_warnings: Sequence[str] = ()) -> None:
         self.db = db
+        # Insecure modes the gateway runs with: shown by ``cloudgrpc-admin --status``.
+        self.security_warnings = list(security_warnings)
         self.registry = registry
         self.events = events
         self.admin_key = admin_key
@@ -104,7 +107,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             global_used_bytes=int(used), total_users=int(users), total_nodes=len(active),
             online_nodes=len(online), total_files=int(files), total_chunks=int(chunks),
             system_health=health, under_replicated_chunks=int(under),
-            replication_factor=self.replication_factor, node_used_bytes=node_used)
+            replication_factor=self.replication_factor, node_used_bytes=node_used,
+            security_warnings=self.security_warnings)
 
     # --- users ------------------------------------------------------------------------
 

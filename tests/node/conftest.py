@@ -32,11 +32,16 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
     started: list[RunningNode] = []
 
     def start(
-        name: str = "n", secret: str = "s3cret", capacity: int = 64 * 1024 * 1024
+        name: str = "n",
+        secret: str = "s3cret",
+        capacity: int = 64 * 1024 * 1024,
+        insecure: bool = False,
     ) -> RunningNode:
         store = ChunkStore(tmp_path / name, capacity)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=SERVER_OPTIONS)
-        add_to_server(ChunkService(store, secret, fetch_timeout_s=5.0), server)
+        add_to_server(
+            ChunkService(store, secret, insecure=insecure, fetch_timeout_s=5.0), server
+        )
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         address = f"127.0.0.1:{port}"
@@ -93,6 +98,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "GRPC_SERVER_PORT",
         "DATA_DIR",
         "CLUSTER_SECRET",
+        "CLUSTER_SECRET_FILE",
+        "INSECURE_OPEN_CLUSTER",
         "HEARTBEAT_INTERVAL_S",
         "NODE_WORKERS",
     ):

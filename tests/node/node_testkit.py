@@ -38,6 +38,7 @@ class FakeGateway(pb_grpc.NodeServiceServicer):
     refuse: bool = False
     forget_after_heartbeats: int | None = None  # reply reregister=True once after N heartbeats
     not_found_after_heartbeats: int | None = None  # abort NOT_FOUND once after N heartbeats
+    issue_key: str = ""  # node_key answered to a registration that presents no key
     registers: list[pb.RegisterNodeRequest] = field(default_factory=list)
     heartbeats: list[pb.HeartbeatRequest] = field(default_factory=list)
     deregisters: list[pb.DeregisterNodeRequest] = field(default_factory=list)
@@ -50,7 +51,10 @@ class FakeGateway(pb_grpc.NodeServiceServicer):
         if self.refuse:
             return pb.RegisterNodeResponse(success=False, message="go away")
         return pb.RegisterNodeResponse(
-            success=True, node_id=f"node-id-{n}", heartbeat_interval_s=self.interval_s
+            success=True,
+            node_id=f"node-id-{n}",
+            heartbeat_interval_s=self.interval_s,
+            node_key=self.issue_key if not request.node_key else "",
         )
 
     def Heartbeat(self, request, context):  # noqa: N802

@@ -117,6 +117,7 @@ def test_node_process_fails_cleanly_when_port_taken(start_gateway, tmp_path: Pat
     proc = subprocess.run(
         [sys.executable, "-m", "cloudgrpc_node.app", "n2", "127.0.0.1", port, "1"]
         + ["--gateway", gw.address, "--data-dir", str(tmp_path / "d")],
+        env={**os.environ, "CLUSTER_SECRET": "k"},
         capture_output=True,
         text=True,
         timeout=30,
@@ -125,15 +126,106 @@ def test_node_process_fails_cleanly_when_port_taken(start_gateway, tmp_path: Pat
     assert "cannot start" in proc.stderr
 
 
-def test_config_defaults(clean_env) -> None:
-    cfg = parse_config(["n1", "127.0.0.1", "9001", "0.5"])
+def test_config_defaults(clean_env, tmp_path: Path) -> None:
+    clean_env.chdir(tmp_path)  # no ./data/cluster_secret here
+    cfg = parse_config(["n1", "127.0.0.1", "9001", "0.5", "--insecure"])
     assert cfg.capacity_bytes == GIB // 2
     assert cfg.gateway == "localhost:50051"
     assert cfg.data_dir == Path("node_storage_n1")
     assert cfg.heartbeat_interval_s == 5.0
-    assert cfg.cluster_secret == ""
+    assert cfg.cluster_secret == "" and cfg.insecure
     assert cfg.advertise_host == "127.0.0.1"
     assert not cfg.tls
+
+
+def test_config_without_a_secret_refuses_with_one_line(clean_env, tmp_path: Path, capsys) -> None:
+    clean_env.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(["n1", "127.0.0.1", "9001", "0.5"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cluster-secret-file" in err and "--insecure" in err
+    clean_env.setenv("INSECURE_OPEN_CLUSTER", "1")
+    assert parse_config(["n1", "127.0.0.1", "9001", "0.5"]).insecure
+    clean_env.setenv("CLUSTER_SECRET", "sekrit")  # a secret wins over the opt-in
+    cfg = parse_config(["n1", "127.0.0.1", "9001", "0.5", "--insecure"])
+    assert cfg.cluster_secret == "sekrit" and not cfg.insecure
+
+
+def test_config_finds_the_gateways_secret_file(clean_env, tmp_path: Path) -> None:
+    from cloudgrpc_proto.private_files import load_or_create_secret
+
+    secret = load_or_create_secret(tmp_path / "cluster_secret")
+    clean_env.setenv("DATA_DIR", str(tmp_path))
+    assert parse_config(["n1", "127.0.0.1", "9001", "0.5"]).cluster_secret == secret
+    clean_env.delenv("DATA_DIR")
+    clean_env.chdir(tmp_path)
+    explicit = ["--cluster-secret-file", str(tmp_path / "cluster_secret")]
+    assert parse_config(["n1", "127.0.0.1", "9001", "0.5", *explicit]).cluster_secret == secret
+
+
+def _node_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("CLOUDGRPC_GATEWAY", "GRPC_SERVER_HOST", "GRPC_SERVER_PORT", "DATA_DIR",
+                 "CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "INSECURE_OPEN_CLUSTER"):
+        env.pop(name, None)
+    env.update(PYTHONUNBUFFERED="1", HEARTBEAT_INTERVAL_S="0.2", **extra)
+    return env
+
+
+def test_node_without_a_secret_does_not_start(start_gateway, tmp_path: Path) -> None:
+    gw = start_gateway()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cloudgrpc_node.app", "n3", "127.0.0.1", "0", "1"]
+        + ["--gateway", gw.address, "--data-dir", str(tmp_path / "d")],
+        env=_node_env(), cwd=tmp_path, capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "cluster secret" in proc.stderr
+    assert gw.fake.registers == []  # it never reached the gateway
+
+
+def test_insecure_node_says_so_loudly(start_gateway, tmp_path: Path) -> None:
+    gw = start_gateway()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudgrpc_node.app", "n4", "127.0.0.1", "0", "1", "--insecure"]
+        + ["--gateway", gw.address, "--data-dir", str(tmp_path / "d")],
+        env=_node_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        out = LineReader(proc.stdout)
+        out.wait_line("registered")
+        assert any(line.startswith("  *** INSECURE: open node") for line in out.lines)
+        assert any("WARNING" in line and "INSECURE: open node" in line for line in out.lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_node_keeps_the_key_the_gateway_issued(start_gateway, tmp_path: Path) -> None:
+    from tests.node.node_testkit import FakeGateway
+
+    gw = start_gateway(FakeGateway(issue_key="the-node-key"))
+    data_dir = tmp_path / "d"
+    argv = [sys.executable, "-m", "cloudgrpc_node.app", "n5", "127.0.0.1", "0", "1",
+            "--gateway", gw.address, "--data-dir", str(data_dir)]
+    for _run in range(2):
+        proc = subprocess.Popen(argv, env=_node_env(CLUSTER_SECRET="k"), cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            LineReader(proc.stdout).wait_line("registered")
+            wait_for(lambda: len(gw.fake.heartbeats) >= 1, what="a heartbeat")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        key_file = data_dir / "node_key"
+        assert key_file.read_text().strip() == "the-node-key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+    first, second = gw.fake.registers
+    assert first.node_key == "" and second.node_key == "the-node-key"
+    assert all(h.node_key == "the-node-key" for h in gw.fake.heartbeats)
+    assert [d.node_key for d in gw.fake.deregisters] == ["the-node-key"] * 2
 
 
 def test_config_from_environment(clean_env, tmp_path: Path) -> None:

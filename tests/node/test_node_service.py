@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import grpc
 import pytest
 
@@ -11,6 +13,12 @@ from tests.node.node_testkit import chunk
 
 SECRET = "s3cret"
 TIMEOUT = 10
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
@@ -75,13 +83,74 @@ def test_wrong_secret_is_permission_denied(start_node, method, request_, present
     assert node.store.chunk_count == 0
 
 
-def test_open_cluster_accepts_any_secret(start_node) -> None:
-    node = start_node(secret="")
+def test_open_cluster_only_with_the_explicit_opt_in(start_node) -> None:
     sha, data = chunk(3)
-    reply = node.stub.PutChunk(
+    closed = start_node("closed", secret="")  # no secret and no opt-in: nobody gets in
+    for presented in ("", "anything"):
+        err = rpc_error(
+            closed.stub.PutChunk,
+            pb.PutChunkRequest(sha256=sha, data=data, cluster_secret=presented),
+        )
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert rpc_error(closed.stub.GetChunk, pb.GetChunkRequest(sha256=sha)).code() == (
+        grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert closed.store.chunk_count == 0
+    opened = start_node("open", secret="", insecure=True)
+    reply = opened.stub.PutChunk(
         pb.PutChunkRequest(sha256=sha, data=data, cluster_secret="anything"), timeout=TIMEOUT
     )
     assert reply.success
+
+
+def test_get_chunk_with_empty_or_foreign_token_needs_the_secret(start_node) -> None:
+    from cloudgrpc_proto import read_tokens
+
+    node = start_node()
+    sha, data = chunk(30)
+    other, _ = chunk(31)
+    node.store.put(sha, data)
+    for token in ("", "v1.9999999999.00", read_tokens.issue(SECRET, other, 2**31),
+                  read_tokens.issue("not-the-secret", sha, 2**31),
+                  read_tokens.issue(SECRET, sha, 1)):  # expired long ago
+        err = rpc_error(node.stub.GetChunk, pb.GetChunkRequest(sha256=sha, read_token=token))
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, token
+    good = read_tokens.issue(SECRET, sha, 2**31)
+    assert node.stub.GetChunk(pb.GetChunkRequest(sha256=sha, read_token=good)).data == data
+
+
+@pytest.mark.parametrize(
+    "address", ["", "x", "host:", ":80", "host:0", "host:70000", "unix:/tmp/s", "a b:1",
+                "dns:///h:1", "http://h:1", "h:1/path", "ipv4:127.0.0.1:1,127.0.0.1:2"]
+)
+def test_fetch_chunk_from_wants_host_port(start_node, address: str) -> None:
+    node = start_node()
+    err = rpc_error(
+        node.stub.FetchChunkFrom,
+        pb.FetchChunkFromRequest(sha256=chunk(1)[0], source_address=address,
+                                 cluster_secret=SECRET),
+    )
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_fetch_chunk_from_does_not_describe_the_target(start_node) -> None:
+    """A failed fetch says only that it failed: not what answered at that address."""
+    node = start_node()
+    with socket.socket() as listener:  # something that is not a node, listening
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        open_port = listener.getsockname()[1]
+        replies = {}
+        for port in (open_port, free_port()):
+            err = rpc_error(
+                node.stub.FetchChunkFrom,
+                pb.FetchChunkFromRequest(sha256=chunk(1)[0], source_address=f"127.0.0.1:{port}",
+                                         cluster_secret=SECRET),
+            )
+            replies[port] = (err.code(), err.details())
+    assert len(set(replies.values())) == 1, replies
+    assert str(open_port) not in replies[open_port][1]
+    assert node.store.chunk_count == 0
 
 
 def test_typed_errors_on_the_wire(start_node) -> None:
