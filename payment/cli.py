@@ -88,7 +88,7 @@ def cmd_tiers(args: argparse.Namespace, console: Console) -> int:
 
 def _pick_tier(tiers: list[pb.StorageTier], choice: str) -> pb.StorageTier | None:
     choice = choice.strip().lower()
-    if choice.isdigit() and 1 <= int(choice) <= len(tiers):
+    if choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(tiers):
         return tiers[int(choice) - 1]
     for t in tiers:
         if choice in (t.name.lower(), t.tier_id.lower(), t.display_name.lower()):

@@ -330,8 +330,8 @@ def test_external_campay_and_restart_in_between(tmp_path, stop_all) -> None:
     assert not started.demo_mode
 
     cluster.gateway.stop()
-    requests.post(f"{base}/_standin/approve/{started.transaction_ref}",
-                  timeout=10).raise_for_status()
+    requests.post(f"{base}/_standin/approve/{started.transaction_ref}", timeout=10,
+                  headers={"Authorization": "Bearer app-pass"}).raise_for_status()
     cluster.start_gateway()
     deadline = time.monotonic() + 20
     while acct.storage().allocated_bytes == before and time.monotonic() < deadline:
@@ -377,8 +377,8 @@ def test_gateway_killed_while_crediting_credits_exactly_once(tmp_path, stop_all)
             return exc.code().name
 
     def approve_then_kill() -> str:
-        requests.post(f"{base}/_standin/approve/{started.transaction_ref}",
-                      timeout=10).raise_for_status()
+        requests.post(f"{base}/_standin/approve/{started.transaction_ref}", timeout=10,
+                      headers={"Authorization": "Bearer app-pass"}).raise_for_status()
         time.sleep(0.05)
         assert cluster.gateway is not None
         cluster.gateway.stop(signal.SIGKILL)
