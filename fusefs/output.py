@@ -84,14 +84,14 @@ class Output:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(file=self.stdout, highlight=False)
+            self._console = Console(file=self.stdout, highlight=False, emoji=False)
         return self._console
 
     def err_console(self) -> Any:
         if self._err_console is None:
             from rich.console import Console
 
-            self._err_console = Console(file=self.stderr, highlight=False)
+            self._err_console = Console(file=self.stderr, highlight=False, emoji=False)
         return self._err_console
 
     @property
