@@ -21,6 +21,7 @@ from rich.console import Console
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.channel import default_target
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.display import printable
 from cloudgrpc_proto.environment import ConfigError
 from cloudgrpc_proto.errors import CloudError
 
@@ -91,10 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, parser, console)
     except CloudError as exc:
-        errors.print(f"{PROG}: {exc.message}", style="red", markup=False)
+        errors.print(f"{PROG}: {printable(exc.message)}", style="red", markup=False)
         return exc.exit_code
     except (ValueError, ConfigError) as exc:
-        errors.print(f"{PROG}: {exc}", style="red", markup=False)
+        errors.print(f"{PROG}: {printable(exc)}", style="red", markup=False)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -168,15 +169,15 @@ def _action(args: argparse.Namespace, client: CloudClient, key: str, since: int,
         if as_json:
             render.print_json(render.to_dict(r))
         else:
-            console.print(f"Quota of {email} set to {human_size(r.storage_allocated)}"
-                          f" ({r.message}).", markup=False)
+            console.print(printable(f"Quota of {email} set to {human_size(r.storage_allocated)}"
+                                    f" ({r.message})."), markup=False)
 
     def drain() -> None:
         r = client.drain_node(args.drain, key)
         if as_json:
             render.print_json(render.to_dict(r))
         else:
-            console.print(r.message, markup=False)
+            console.print(printable(r.message), markup=False)
 
     def set_tier() -> None:
         tier = pb.StorageTier(name=args.set_tier, display_name=args.display_name,
@@ -188,9 +189,9 @@ def _action(args: argparse.Namespace, client: CloudClient, key: str, since: int,
             render.print_json(render.to_dict(r))
         else:
             t = r.tier
-            console.print(f"{r.message}: {t.name} ({t.display_name}) "
-                          f"{human_size(t.storage_bytes)} for {t.price_xaf} XAF"
-                          + ("" if t.active else ", not for sale"), markup=False)
+            console.print(printable(f"{r.message}: {t.name} ({t.display_name}) "
+                                    f"{human_size(t.storage_bytes)} for {t.price_xaf} XAF"
+                                    + ("" if t.active else ", not for sale")), markup=False)
 
     if args.status:
         return status
@@ -222,8 +223,8 @@ def _monitor(client: CloudClient, key: str, args: argparse.Namespace,
             console.print(render.event_line(event), soft_wrap=True)
 
     monitor = EventMonitor(client, key, show, history=args.history, event_types=args.types,
-                           notice=lambda m: errors.print(f"{PROG}: {m}", style="yellow",
-                                                         markup=False))
+                           notice=lambda m: errors.print(f"{PROG}: {printable(m)}",
+                                                         style="yellow", markup=False))
     if not args.json:
         errors.print(f"Monitoring events on {client.target} (Ctrl-C to stop)", style="dim",
                      markup=False)

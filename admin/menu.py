@@ -16,6 +16,7 @@ from rich.console import Console, RenderableType
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.display import printable, safe_text
 from cloudgrpc_proto.errors import CloudError
 
 from . import render
@@ -55,13 +56,13 @@ class AdminMenu:
 
     def ask(self, prompt: str) -> str | None:
         with self._print_lock:
-            self.console.print(prompt, end="")
+            self.console.print(prompt, end="", markup=False)
             self.console.file.flush()
         line = self.stdin.readline()
         if not self._interactive:
             # Piped input is not echoed by a terminal: echo it, so the transcript reads well.
             with self._print_lock:
-                self.console.print(line.strip() if line else "", markup=False,
+                self.console.print(printable(line.strip()) if line else "", markup=False,
                                    highlight=False)
         if not line:
             return None
@@ -92,12 +93,12 @@ class AdminMenu:
                     return 0
                 action = actions.get(choice)
                 if action is None:
-                    self.out(f"Unknown option {choice!r}: choose 1-8.")
+                    self.out(safe_text(f"Unknown option {choice!r}: choose 1-8."))
                     continue
                 try:
                     action()
                 except CloudError as exc:
-                    self.out(f"Error: {exc.message}", style="red")
+                    self.out(safe_text(f"Error: {exc.message}", "red"))
         finally:
             self.stop_monitor(quiet=True)
 
@@ -128,7 +129,8 @@ class AdminMenu:
             self.out(render.event_line(event), soft_wrap=True)
 
         self.monitor = EventMonitor(self.client, self.key, show, history=10,
-                                    notice=lambda m: self.out(f"[monitor] {m}", style="yellow"))
+                                    notice=lambda m: self.out(safe_text(f"[monitor] {m}",
+                                                                        "yellow")))
         self.monitor.start()
         self.out("Event monitoring started: events appear as they happen (6 stops it).")
 

@@ -2,6 +2,11 @@
 
 Tables are laid out for an 80-column terminal (rich shrinks or elides the wide text columns
 first); colour is used only when the output is a terminal (and ``NO_COLOR`` is unset).
+
+Everything that comes from users or the server (emails, names, tier and node names, event
+messages) goes into a table as a ``Text`` of ``cloudgrpc_proto.display.printable``: escape
+sequences are shown escaped and ``[blink]`` stays literal text (a plain ``str`` cell would
+be parsed as rich markup). The JSON form needs nothing: ``json.dumps`` escapes controls.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto.display import printable, safe_text
 
 from .units import ago, human_size, local_time
 
@@ -78,12 +84,12 @@ def _table(title: str | None = None) -> Table:
 
 
 def _styled(text: str, style: str | None) -> Text:
-    return Text(text, style=style or "")
+    return safe_text(text, style or "")
 
 
 def _elide(text: str, style: str | None = None) -> Text:
     """A cell that is cut with an ellipsis, never wrapped, when its column must shrink."""
-    return Text(text, style=style or "", no_wrap=True, overflow="ellipsis")
+    return safe_text(text, style or "", no_wrap=True, overflow="ellipsis")
 
 
 def _pct(part: float, whole: float) -> str:
@@ -164,13 +170,13 @@ def nodes_view(nodes: list[pb.NodeInfo]) -> Table:
 def user_view(d: pb.GetUserDetailsResponse) -> list[Table]:
     u = d.user
     t = Table.grid(padding=(0, 2))
-    t.title = f"User {u.email}"
+    t.title = safe_text(f"User {u.email}")
     t.title_justify = "left"
     t.title_style = "bold"
     t.add_column(style="bold")
     t.add_column(overflow="fold")
-    t.add_row("Name", u.full_name)
-    t.add_row("User id", u.user_id)
+    t.add_row("Name", safe_text(u.full_name))
+    t.add_row("User id", safe_text(u.user_id))
     t.add_row("Status", "active" if u.is_active else _styled("disabled", "red"))
     t.add_row("Storage", f"{human_size(u.storage_used)} used of "
               f"{human_size(u.storage_allocated)} "
@@ -191,7 +197,7 @@ def user_view(d: pb.GetUserDetailsResponse) -> list[Table]:
     p.add_column("STATUS", no_wrap=True)
     for r in d.payments:
         p.add_row(local_time(r.created_at, with_date=True), _elide(r.tier_name or r.tier_id[:8]),
-                  r.provider, str(r.amount_xaf), human_size(r.storage_bytes),
+                  safe_text(r.provider), str(r.amount_xaf), human_size(r.storage_bytes),
                   _styled(r.status, STATUS_STYLE.get(r.status)))
     views.append(p)
     return views
@@ -234,7 +240,8 @@ def event_line(e: pb.SystemEvent) -> Text:
     """One event as one line: time, type, message (and the user when there is one)."""
     line = Text.assemble(
         (local_time(e.timestamp), "dim"), "  ",
-        (f"{e.event_type:<13}", event_style(e.event_type)), " ", e.message)
+        (f"{printable(e.event_type):<13}", event_style(e.event_type)), " ",
+        printable(e.message))
     if e.user_id:
-        line.append(f"  [user {e.user_id[:8]}]", style="dim")
+        line.append(f"  [user {printable(e.user_id[:8])}]", style="dim")
     return line

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.display import printable
 from cloudgrpc_proto.private_files import PrivatePathError, open_private
 
 from . import control
@@ -122,7 +123,7 @@ def _mount(args: argparse.Namespace, server: str | None) -> int:
     try:
         return run(config)
     except errors.CloudError as exc:
-        print(f"cloudgrpc: cannot mount: {exc.message}", file=sys.stderr)
+        print(f"cloudgrpc: cannot mount: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except RuntimeError as exc:  # pyfuse3.init: not a mount point, no /dev/fuse...
         print(f"cloudgrpc: cannot mount {mountpoint}: {exc}", file=sys.stderr)
@@ -191,7 +192,7 @@ def _print_status(reply: dict[str, Any]) -> None:
                 f"{_human(job['bytes_total'])}")
         if job.get("error"):
             line += f"  ({job['error']})"
-        print(line)
+        print(printable(line))  # paths and errors may carry others' names
     if reply.get("deletes_pending") or reply.get("deletes_failed"):
         print(f"  deletes and folder changes: {reply.get('deletes_pending', 0)} queued "
               f"({reply.get('deletes_retrying', 0)} retrying), "
@@ -200,7 +201,7 @@ def _print_status(reply: dict[str, Any]) -> None:
         line = f"  {item.get('kind', 'delete')} {item['state']:<8} {item['path']}"
         if item.get("error"):
             line += f"  ({item['error']})"
-        print(line)
+        print(printable(line))  # paths and errors may carry others' names
     if reply.get("recovering"):
         print("  uploading staged copies left by a crashed mount...")
     for item in reply.get("recovered", []):
@@ -210,7 +211,7 @@ def _print_status(reply: dict[str, Any]) -> None:
             line += f" (as {item['renamed_to']})"
         if item.get("error"):
             line += f"  ({item['error']}; staged copy kept at {item['copy']})"
-        print(line)
+        print(printable(line))  # paths and errors may carry others' names
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -250,7 +251,7 @@ def _sync(args: argparse.Namespace) -> int:
             print(f"{reply.get('mountpoint')}: {len(reply.get('left', []))} uploads or "
                   "queued changes left:")
             for job in reply.get("left", []):
-                print(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}")
+                print(printable(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}"))
     return status
 
 
@@ -268,7 +269,7 @@ def _umount(args: argparse.Namespace) -> int:
             print(f"cloudgrpc: {len(left)} uploads or deletes not stored yet; not unmounting "
                   "(--force to unmount anyway):", file=sys.stderr)
             for job in left:
-                print(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}",
+                print(printable(f"  {job['state']:<8} {job['path']}  {job.get('error', '')}"),
                       file=sys.stderr)
             return 1
     done = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)

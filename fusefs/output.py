@@ -3,6 +3,11 @@
 Rich tables, colours and progress bars only when a human watches (a TTY); plain, stable,
 grep-able lines otherwise, because scripts and tests read them. Messages go to stdout unless
 stdout carries file data (``download X -``), errors always to stderr, one line each.
+
+Everything shown passes through ``cloudgrpc_proto.display.printable`` here, in one place:
+names, emails and messages come from other users and the server, and an escape sequence in
+them must not reach the terminal (rich output uses ``Text`` objects, never markup, for
+them). ``json()`` needs no escaping: ``json.dumps`` writes control characters as escapes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TextIO
+
+from cloudgrpc_proto.display import markup_safe, printable
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -41,7 +48,8 @@ def format_time(iso: str = "", ns: int = 0) -> str:
 
 
 def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """``text`` on one line (whitespace runs become one space), unprintables escaped."""
+    return printable(" ".join(str(text).split()))
 
 
 class Output:
@@ -76,14 +84,14 @@ class Output:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(file=self.stdout, highlight=False)
+            self._console = Console(file=self.stdout, highlight=False, emoji=False)
         return self._console
 
     def err_console(self) -> Any:
         if self._err_console is None:
             from rich.console import Console
 
-            self._err_console = Console(file=self.stderr, highlight=False)
+            self._err_console = Console(file=self.stderr, highlight=False, emoji=False)
         return self._err_console
 
     @property
@@ -93,6 +101,7 @@ class Output:
     # -- messages --------------------------------------------------------------------------
 
     def _emit(self, text: str, style: str = "", mark: str = "") -> None:
+        text = printable(text)
         with self._lock:
             rich_ok = self._isatty(self._msg_stream)
             if rich_ok:
@@ -117,7 +126,11 @@ class Output:
     def warn(self, text: str) -> None:
         with self._lock:
             if self.rich_stderr:
-                self.err_console().print(f"[yellow]warning:[/yellow] {one_line(text)}", markup=True)
+                from rich.text import Text
+
+                line = Text("warning:", style="yellow")
+                line.append(f" {one_line(text)}")
+                self.err_console().print(line)
             else:
                 print(f"warning: {one_line(text)}", file=self.stderr, flush=True)
 
@@ -144,11 +157,15 @@ class Output:
         keep_whole: Sequence[str] = ("id", "share id"),
     ) -> None:
         """A rich table on a TTY; aligned plain columns (header first) otherwise."""
+        title = printable(title)
+        rows = [[printable(cell) for cell in row] for row in rows]
         with self._lock:
             if self.rich_stdout:
                 from rich.table import Table
+                from rich.text import Text
 
-                table = Table(title=title or None, show_edge=False, header_style="bold")
+                table = Table(title=Text(title) if title else None, show_edge=False,
+                              header_style="bold")
                 for col in columns:
                     keep = col in keep_whole  # ids must stay copy-pasteable
                     table.add_column(
@@ -159,7 +176,7 @@ class Output:
                         overflow="fold",
                     )
                 for row in rows:
-                    table.add_row(*row)
+                    table.add_row(*(Text(cell) for cell in row))  # never parsed as markup
                 self.console().print(table)
                 return
             widths = [len(c) for c in columns]
@@ -182,6 +199,7 @@ class Output:
 
     def pairs(self, rows: Sequence[tuple[str, str]]) -> None:
         """'key:  value' lines, keys aligned (bold keys on a TTY)."""
+        rows = [(printable(key), printable(value)) for key, value in rows]
         width = max((len(k) for k, _ in rows), default=0) + 1
         with self._lock:
             if self.rich_stdout:
@@ -225,7 +243,7 @@ class Output:
             transient=True,
         )
         with bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(markup_safe(description), total=total)  # a markup column
             yield Progress(bar, task)
 
 
@@ -244,9 +262,10 @@ class Progress:
 
     def describe(self, text: str) -> None:
         if self._bar is not None:
-            self._bar.update(self._task, description=text)
+            self._bar.update(self._task, description=markup_safe(text))
 
     def log(self, text: str) -> None:
         """A line above the bar (rich keeps the bar at the bottom)."""
         if self._bar is not None:
-            self._bar.console.print(text, highlight=False, markup=False)
+            self._bar.console.print(printable(text), highlight=False, markup=False,
+                                    emoji=False)

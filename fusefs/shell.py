@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.display import has_unprintable, printable
 
 from .context import Context, UsageError
 from .remote import normalize
@@ -109,7 +110,8 @@ class Shell:
         return self.finished if self.finished is not None else self.last_status
 
     def _prompt(self) -> str:
-        return f"cloudgrpc:{self.ctx.cwd}> "
+        # The current folder may be a shared one, named by another user: escaped.
+        return f"cloudgrpc:{printable(self.ctx.cwd)}> "
 
     def _read(self) -> str | None:
         if self.tty:
@@ -289,6 +291,10 @@ class Shell:
             listing = self.ctx.signed_in_client().list_files(path=remote_dir)
         except errors.CloudError:
             return []
-        names = [d.name + "/" for d in listing.folders] + [f.filename + " " for f in listing.files]
+        # readline lists candidates raw on the terminal: names with unprintable characters
+        # (which nobody can type anyway) are not offered.
+        names = [d.name + "/" for d in listing.folders if not has_unprintable(d.name)] + [
+            f.filename + " " for f in listing.files if not has_unprintable(f.filename)
+        ]
         self._listing_cache[remote_dir] = (time.monotonic(), sorted(names))
         return sorted(names)

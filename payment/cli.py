@@ -10,6 +10,9 @@ The session is the one ``cloudgrpc login`` keeps in the keyring (or
 ``$CLOUDGRPC_SESSION_TOKEN``); ``--server HOST:PORT`` or ``$CLOUDGRPC_SERVER`` picks the
 gateway. Exit status: 0 done, 1 payment failed, 3 still waiting for approval, otherwise the
 typed error's code (2 invalid input, 7 not signed in, 12 unavailable, ...).
+
+What the gateway sends (tier names and descriptions, payment messages, ids, phone numbers,
+error messages) is shown through ``cloudgrpc_proto.display``: escaped, never rich markup.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from rich.table import Table
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.display import markup_safe as esc
+from cloudgrpc_proto.display import safe_text
 from cloudgrpc_proto.session_store import SessionStoreError
 
 from . import phone as phones
@@ -56,7 +61,7 @@ def _demo_note(console: Console) -> None:
 
 
 def _tiers_table(tiers: list[pb.StorageTier]) -> Table:
-    table = Table(title="Storage tiers")
+    table = Table(title="Storage tiers")  # every cell a Text: tier texts are not markup
     table.add_column("#", justify="right")
     table.add_column("Tier")
     table.add_column("Name")
@@ -64,8 +69,8 @@ def _tiers_table(tiers: list[pb.StorageTier]) -> Table:
     table.add_column("Price", justify="right")
     table.add_column("Description")
     for i, t in enumerate(tiers, 1):
-        table.add_row(str(i), t.name, t.display_name, human(t.storage_bytes),
-                      f"{t.price_xaf:,} XAF", t.description)
+        table.add_row(str(i), safe_text(t.name), safe_text(t.display_name),
+                      human(t.storage_bytes), f"{t.price_xaf:,} XAF", safe_text(t.description))
     return table
 
 
@@ -83,7 +88,7 @@ def cmd_tiers(args: argparse.Namespace, console: Console) -> int:
 
 def _pick_tier(tiers: list[pb.StorageTier], choice: str) -> pb.StorageTier | None:
     choice = choice.strip().lower()
-    if choice.isdigit() and 1 <= int(choice) <= len(tiers):
+    if choice.isascii() and choice.isdigit() and 1 <= int(choice) <= len(tiers):
         return tiers[int(choice) - 1]
     for t in tiers:
         if choice in (t.name.lower(), t.tier_id.lower(), t.display_name.lower()):
@@ -98,7 +103,7 @@ def _ask(console: Console, question: str, check: Callable[[str], object]) -> obj
         try:
             return check(answer)
         except errors.InvalidArgument as exc:
-            console.print(f"[red]{exc.message}[/]")
+            console.print(safe_text(exc.message, "red"))
 
 
 def cmd_buy(args: argparse.Namespace, console: Console) -> int:
@@ -149,11 +154,12 @@ def cmd_buy(args: argparse.Namespace, console: Console) -> int:
 
         summary = (f"{tier.display_name} (+{human(tier.storage_bytes)}) for "
                    f"{tier.price_xaf:,} XAF from {number} with {phones.PROVIDERS[provider]}")
-        if not args.yes and not Confirm.ask(f"Buy {summary}?", console=console, default=True):
+        if not args.yes and not Confirm.ask(safe_text(f"Buy {summary}?"), console=console,
+                                            default=True):
             console.print("Cancelled: nothing was charged.")
             return 1
         reply = client.initiate_payment(tier.tier_id, provider, number)
-        console.print(f"Payment [bold]{reply.payment_id}[/] started: collecting "
+        console.print(f"Payment [bold]{esc(reply.payment_id)}[/] started: collecting "
                       f"{reply.amount_xaf:,} XAF.")
         if reply.demo_mode:
             console.print("[bold yellow]DEMO MODE[/]: "
@@ -162,9 +168,10 @@ def cmd_buy(args: argparse.Namespace, console: Console) -> int:
         how = "Approve the payment on your phone"
         if reply.ussd_code:
             how += f" (no prompt? dial {reply.ussd_code})"
-        console.print(how + ".")
+        console.print(safe_text(how + "."))
         if args.no_wait:
-            console.print(f"Check it later: cloudgrpc-pay status --payment-id {reply.payment_id}")
+            console.print(safe_text("Check it later: cloudgrpc-pay status --payment-id "
+                                    f"{reply.payment_id}"))
             return EXIT_PENDING
         return _wait(client, console, reply.payment_id, args.timeout, args.interval)
 
@@ -179,8 +186,8 @@ def _wait(client: CloudClient, console: Console, payment_id: str, timeout: float
             try:
                 status = client.check_payment_status(payment_id)
             except errors.Unavailable as exc:
-                console.print(f"[yellow]gateway not reachable ({exc.message}); still "
-                              "waiting[/]")
+                console.print(safe_text(f"gateway not reachable ({exc.message}); still "
+                                        "waiting", "yellow"))
     return _report(console, status)
 
 
@@ -190,11 +197,13 @@ def _report(console: Console, status: pb.CheckPaymentStatusResponse) -> int:
                       "to your storage.")
         return 0
     if status.status == "failed":
-        console.print(f"[bold red]Payment failed[/]: {status.message or 'declined'}. "
+        console.print(f"[bold red]Payment failed[/]: {esc(status.message or 'declined')}. "
                       "Nothing was added and no storage was charged for.")
         return EXIT_FAILED
-    console.print(f"Payment {status.payment_id} is still {status.status}: {status.message}\n"
-                  f"Check it later: cloudgrpc-pay status --payment-id {status.payment_id}")
+    console.print(safe_text(f"Payment {status.payment_id} is still {status.status}: "
+                            f"{status.message}"))
+    console.print(safe_text(f"Check it later: cloudgrpc-pay status --payment-id "
+                            f"{status.payment_id}"))
     return EXIT_PENDING
 
 
@@ -203,9 +212,9 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
         if args.wait:
             return _wait(client, console, args.payment_id, args.timeout, args.interval)
         status = client.check_payment_status(args.payment_id)
-    console.print(f"Payment {status.payment_id}: [bold]{status.status}[/]")
+    console.print(f"Payment {esc(status.payment_id)}: [bold]{esc(status.status)}[/]")
     if status.message:
-        console.print(status.message)
+        console.print(safe_text(status.message))
     if status.storage_added:
         console.print(f"Storage added: {human(status.storage_added)}")
     return {"completed": 0, "failed": EXIT_FAILED}.get(status.status, EXIT_PENDING)
@@ -221,10 +230,13 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
     if console.width < 130:  # a narrow terminal: one block per payment, the ID kept whole
         for p in reply.payments:
             color = colors.get(p.status, "yellow")
-            console.print(f"{_when(p.created_at)}  [{color}]{p.status:<10}[/] "
-                          f"{p.tier_name} +{human(p.storage_bytes)}  {p.amount_xaf:,} XAF  "
-                          f"{phones.PROVIDERS.get(p.provider, p.provider)} {p.phone_number}")
-            console.print(f"  payment ID {p.payment_id}", soft_wrap=True)
+            line = safe_text(f"{_when(p.created_at)}  ")
+            line.append(safe_text(f"{p.status:<10}", color))
+            line.append(safe_text(
+                f" {p.tier_name} +{human(p.storage_bytes)}  {p.amount_xaf:,} XAF  "
+                f"{phones.PROVIDERS.get(p.provider, p.provider)} {p.phone_number}"))
+            console.print(line)
+            console.print(safe_text(f"  payment ID {p.payment_id}"), soft_wrap=True)
         return 0
     table = Table(title="Payment history")
     for col in ("Date", "Payment ID", "Tier", "Storage", "Amount", "Provider", "Phone",
@@ -232,9 +244,10 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
         table.add_column(col, no_wrap=True)
     for p in reply.payments:
         color = colors.get(p.status, "yellow")
-        table.add_row(_when(p.created_at), p.payment_id, p.tier_name, human(p.storage_bytes),
-                      f"{p.amount_xaf:,} XAF", phones.PROVIDERS.get(p.provider, p.provider),
-                      p.phone_number, f"[{color}]{p.status}[/]")
+        table.add_row(safe_text(_when(p.created_at)), safe_text(p.payment_id),
+                      safe_text(p.tier_name), human(p.storage_bytes), f"{p.amount_xaf:,} XAF",
+                      safe_text(phones.PROVIDERS.get(p.provider, p.provider)),
+                      safe_text(p.phone_number), safe_text(p.status, color))
     console.print(table)
     return 0
 
@@ -273,15 +286,15 @@ COMMANDS = {"tiers": cmd_tiers, "buy": cmd_buy, "status": cmd_status, "history":
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    console = Console(highlight=False, emoji=False)
+    err = Console(stderr=True, highlight=False, emoji=False)
     try:
         return COMMANDS[args.command](args, console)
     except errors.CloudError as exc:
-        err.print(f"[red]cloudgrpc-pay: {exc.message}[/]")
+        err.print(safe_text(f"cloudgrpc-pay: {exc.message}", "red"))
         return exc.exit_code
     except SessionStoreError as exc:
-        err.print(f"[red]cloudgrpc-pay: {exc}[/]")
+        err.print(safe_text(f"cloudgrpc-pay: {exc}", "red"))
         return 1
     except (EOFError, KeyboardInterrupt):
         err.print("\ncloudgrpc-pay: cancelled")

@@ -22,8 +22,12 @@ _ALIASES = {
     "orange": ORANGE_MONEY, "orange_money": ORANGE_MONEY, "orange-money": ORANGE_MONEY,
     "orange money": ORANGE_MONEY, "om": ORANGE_MONEY,
 }
-_SEPARATORS = re.compile(r"[\s.\-()/]")
-_FORMAT = re.compile(r"^2376\d{8}$")
+_SEPARATORS = re.compile(r"[\s.\-()/]", re.ASCII)
+# ASCII digits only: ``\d``, ``str.isdigit`` and ``int`` also take full-width, Arabic-Indic
+# and other Unicode digits, which Campay and the operators do not.
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_FORMAT = re.compile(r"2376[0-9]{8}", re.ASCII)
+MAX_INPUT = 40  # longer input is not a phone number, whatever it contains
 EXAMPLE = "237670000001"
 
 
@@ -44,18 +48,21 @@ def normalize_provider(provider: str) -> str:
 def normalize_phone(phone: str) -> str:
     """The number as Campay wants it (``2376XXXXXXXX``); spaces, dashes and ``+`` are dropped."""
     raw = (phone or "").strip()
+    if len(raw) > MAX_INPUT:
+        raise PhoneError(f"not a phone number: longer than {MAX_INPUT} characters "
+                         f"(expected 237 and 9 digits, e.g. {EXAMPLE})")
     digits = _SEPARATORS.sub("", raw)
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith("00"):
         digits = digits[2:]
-    if not digits.isdigit():
+    if not _DIGITS.fullmatch(digits):
         raise PhoneError(f"not a phone number: {raw!r} (expected 237 and 9 digits, "
                          f"e.g. {EXAMPLE})")
     if not digits.startswith("237"):
         raise PhoneError(f"the number must start with the country code 237 (e.g. {EXAMPLE}), "
                          f"got {raw!r}")
-    if not _FORMAT.match(digits):
+    if not _FORMAT.fullmatch(digits):
         raise PhoneError(f"not a Cameroonian mobile number: {raw!r} (expected 237 followed by "
                          f"9 digits starting with 6, e.g. {EXAMPLE})")
     return digits

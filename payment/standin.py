@@ -1,8 +1,9 @@
 """A local Campay stand-in: the same HTTP API on loopback, with scripted outcomes.
 
-The gateway starts one in-process when no Campay credentials are configured, so the
-one-command demo can buy storage offline; tests start it to play every situation Campay
-can produce. Run it alone with::
+It approves purchases without any money moving, so it is never chosen silently: the gateway
+starts one in-process only with ``CAMPAY_STANDIN=1`` (the one-command demo sets it, and the
+tests that need it), and then says so in its banner. Tests also start it alone to play every
+situation Campay can produce::
 
     python -m cloudgrpc_payment.standin --port 8765 [--approve-after 3] [--outcome success]
 
@@ -13,7 +14,11 @@ or expired token. When a transaction ends it calls the webhook URL, if one is se
 Campay does: a GET whose query carries the transaction and a ``signature`` JWT (HS256)
 made with the webhook key.
 
-The phone's side is played by the script (``/_standin/...``, JSON):
+The phone's side is played by the script (``/_standin/...``, JSON). This control API
+approves payments and shows every request (credentials included), so each call must carry
+the stand-in's own credential, ``Authorization: Bearer KEY``: the control key given at start
+(``--control-key``, ``$CAMPAY_STANDIN_CONTROL_KEY``), else its app password. A call without
+it is answered 401 and changes nothing:
 
 * ``POST /_standin/script`` ``{"phone": "2376...", "outcome": "success|failure|pending|
   insufficient", "after_s": 1.5, "reason": "..."}`` (no phone: the default for all numbers);
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hmac
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -51,6 +58,7 @@ from .phone import MTN_MOMO, provider_of
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("success", "failure", "pending", "insufficient")
+MAX_BODY = 64 * 1024
 _TXN_PATH = re.compile(r"^/api/transaction/([^/]+)/?$")
 _ANSWER_PATH = re.compile(r"^/_standin/(approve|decline)/([^/]+)/?$")
 USSD = {"MTN": "*126#", "ORANGE": "#150*50#"}
@@ -94,11 +102,14 @@ class CampayStandIn:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str = "standin",
                  password: str = "standin", outcome: str = "success",
                  approve_after_s: float = 3.0, token_ttl_s: int = 3600,
-                 webhook_url: str = "", webhook_key: str = "") -> None:
+                 webhook_url: str = "", webhook_key: str = "", control_key: str = "") -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        if not (control_key or password):
+            raise ValueError("the stand-in needs a control key or an app password")
         self.username = username
         self.password = password
+        self.control_key = control_key or password
         self.token_ttl_s = token_ttl_s
         self.webhook_url = webhook_url
         self.webhook_key = webhook_key
@@ -216,6 +227,11 @@ class CampayStandIn:
                 return "hang"
         return ""
 
+    def control_allowed(self, header: str) -> bool:
+        """Whether ``Authorization: Bearer KEY`` carries this stand-in's control key."""
+        given = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+        return bool(given) and hmac.compare_digest(given.encode(), self.control_key.encode())
+
     def token_ok(self, header: str) -> bool:
         if not header.startswith("Token "):
             return False
@@ -234,12 +250,12 @@ class CampayStandIn:
     def collect(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         phone = str(body.get("from") or "")
         raw_amount = str(body.get("amount") or "")
-        if not re.fullmatch(r"2376\d{8}", phone):
+        if not re.fullmatch(r"2376[0-9]{8}", phone):
             return 400, {"message": ERROR_MESSAGES["ER101"], "error_code": "ER101"}
         owner = provider_of(phone)
         if owner is None:
             return 400, {"message": ERROR_MESSAGES["ER102"], "error_code": "ER102"}
-        if not raw_amount.isdigit() or int(raw_amount) <= 0:
+        if not re.fullmatch(r"[0-9]+", raw_amount) or int(raw_amount) <= 0:
             return 400, {"message": ERROR_MESSAGES["ER201"], "error_code": "ER201"}
         if str(body.get("currency") or "XAF") != "XAF":
             return 400, {"message": "Only XAF is supported", "error_code": "ER201"}
@@ -319,13 +335,29 @@ def _handler_for(standin: CampayStandIn) -> type[BaseHTTPRequestHandler]:
         log_name = "stand-in"
 
         def _body(self) -> tuple[bytes, dict[str, Any]]:
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY:  # never read to the end of a hostile stream
+                self.close_connection = True
+                return b"", {"__invalid__": True}
             raw = self.rfile.read(length) if length else b""
             try:
                 data = json.loads(raw) if raw else {}
             except ValueError:
                 data = None
             return raw, data if isinstance(data, dict) else {"__invalid__": True}
+
+        def _control_allowed(self) -> bool:
+            """The control API answers only its key's holder (else a 401 is sent)."""
+            if standin.control_allowed(self.headers.get("Authorization", "")):
+                return True
+            log.warning("stand-in control call without its key refused: %s", self.path)
+            self.close_connection = True  # its body, if any, is not read
+            self._reply(401, {"detail": "the stand-in's control API needs its key "
+                                        "(Authorization: Bearer KEY)"})
+            return False
 
         def _api(self, name: str, method: str) -> None:
             raw, body = self._body() if method == "POST" else (b"", {})
@@ -361,7 +393,8 @@ def _handler_for(standin: CampayStandIn) -> type[BaseHTTPRequestHandler]:
             if _TXN_PATH.match(path):
                 self._api("transaction", "GET")
             elif path.rstrip("/") == "/_standin/state":
-                self._reply(200, standin.state())
+                if self._control_allowed():
+                    self._reply(200, standin.state())
             else:
                 self._reply(404, {"detail": "Not found."})
 
@@ -372,8 +405,9 @@ def _handler_for(standin: CampayStandIn) -> type[BaseHTTPRequestHandler]:
             elif path in ("/api/collect/", "/api/collect"):
                 self._api("collect", "POST")
             elif path.startswith("/_standin/"):
-                _raw, body = self._body()
-                self._reply(*standin.control(path, body))
+                if self._control_allowed():  # before reading anything the caller sends
+                    _raw, body = self._body()
+                    self._reply(*standin.control(path, body))
             else:
                 self._reply(404, {"detail": "Not found."})
 
@@ -394,12 +428,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-ttl", type=int, default=3600)
     parser.add_argument("--webhook-url", default="")
     parser.add_argument("--webhook-key", default="")
+    parser.add_argument("--control-key", default=os.environ.get("CAMPAY_STANDIN_CONTROL_KEY", ""),
+                        help="key of the control API (/_standin/...; default "
+                             "$CAMPAY_STANDIN_CONTROL_KEY, else the app password)")
     args = parser.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     standin = CampayStandIn(args.host, args.port, username=args.username,
                             password=args.password, outcome=args.outcome,
                             approve_after_s=args.approve_after, token_ttl_s=args.token_ttl,
-                            webhook_url=args.webhook_url, webhook_key=args.webhook_key)
+                            webhook_url=args.webhook_url, webhook_key=args.webhook_key,
+                            control_key=args.control_key)
     print(f"Campay stand-in listening on {standin.base_url}", flush=True)
     try:
         standin.httpd.serve_forever()

@@ -73,7 +73,7 @@ mkdir -p "$DEMO"
 #    node keeps the key the gateway issues it in its own folder (node_key, 0600).
 export DATA_DIR="$DEMO/data"
 : > "$DEMO/gateway.log"
-"$BIN/cloudgrpc-gateway" --port "$PORT" > "$DEMO/gateway.log" 2>&1 &
+CAMPAY_STANDIN=1 "$BIN/cloudgrpc-gateway" --port "$PORT" > "$DEMO/gateway.log" 2>&1 &
 echo "$! gateway" >> "$DEMO/pids"
 wait_for "$DEMO/gateway.log" "Server listening on port" 60
 for i in 1 2 3; do

@@ -126,7 +126,11 @@ def security_warnings(settings: Settings) -> list[str]:
     if not settings.cluster_secret:
         warnings.append("INSECURE: open cluster (INSECURE_OPEN_CLUSTER=1, no CLUSTER_SECRET): "
                         "anyone who reaches a node can read, write and delete chunks")
-    return warnings
+    try:
+        from .services.payment import payment_warnings
+    except ImportError:  # a build without the payment service
+        return warnings
+    return warnings + payment_warnings(settings)
 
 
 def build(settings: Settings) -> Gateway:
@@ -242,6 +246,7 @@ def banner(gw: Gateway) -> str:
             else "from CLUSTER_SECRET" if get_str("CLUSTER_SECRET")
             else f"kept in {gw.settings.data_dir / CLUSTER_SECRET_FILE} (mode 0600; nodes "
                  "take it with --cluster-secret-file)"),
+        "Payments: " + (getattr(gw.payments, "mode", "") or "not available in this build"),
         *(f"*** {warning} ***" for warning in security_warnings(gw.settings)),
         rule,
     ]

@@ -48,6 +48,7 @@ from cloudgrpc_proto.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    RateLimited,
     Unavailable,
 )
 
@@ -59,6 +60,9 @@ from .models import Payment, StorageTier, User, utcnow
 log = logging.getLogger(__name__)
 
 OPEN = ("pending", "processing")
+NOT_CONFIGURED = ("payments are not configured on this gateway: set CAMPAY_APP_USERNAME and "
+                  "CAMPAY_APP_PASSWORD (or CAMPAY_STANDIN=1 for the offline stand-in, which "
+                  "takes no real money)")
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -103,6 +107,9 @@ class LedgerOptions:
     expiry_s: float = 600.0  # a payment not approved within this is failed (expired)
     webhook_key: str = ""
     standin: bool = False
+    # Payments a user may start per window (each one asks a phone to pay): more is refused.
+    initiate_limit: int = 5
+    initiate_window_s: float = 60.0
 
 
 def human_bytes(n: int) -> str:
@@ -125,7 +132,10 @@ def _view(p: Payment, tier_name: str) -> PaymentView:
 
 
 class PaymentLedger:
-    def __init__(self, db: Database, events: EventBus, campay: CampayClient,
+    """Payments and their crediting; ``campay`` is None when no Campay is configured, and
+    then nothing can be bought (tiers and past payments stay readable)."""
+
+    def __init__(self, db: Database, events: EventBus, campay: CampayClient | None,
                  options: LedgerOptions) -> None:
         self.db = db
         self.events = events
@@ -157,11 +167,37 @@ class PaymentLedger:
 
     # --- initiate ---------------------------------------------------------------------
 
+    def _campay(self) -> CampayClient:
+        if self.campay is None:
+            raise FailedPrecondition(NOT_CONFIGURED)
+        return self.campay
+
+    def _check_rate(self, s: Any, user_id: str) -> None:
+        """Refuse a new payment past ``initiate_limit`` in the window, naming the wait.
+
+        Runs in the payment's write transaction with the user's row locked (PostgreSQL;
+        SQLite serialises writers), so parallel calls cannot all slip under the limit.
+        """
+        limit, window = self.options.initiate_limit, self.options.initiate_window_s
+        if limit <= 0:
+            return
+        s.execute(select(User.id).where(User.id == user_id).with_for_update())
+        since = utcnow() - dt.timedelta(seconds=window)
+        recent = s.scalars(select(Payment.created_at)
+                           .where(Payment.user_id == user_id, Payment.created_at > since)
+                           .order_by(Payment.created_at.desc()).limit(limit)).all()
+        if len(recent) >= limit:
+            wait = max(1, int((recent[-1] - since).total_seconds()) + 1)
+            raise RateLimited(f"too many payments started: at most {limit} per "
+                              f"{window:g} seconds; try again in {wait} s")
+
     def initiate(self, caller: Caller, tier_ref: str, provider: str, phone: str
                  ) -> PaymentView:
+        campay = self._campay()  # refused at once when no Campay is configured
         provider, phone = phones.validate(provider, phone)  # refused before Campay is called
         with self.db.write() as s:
             tier = self._tier(s, tier_ref)
+            self._check_rate(s, caller.user_id)
             charged = tier.price_xaf
             if self.demo_mode:
                 charged = max(1, min(tier.price_xaf, self.options.demo_limit_xaf))
@@ -184,7 +220,7 @@ class PaymentLedger:
             amount_xaf=charged, price_xaf=tier.price_xaf, storage_bytes=storage,
             demo_mode=self.demo_mode)
         try:
-            collection = self.campay.collect(
+            collection = campay.collect(
                 amount=charged, phone=phone, external_reference=ext_ref,
                 description=f"CloudGrpc {display} ({human_bytes(storage)})")
         except CampayError as exc:
@@ -229,7 +265,7 @@ class PaymentLedger:
     def check(self, caller: Caller, payment_id: str) -> PaymentView:
         """The payment, brought up to date with Campay if it is not finished yet."""
         view = self.get((payment_id or "").strip(), caller)
-        if view.status in OPEN:
+        if view.status in OPEN and self.campay is not None:
             try:
                 return self.reconcile(view)
             except CampayError as exc:
@@ -241,7 +277,7 @@ class PaymentLedger:
 
     def reconcile(self, view: PaymentView) -> PaymentView:
         """Ask Campay about an unfinished payment and apply the answer."""
-        if view.transaction_ref:
+        if view.transaction_ref and self.campay is not None:
             try:
                 txn = self.campay.transaction(view.transaction_ref)
             except CampayNotFound:
@@ -281,7 +317,7 @@ class PaymentLedger:
             self._credit(payment_id, txn)
         elif txn.status == FAILED:
             reason = txn.reason or "the payment was declined or failed"
-            self._fail(payment_id, f"failed: {reason}", only_open=True, operator=txn.operator)
+            self._fail(payment_id, reason, only_open=True, operator=txn.operator)
 
     def _credit(self, payment_id: str, txn: Transaction) -> None:
         now = utcnow()
@@ -387,6 +423,8 @@ class PaymentLedger:
             pid = p.id if p else ""
         if not found:
             return 404, {"ok": False, "message": "unknown payment"}
+        if self.campay is None:
+            return 503, {"ok": False, "message": NOT_CONFIGURED}
         try:
             txn = self.campay.transaction(reference)
         except CampayError as exc:

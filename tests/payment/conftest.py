@@ -1,11 +1,12 @@
 """Payment test fixtures: the gateway's payment settings, and a handle on its Campay stand-in.
 
-The gateways of these tests run without Campay credentials, so each starts the local
-stand-in in-process; its address is read from the gateway's log and the tests play the
-payer (approve, decline, never answer) and Campay's faults through its control API over
-real HTTP. Settings reach the gateway through the environment, set here before the
-``cluster``/``sqlite_cluster`` fixtures build it (autouse fixtures run first); a test adds or
-overrides some with ``@pytest.mark.payment_env(NAME="value")``.
+The gateways of these tests run without Campay credentials and opt in to the local stand-in
+(``CAMPAY_STANDIN=1``), so each starts it in-process; its address is read from the gateway's
+log, its control key from the gateway's data folder, and the tests play the payer (approve,
+decline, never answer) and Campay's faults through its control API over real HTTP.
+Settings reach the gateway through the environment, set here before the
+``cluster``/``sqlite_cluster`` fixtures build it (autouse fixtures run first); a test adds
+or overrides some with ``@pytest.mark.payment_env(NAME="value")``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def payment_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
                 ) -> dict[str, str]:
     env = {
+        "CAMPAY_STANDIN": "1",
         "WEBHOOK_PORT": str(free_port()),
         "CAMPAY_WEBHOOK_KEY": WEBHOOK_KEY,
         "CAMPAY_STANDIN_OUTCOME": "success",
@@ -70,6 +72,8 @@ class Payments:
         assert cluster.gateway is not None
         m = cluster.gateway.wait_for(r"stand-in listening on (http://\S+)/api", timeout=30)
         self.standin = m.group(1)
+        key_file = cluster.root / "gateway" / "campay_standin_key"
+        self.control_headers = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
         self.webhook_url = (f"http://127.0.0.1:{cluster.env['WEBHOOK_PORT']}"
                             "/campay/webhook")
 
@@ -80,8 +84,8 @@ class Payments:
     # --- the stand-in -----------------------------------------------------------------
 
     def control(self, path: str, body: dict[str, Any] | None = None) -> requests.Response:
-        resp = requests.post(f"{self.standin}/_standin/{path}", json=body or {}, timeout=10)
-        return resp
+        return requests.post(f"{self.standin}/_standin/{path}", json=body or {},
+                             headers=self.control_headers, timeout=10)
 
     def script(self, phone: str, outcome: str, after_s: float = 0.3, reason: str = "") -> None:
         self.control("script", {"phone": phone, "outcome": outcome, "after_s": after_s,
@@ -97,7 +101,10 @@ class Payments:
         self.control(f"decline/{reference}", {"reason": reason}).raise_for_status()
 
     def state(self) -> dict[str, Any]:
-        return requests.get(f"{self.standin}/_standin/state", timeout=10).json()
+        resp = requests.get(f"{self.standin}/_standin/state", headers=self.control_headers,
+                            timeout=10)
+        resp.raise_for_status()
+        return resp.json()
 
     def count(self, endpoint: str) -> int:
         return int(self.state()["counts"].get(endpoint, 0))

@@ -135,3 +135,20 @@ def test_cli_says_demo_mode(pay: Payments) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "DEMO MODE" in out.stdout and "10 XAF collected instead of 1500 XAF" in out.stdout
     assert "1 GB added" in out.stdout
+
+
+@pytest.mark.payment_env(CAMPAY_STANDIN="0")
+def test_buy_on_a_gateway_without_campay_says_what_to_set(sqlite_cluster) -> None:
+    """No credentials, no stand-in opt-in: a clear refusal, exit 10, nothing granted."""
+    from types import SimpleNamespace
+
+    acct = sqlite_cluster.sign_up()
+    before = acct.storage().allocated_bytes
+    gateway = SimpleNamespace(cluster=sqlite_cluster)
+    out = run(gateway, "buy", "--tier", "starter", "--provider", "mtn_momo",  # type: ignore[arg-type]
+              "--phone", MTN_PHONE, "--yes", token=acct.token)
+    assert out.returncode == 10, out.stdout + out.stderr
+    assert "payments are not configured on this gateway" in out.stderr
+    assert "CAMPAY_APP_USERNAME" in out.stderr
+    assert acct.storage().allocated_bytes == before
+    assert "Storage tiers" in run(gateway, "tiers").stdout  # type: ignore[arg-type]

@@ -233,8 +233,12 @@ def test_webhook_alone_completes_payment(pay: Payments) -> None:
     while acct.storage().allocated_bytes == before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert acct.storage().allocated_bytes == before + STARTER
-    sent = pay.state()["webhooks_sent"]
+    # The webhook's delivery is recorded once the gateway has answered it, which may come
+    # after the reconciliation credited the payment.
+    while not (sent := pay.state()["webhooks_sent"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert sent and sent[0]["reference"] == started.transaction_ref and sent[0]["answer"] == 200
+    assert acct.storage().allocated_bytes == before + STARTER
 
 
 def test_concurrent_checks_and_webhooks_credit_exactly_once(pay_any_db: Payments) -> None:
@@ -330,8 +334,8 @@ def test_external_campay_and_restart_in_between(tmp_path, stop_all) -> None:
     assert not started.demo_mode
 
     cluster.gateway.stop()
-    requests.post(f"{base}/_standin/approve/{started.transaction_ref}",
-                  timeout=10).raise_for_status()
+    requests.post(f"{base}/_standin/approve/{started.transaction_ref}", timeout=10,
+                  headers={"Authorization": "Bearer app-pass"}).raise_for_status()
     cluster.start_gateway()
     deadline = time.monotonic() + 20
     while acct.storage().allocated_bytes == before and time.monotonic() < deadline:
@@ -377,8 +381,8 @@ def test_gateway_killed_while_crediting_credits_exactly_once(tmp_path, stop_all)
             return exc.code().name
 
     def approve_then_kill() -> str:
-        requests.post(f"{base}/_standin/approve/{started.transaction_ref}",
-                      timeout=10).raise_for_status()
+        requests.post(f"{base}/_standin/approve/{started.transaction_ref}", timeout=10,
+                      headers={"Authorization": "Bearer app-pass"}).raise_for_status()
         time.sleep(0.05)
         assert cluster.gateway is not None
         cluster.gateway.stop(signal.SIGKILL)
