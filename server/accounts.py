@@ -407,30 +407,34 @@ class Accounts:
 
     def logout(self, session_token: str, refresh_token: str = "") -> None:
         """End the session; with the refresh token (or for a device that has none) the
-        device too."""
+        device too. A refresh token ends its device even when the session is already gone
+        (a user signing out after a day offline)."""
         self.forget_session(session_token)
         now = utcnow()
         ended: str | None = None
         with self.db.write() as s:
             sess = s.scalars(select(Session).where(
                 Session.token_hash == security.token_hash(session_token or ""))).first()
-            if sess is None or sess.revoked_at is not None:
-                raise Unauthenticated("not signed in")
-            sess.revoked_at = now
-            device = s.get(Device, sess.device_id) if sess.device_id else None
+            live = sess is not None and sess.revoked_at is None
+            if sess is not None and live:
+                sess.revoked_at = now
+            device = s.get(Device, sess.device_id) if sess and sess.device_id else None
             if refresh_token:
                 presented = security.token_hash(refresh_token)
+                owner = [Device.user_id == sess.user_id] if sess is not None else []
                 device = s.scalars(select(Device).where(
-                    Device.user_id == sess.user_id,
+                    *owner, Device.revoked_at.is_(None),
                     (Device.token_hash == presented) | (Device.previous_token_hash == presented)
                 )).first()
                 if device is not None:
                     self._end_device(s, device, now)
                     ended = device.id
-            elif device is not None and not device.name:
+            elif device is not None and live and not device.name:
                 self._end_device(s, device, now)
                 ended = device.id
-            user_id = sess.user_id
+            if not live and ended is None:
+                raise Unauthenticated("not signed in")
+            user_id = sess.user_id if sess is not None else device.user_id  # type: ignore[union-attr]
         if ended:
             self.forget_device(ended)
         self.events.emit("logout", "signed out", user_id)

@@ -350,6 +350,39 @@ def test_clients_sharing_a_keyring_do_not_end_their_device(cluster: Cluster,
         cli.close()
 
 
+def test_a_true_renewal_race_through_the_keyring_keeps_the_device(
+        cluster: Cluster) -> None:
+    """Another process renewed with our token but has not written the keyring yet when we
+    renew: the gateway's grace answer gives us a session (and no new token); once that
+    process stores its rotated token we take it, and the device lives on."""
+    from cloudgrpc_proto.session_store import Session
+
+    c = cluster
+    owner = c.sign_up(device_name="box")
+    store = SessionStore(c.address)
+    start = Session(email=owner.email, user_id=owner.user_id, session_token=owner.token,
+                    refresh_token=owner.refresh_token, expires_at=int(time.time()) + 3600)
+    store.save(start)
+    client = CloudClient.from_session_store(c.address, store=store, timeout=10)
+    try:
+        other = _refresh(c, owner.refresh_token)  # the other process, not yet stored
+        client.refresh()  # still finds the replaced token in the keyring, and uses it
+        assert client.refresh_token == owner.refresh_token  # nothing newer known yet
+        assert store.load().refresh_token == owner.refresh_token  # type: ignore[union-attr]
+        assert client.whoami().email == owner.email
+        store.save(Session(email=owner.email, user_id=owner.user_id,
+                           session_token=other.session_token,
+                           refresh_token=other.refresh_token, expires_at=other.expires_at))
+        c.auth.Logout(pb.LogoutRequest(session_token=client.session_token), timeout=10)
+        assert client.whoami().email == owner.email  # renewed through the stored token
+        assert client.refresh_token == other.refresh_token
+        client.refresh()
+        assert client.refresh_token not in (owner.refresh_token, other.refresh_token)
+        assert [d.name for d in client.list_devices().devices] == ["box"]
+    finally:
+        client.close()
+
+
 # -- devices ---------------------------------------------------------------------------------
 
 

@@ -151,10 +151,14 @@ def test_logout_kills_session_and_refresh_renews(shared_cluster: Cluster) -> Non
     # The other session of the device still works; logging out with the refresh token
     # signs the device out for good.
     c.files.ListFiles(pb.ListFilesRequest(session_token=renewed.session_token), timeout=10)
-    c.auth.Logout(pb.LogoutRequest(session_token=renewed.session_token,
+    # (even from the dead session: a user signing out after a day offline)
+    c.auth.Logout(pb.LogoutRequest(session_token=r.session_token,
                                    refresh_token=renewed.refresh_token), timeout=10)
     with pytest.raises(grpc.RpcError) as err:
         c.auth.RefreshSession(pb.RefreshSessionRequest(refresh_token=renewed.refresh_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        c.files.ListFiles(pb.ListFilesRequest(session_token=renewed.session_token), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
