@@ -153,7 +153,7 @@ def build_parser(prog: str = "cloudgrpc") -> Parser:
         "12 gateway unreachable",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    dsub = p.add_subparsers(dest="action", metavar="ACTION")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", prog=f"{prog} devices")
     d = dsub.add_parser("list", help="the devices (the default)")
     d.add_argument("--json", action="store_true", help="machine-readable output")
     d = dsub.add_parser("revoke", help="end a device and its sessions now")
