@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from cloudgrpc_proto.errors import (
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -108,6 +109,7 @@ class Accounts:
         self._send_limits = AddressLimiter("code requests", settings.otp_sends_per_address_hour)
         self._verify_limits = AddressLimiter("code checks",
                                              settings.otp_verifies_per_address_hour)
+        self._key_id = security.otp_key_id(settings.otp_key) if settings.otp_key else ""
 
     # --- one-time codes -------------------------------------------------------------
 
@@ -153,6 +155,7 @@ class Accounts:
             s.add(OtpCode(
                 email=email, salt=salt,
                 code_hash=security.otp_hash(self.settings.otp_key, email, code, salt),
+                key_id=self._key_id,
                 created_at=now, expires_at=now + dt.timedelta(seconds=self.settings.otp_ttl_s),
             ))
         how = self.mailer.send_code(email, code, max(1, self.settings.otp_ttl_s // 60))
@@ -185,6 +188,12 @@ class Accounts:
                 failure = "too many wrong attempts: request a new code"
             elif otp.verified_at is not None:
                 failure = "this code was already used: request a new one"
+            elif otp.key_id and otp.key_id != self._key_id:
+                # Not a guess: another gateway on this database hashed it with another key.
+                log.error("a code for %s was issued by a gateway with another OTP key: "
+                          "gateways sharing a database must share OTP_KEY", email)
+                raise FailedPrecondition("this code was issued by another gateway that does not "
+                                  "share this gateway's OTP key: request a new code")
             else:
                 expected = security.otp_hash(self.settings.otp_key, email, code, otp.salt)
                 if security.same_secret(expected, otp.code_hash):

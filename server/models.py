@@ -108,6 +108,8 @@ class OtpCode(Base):
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     consumed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     verification_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # Fingerprint of the OTP key the code was hashed with (security.otp_key_id).
+    key_id: Mapped[str] = mapped_column(String(16), default="")
 
 
 class SignInFailure(Base):

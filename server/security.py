@@ -38,6 +38,13 @@ def otp_hash(key: str, email: str, code: str, salt: str) -> str:
     return hmac.new(key.encode("utf-8"), material, hashlib.sha256).hexdigest()
 
 
+def otp_key_id(key: str) -> str:
+    """A short public fingerprint of the OTP key, kept with each code: a gateway can tell a
+    code hashed under another key (gateways sharing a database must share the key) from a
+    wrong code. It is an HMAC output, so it says nothing about the key."""
+    return hmac.new(key.encode("utf-8"), b"cloudgrpc otp key id", hashlib.sha256).hexdigest()[:16]
+
+
 def same_secret(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets (an empty expected secret never matches)."""
     if not expected:

@@ -158,50 +158,82 @@ def test_login_race_never_gives_the_attacker_a_session(cluster: Cluster) -> None
 # -- guessing codes --------------------------------------------------------------------------
 
 
+def _second_gateway(c: Cluster, root: pathlib.Path, env: dict[str, str]) -> Cluster:
+    """Another gateway (no nodes) on ``c``'s database."""
+    other = Cluster(root, database_url=c.database_url, nodes=0, env=env)
+    other.start_gateway()
+    return other
+
+
 def test_twenty_wrong_codes_lock_the_email_whatever_the_number_of_codes(
-        cluster: Cluster) -> None:
+        cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    """Wrong codes are counted per email in the database: guesses spread over two
+    gateways and five codes lock the email after 20, on both gateways."""
     c = cluster
-    victim = c.sign_up()
-    other = c.sign_up()
-    guesses = 0
-    for _ in range(3):  # three codes, five wrong guesses each (the per-code limit)
-        code = _send(c, victim.email)
-        for n in range(1, 6):
-            assert _status(lambda code=code, n=n: c.auth.VerifyOTP(pb.VerifyOTPRequest(
-                email=victim.email, otp=_wrong(code, n)), timeout=10)) == \
-                grpc.StatusCode.PERMISSION_DENIED
+    key = (c.root / "gateway" / "otp_key").read_text().strip()
+    b = _second_gateway(c, tmp_path / "gateway-b", {"OTP_KEY": key})
+    try:
+        victim = c.sign_up()
+        other = c.sign_up()
+        gateways = [c, b]
+        guesses = 0
+
+        def guess(code: str, n: int) -> grpc.RpcError:
+            nonlocal guesses
+            gw = gateways[guesses % 2]
             guesses += 1
-    code = _send(c, victim.email)  # a fourth code: four more wrong guesses (19 in all)
-    for n in range(1, 5):
-        assert _status(lambda n=n: c.auth.VerifyOTP(pb.VerifyOTPRequest(
-            email=victim.email, otp=_wrong(code, n)), timeout=10)) == \
-            grpc.StatusCode.PERMISSION_DENIED
-        guesses += 1
-    code = _send(c, victim.email)  # a fifth code; its first wrong guess is the 20th
-    with pytest.raises(grpc.RpcError) as err:
-        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=victim.email, otp=_wrong(code)), timeout=10)
-    guesses += 1
-    assert guesses == 20
-    assert re.search(r"try again in \d+ minutes", err.value.details())
+            with pytest.raises(grpc.RpcError) as err:
+                gw.auth.VerifyOTP(pb.VerifyOTPRequest(email=victim.email,
+                                                      otp=_wrong(code, n)), timeout=10)
+            return err.value
 
-    # Locked: even the right code is refused, and says for how long.
-    with pytest.raises(grpc.RpcError) as err:
-        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=victim.email, otp=code), timeout=10)
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert re.search(r"try again in (59|60) minutes", err.value.details()), err.value.details()
-    with pytest.raises(grpc.RpcError) as err:  # a new code does not reset the count
-        c.auth.SendOTP(pb.SendOTPRequest(email=victim.email), timeout=10)
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        for _ in range(3):  # three codes, five wrong guesses each (the per-code limit)
+            code = _send(c, victim.email)
+            for n in range(1, 6):
+                assert guess(code, n).code() == grpc.StatusCode.PERMISSION_DENIED
+        code = _send(c, victim.email)  # a fourth code: four more wrong guesses (19 in all)
+        for n in range(1, 5):
+            assert guess(code, n).code() == grpc.StatusCode.PERMISSION_DENIED
+        code = _send(c, victim.email)  # a fifth code; its first wrong guess is the 20th
+        last = guess(code, 1)
+        assert guesses == 20
+        assert re.search(r"try again in \d+ minutes", last.details())
 
-    # The count is in the database: a restarted gateway still refuses.
-    assert c.gateway is not None
-    c.gateway.stop()
-    c.start_gateway()
-    with pytest.raises(grpc.RpcError) as err:
-        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=victim.email, otp=code), timeout=10)
-    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # The lockout is per email: another account signs in as usual.
-    assert c.sign_in(other.email).token
+        # Locked, on either gateway: even the right code is refused, saying for how long.
+        for gw in (c, b):
+            with pytest.raises(grpc.RpcError) as err:
+                gw.auth.VerifyOTP(pb.VerifyOTPRequest(email=victim.email, otp=code),
+                                  timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert re.search(r"try again in (59|60) minutes", err.value.details()), \
+                err.value.details()
+            with pytest.raises(grpc.RpcError) as err:  # a new code does not reset the count
+                gw.auth.SendOTP(pb.SendOTPRequest(email=victim.email), timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The lockout is per email: another account signs in as usual.
+        assert _can_list(c, c.sign_in(other.email).token)
+    finally:
+        b.stop()
+
+
+def test_a_gateway_with_another_otp_key_says_so(cluster: Cluster,
+                                                tmp_path: pathlib.Path) -> None:
+    """Gateways on one database must share the OTP key; one that does not refuses the
+    other's codes with a message saying so, and counts no wrong guess."""
+    c = cluster
+    b = _second_gateway(c, tmp_path / "gateway-b", {})
+    try:
+        acct = c.sign_up()
+        code = _send(c, acct.email)
+        with pytest.raises(grpc.RpcError) as err:
+            b.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code), timeout=10)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "OTP key" in err.value.details()
+        token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code),
+                                 timeout=10).verification_token
+        assert token
+    finally:
+        b.stop()
 
 
 def test_default_per_address_limits(start_cluster: Callable[[dict[str, str]], Cluster]

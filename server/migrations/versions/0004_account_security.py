@@ -7,7 +7,9 @@ Create Date: 2026-12-07 13:30:00
 - devices: the client address of the last sign-in or renewal, and the refresh token's
   rotation (previous token hash, when it was rotated, how often the previous was reused);
 - sessions.device_id indexed (revoking a device ends its sessions);
-- sign_in_failures: wrong codes per email, counted over an hour for the lockout.
+- sign_in_failures: wrong codes per email, counted over an hour for the lockout;
+- otp_codes.key_id: which OTP key hashed the code (a code from a gateway with another key
+  is told apart from a wrong code).
 
 Pending one-time codes hashed the old way (unkeyed) no longer verify after the upgrade;
 they expire within minutes and the user asks for a new one.
@@ -37,6 +39,9 @@ def upgrade() -> None:
                               ['previous_token_hash'], unique=False)
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_sessions_device_id'), ['device_id'], unique=False)
+    with op.batch_alter_table('otp_codes', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('key_id', sa.String(length=16), nullable=False,
+                                      server_default=''))
     op.create_table('sign_in_failures',
                     sa.Column('id', sa.String(length=36), nullable=False),
                     sa.Column('email', sa.String(length=320), nullable=False),
@@ -51,6 +56,8 @@ def downgrade() -> None:
     with op.batch_alter_table('sign_in_failures', schema=None) as batch_op:
         batch_op.drop_index('ix_sign_in_failures_email_at')
     op.drop_table('sign_in_failures')
+    with op.batch_alter_table('otp_codes', schema=None) as batch_op:
+        batch_op.drop_column('key_id')
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sessions_device_id'))
     with op.batch_alter_table('devices', schema=None) as batch_op:
