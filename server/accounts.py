@@ -18,6 +18,7 @@ A named device also gets a refresh token, which rotates on every use; see ``refr
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -53,6 +54,8 @@ _MAX_CODES_PER_HOUR = 10
 SIGN_IN_FAILURES_PER_HOUR = 20
 FAILURE_WINDOW = dt.timedelta(hours=1)
 MAX_DEVICE_NAME = 200
+# Events that end a device: every gateway drops that device's cached sessions.
+REVOCATION_EVENTS = {"device_revoked", "refresh_reuse", "logout"}
 
 
 def normalize_email(email: str) -> str:
@@ -110,6 +113,33 @@ class Accounts:
         self._verify_limits = AddressLimiter("code checks",
                                              settings.otp_verifies_per_address_hour)
         self._key_id = security.otp_key_id(settings.otp_key) if settings.otp_key else ""
+        self._listener: threading.Thread | None = None
+
+    def start_revocation_listener(self) -> None:
+        """Forget cached sessions of devices other gateways end (PostgreSQL relays their
+        events within about a second), so a revocation does not wait out SESSION_CACHE_S
+        there either. Runs until the event bus closes."""
+        if self._listener is not None:
+            return
+        subscription = self.events.subscribe(REVOCATION_EVENTS)
+
+        def listen() -> None:
+            try:
+                while not self.events.closing.is_set():
+                    record = subscription.get(timeout=1.0)
+                    if record is None:
+                        continue
+                    try:
+                        device_id = json.loads(record.details or "{}").get("device_id")
+                    except ValueError:
+                        continue
+                    if device_id:
+                        self.forget_device(str(device_id))
+            finally:
+                subscription.close()
+
+        self._listener = threading.Thread(target=listen, name="revocations", daemon=True)
+        self._listener.start()
 
     # --- one-time codes -------------------------------------------------------------
 
@@ -446,7 +476,9 @@ class Accounts:
             user_id = sess.user_id if sess is not None else device.user_id  # type: ignore[union-attr]
         if ended:
             self.forget_device(ended)
-        self.events.emit("logout", "signed out", user_id)
+            self.events.emit("logout", "signed out (device ended)", user_id, device_id=ended)
+        else:
+            self.events.emit("logout", "signed out", user_id)
 
     # --- per-request authentication -------------------------------------------------
 
@@ -455,8 +487,9 @@ class Accounts:
 
         Every call authenticates, so a verified session is remembered for a few seconds
         (``SESSION_CACHE_S``): a burst of small operations costs one lookup, not one each. A
-        logout or a device revocation on this gateway forgets it at once; on another
-        gateway it stops working within that window.
+        logout or a device revocation on this gateway forgets it at once; a device ended
+        on another gateway is forgotten when its event arrives (PostgreSQL relays it within
+        about a second), and any other session change within the cache window.
         """
         if not session_token:
             raise Unauthenticated("no session token: sign in first")

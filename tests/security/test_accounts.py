@@ -477,3 +477,27 @@ def test_devices_cli(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     # Revoking this very device signs the CLI out.
     cli.ok("devices", "revoke", mine["id"])
     cli.fails(7, "devices")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_revoked_device_stops_on_every_gateway_at_once(
+        start_cluster: Callable[[dict[str, str]], Cluster], tmp_path: pathlib.Path) -> None:
+    """Two gateways on one PostgreSQL, each caching sessions for a minute: a device ended
+    through one stops working on the other within about a second, not after the cache."""
+    a = start_cluster({"SESSION_CACHE_S": "60"})
+    key = (a.root / "gateway" / "otp_key").read_text().strip()
+    b = _second_gateway(a, tmp_path / "gateway-b", {"OTP_KEY": key, "SESSION_CACHE_S": "60"})
+    try:
+        owner = a.sign_up(device_name="laptop")
+        phone = a.sign_in(owner.email, device_name="phone")
+        assert _can_list(b, phone.token)  # now cached by gateway B for a minute
+        device_id = next(d.device_id for d in _devices(a, owner.token) if d.name == "phone")
+        a.auth.RevokeDevice(pb.RevokeDeviceRequest(session_token=owner.token,
+                                                   device_id=device_id), timeout=10)
+        deadline = time.monotonic() + 3
+        while _can_list(b, phone.token):
+            assert time.monotonic() < deadline, "gateway B still serves the revoked device"
+            time.sleep(0.1)
+        assert _can_list(b, owner.token)
+    finally:
+        b.stop()
