@@ -33,11 +33,17 @@ def _check_email(email: str) -> str:
 
 
 def _send_code(ctx: Context, email: str) -> None:
-    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works."""
+    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works.
+
+    Any other refusal (a sign-in lockout, too many requests from this address) ends the
+    command with its "try again in N minutes" line.
+    """
     ctx.out.note(f"Sending a code to {email}...")
     try:
         response = ctx.client.send_otp(email)
     except errors.RateLimited as exc:
+        if "just sent" not in exc.message:
+            raise
         ctx.out.warn(f"{exc.message}; use the code sent before")
         return
     if response.retry_after_seconds:

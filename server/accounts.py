@@ -150,7 +150,7 @@ class Accounts:
             SignInFailure.email == email, SignInFailure.at > since)) or 0
         if failures >= SIGN_IN_FAILURES_PER_HOUR:
             wait = self._lockout_left(s, email, now)
-            raise rate_limited(f"too many wrong codes for this address: sign-in is locked; "
+            raise rate_limited(f"too many wrong codes for this email: sign-in is locked; "
                                f"try again in {minutes(wait)}", wait)
         return int(failures)
 
@@ -222,8 +222,8 @@ class Accounts:
                 # Not a guess: another gateway on this database hashed it with another key.
                 log.error("a code for %s was issued by a gateway with another OTP key: "
                           "gateways sharing a database must share OTP_KEY", email)
-                raise FailedPrecondition("this code was issued by another gateway that does not "
-                                  "share this gateway's OTP key: request a new code")
+                raise FailedPrecondition("this code was issued by another gateway that does "
+                                         "not share this gateway's OTP key: request a new code")
             else:
                 expected = security.otp_hash(self.settings.otp_key, email, code, otp.salt)
                 if security.same_secret(expected, otp.code_hash):
@@ -239,7 +239,7 @@ class Accounts:
                 if failures + 1 >= SIGN_IN_FAILURES_PER_HOUR:
                     s.flush()
                     wait = self._lockout_left(s, email, now)
-                    failure = ("wrong code; too many wrong codes for this address: sign-in "
+                    failure = ("wrong code; too many wrong codes for this email: sign-in "
                                f"is locked; try again in {minutes(wait)}")
         self.events.emit("otp_failed", f"failed code check for {email}: {failure}", None,
                          email=email)

@@ -210,6 +210,11 @@ def test_twenty_wrong_codes_lock_the_email_whatever_the_number_of_codes(
             with pytest.raises(grpc.RpcError) as err:  # a new code does not reset the count
                 gw.auth.SendOTP(pb.SendOTPRequest(email=victim.email), timeout=10)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # The CLI says it in one line, with its own exit status (9), asking or not.
+        cli = Cli(c.address, tmp_path)
+        for args in (("--otp", code), ()):
+            result = cli.fails(9, "login", victim.email, *args)
+            assert re.search(r"try again in \d+ minutes", result.err), result
         # The lockout is per email: another account signs in as usual.
         assert _can_list(c, c.sign_in(other.email).token)
     finally:
