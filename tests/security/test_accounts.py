@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.session_store import SessionStore
 from tests.client.clitools import Cli
@@ -506,3 +507,24 @@ def test_a_revoked_device_stops_on_every_gateway_at_once(
         assert _can_list(b, owner.token)
     finally:
         b.stop()
+
+
+# -- the per-address window ------------------------------------------------------------------
+
+
+def test_peer_addresses_and_the_sliding_window() -> None:
+    from cloudgrpc_server.address_limits import AddressLimiter, peer_address
+
+    assert peer_address("ipv4:127.0.0.1:51234") == "127.0.0.1"
+    assert peer_address("ipv6:[::1]:51234") == "::1"
+    assert peer_address("ipv6:[::ffff:10.0.0.7]:443") == "::ffff:10.0.0.7"
+    assert peer_address("") == "unknown"
+    limiter = AddressLimiter("code checks", limit=3, window_s=0.5)
+    for _ in range(3):
+        limiter.check("10.0.0.1")
+    with pytest.raises(errors.RateLimited) as err:
+        limiter.check("10.0.0.1")
+    assert "try again in 1 minute" in str(err.value)
+    limiter.check("10.0.0.2")  # another address has its own count
+    time.sleep(0.6)
+    limiter.check("10.0.0.1")  # the window slid past the first calls
