@@ -1,8 +1,11 @@
-"""``cloudgrpc enroll | login | logout | whoami | storage``: the account and its session.
+"""``cloudgrpc enroll | login | logout | whoami | storage | devices``: the account, its
+session and its devices.
 
 Sign-in is SendOTP -> VerifyOTP -> Enroll/Login. The code is prompted on stdin (``--otp`` for
-scripts); the device name (this host) makes the gateway issue a refresh token, so the session
-kept in the keyring outlives its 24 hours for the mount.
+scripts); VerifyOTP's verification token is passed on to Enroll/Login by the client library.
+The device name (this host) makes the gateway issue a refresh token, so the session kept in
+the keyring outlives its 24 hours for the mount. ``devices`` lists every sign-in of the
+account and ``devices revoke ID`` ends one at once.
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ def _check_email(email: str) -> str:
 
 
 def _send_code(ctx: Context, email: str) -> None:
-    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works."""
+    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works.
+
+    Any other refusal (a sign-in lockout, too many requests from this address) ends the
+    command with its "try again in N minutes" line.
+    """
     ctx.out.note(f"Sending a code to {email}...")
     try:
         response = ctx.client.send_otp(email)
     except errors.RateLimited as exc:
+        if "just sent" not in exc.message:
+            raise
         ctx.out.warn(f"{exc.message}; use the code sent before")
         return
     if response.retry_after_seconds:
@@ -196,4 +205,77 @@ def cmd_storage(ctx: Context, args: argparse.Namespace) -> int:
     if info.trash_bytes:
         rows.append(("in the trash", human_size(info.trash_bytes)))
     ctx.out.pairs(rows)
+    return 0
+
+
+# -- devices -----------------------------------------------------------------------------------
+
+
+def printable(text: str) -> str:
+    """``text`` with unprintable characters (C0, DEL, C1, ...) and backslashes escaped the
+    way ``repr`` does: a device name is chosen by whoever signed in, and must not drive the
+    terminal of the user who lists it."""
+    return "".join(ch if ch.isprintable() and ch != "\\" else repr(ch)[1:-1]
+                   for ch in text)
+
+
+def _stamp(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def cmd_devices(ctx: Context, args: argparse.Namespace) -> int:
+    """``devices`` lists the account's devices, ``devices revoke ID`` ends one.
+
+    Exit status: 0 done, 4 no such device of yours, 7 not signed in, 12 gateway unreachable.
+    """
+    client = ctx.signed_in_client()
+    if (args.action or "list") == "revoke":
+        return _revoke_device(ctx, args.device_id)
+    devices = list(client.list_devices().devices)
+    if args.json:
+        ctx.out.json([
+            {
+                "id": d.device_id,
+                "name": d.name,
+                "created_at": d.created_at,
+                "last_used_at": d.last_used_at,
+                "last_address": d.last_address,
+                "expires_at": d.expires_at,
+                "current": d.current,
+            }
+            for d in devices
+        ])
+        return 0
+    if not devices:
+        ctx.out.info("no devices")
+        return 0
+    rows = [
+        (
+            ("* " if d.current else "") + (printable(d.name) or "(no name)"),
+            _stamp(d.created_at),
+            _stamp(d.last_used_at),
+            printable(d.last_address),
+            _stamp(d.expires_at),
+            d.device_id,
+        )
+        for d in devices
+    ]
+    ctx.out.table(("name", "signed in", "last used", "last address", "expires", "id"), rows)
+    ctx.out.note("* = this device")
+    return 0
+
+
+def _revoke_device(ctx: Context, device_id: str) -> int:
+    client = ctx.signed_in_client()
+    device_id = device_id.strip()
+    if not device_id:
+        raise UsageError("devices revoke: a device ID is required (see cloudgrpc devices)")
+    current = next((d.device_id for d in client.list_devices().devices if d.current), "")
+    response = client.revoke_device(device_id)
+    ended = response.sessions_ended
+    ctx.out.success(f"Device {device_id} signed out "
+                    f"({ended} session{'s' if ended != 1 else ''} ended)")
+    if device_id == current:
+        ctx.store.clear()
+        ctx.out.note("that was this device: the local session is gone")
     return 0

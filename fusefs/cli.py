@@ -144,6 +144,20 @@ def build_parser(prog: str = "cloudgrpc") -> Parser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = command("storage", account.cmd_storage, "allocated, used and available storage")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = command(
+        "devices",
+        account.cmd_devices,
+        "list the account's signed-in devices, or end one (revoke ID)",
+        usage="%(prog)s [--json] | revoke ID",
+        epilog="exit status: 0 done, 4 no such device, 7 not signed in, "
+        "12 gateway unreachable",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", prog=f"{prog} devices")
+    d = dsub.add_parser("list", help="the devices (the default)")
+    d.add_argument("--json", action="store_true", help="machine-readable output")
+    d = dsub.add_parser("revoke", help="end a device and its sessions now")
+    d.add_argument("device_id", metavar="ID", help="the device's id (see cloudgrpc devices)")
 
     # -- files -----------------------------------------------------------------------------
     p = command(

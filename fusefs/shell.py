@@ -51,6 +51,7 @@ COMMANDS = (
     "share",
     "trash",
     "storage",
+    "devices",
     "help",
     "exit",
     "quit",
@@ -71,6 +72,7 @@ Commands (paths are remote paths from your root, or file ids):
   share PATH EMAIL          share a file (--permission write; --list; --revoke ID)
   trash [list|restore X|empty]
   storage                   show your quota
+  devices [revoke ID]       your signed-in devices | end one now
   help [COMMAND]            this text, or a command's options
   exit                      leave the shell"""
 CACHE_SECONDS = 5.0

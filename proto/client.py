@@ -284,7 +284,7 @@ class CloudClient:
         if self.on_tokens_changed is not None:
             self.on_tokens_changed(self.session)
 
-    def _adopt(self, *, email: str | None = None, **fields: Any) -> None:
+    def _adopt(self, *, email: str | None = None, notify: bool = True, **fields: Any) -> None:
         with self._lock:
             updated = dataclasses.replace(self._session)
             if email is not None:
@@ -293,7 +293,51 @@ class CloudClient:
                 if value not in (None, ""):
                     setattr(updated, key, value)
             self._session = updated
-        self._notify()
+        if notify:
+            self._notify()
+
+    def _stored_session(self) -> Session | None:
+        """The keyring's session when it belongs to the same user as ours, else None."""
+        if self.session_store is None:
+            return None
+        try:
+            stored = self.session_store.load()
+        except Exception:  # noqa: BLE001 - an unreadable keyring: renew with what we hold
+            return None
+        mine = self._session.user_id
+        if stored is None or not stored.user_id or not mine or stored.user_id != mine:
+            return None
+        return stored
+
+    def _sync_from_store(self, stale_token: str) -> bool:
+        """Take the tokens another process (the mount, another CLI) renewed into the keyring.
+
+        The refresh token rotates on every use and a replaced one must not be used again
+        (the gateway would end the device), so before renewing we re-read the keyring: if
+        another process sharing it rotated the token, we adopt its tokens. True when its
+        session is fresh, so no renewal is needed at all.
+        """
+        stored = self._stored_session()
+        if stored is None or not stored.refresh_token or \
+                stored.refresh_token == self._session.refresh_token:
+            return False
+        with self._lock:
+            self._session = dataclasses.replace(stored)
+        return bool(stored.session_token and stored.session_token != stale_token
+                    and (not stored.expires_at
+                         or stored.expires_at - REFRESH_MARGIN_S > time.time()))
+
+    def _keyring_has_other_user(self) -> bool:
+        """True when someone else signed in to the keyring since we loaded it: a renewal of
+        ours must not overwrite their session."""
+        if self.session_store is None:
+            return False
+        try:
+            stored = self.session_store.load()
+        except Exception:  # noqa: BLE001 - unreadable: the write will report it
+            return False
+        mine = self._session.user_id
+        return bool(stored and stored.user_id and mine and stored.user_id != mine)
 
     def _token_for_call(self, auth: Auth) -> str:
         if auth is Auth.NONE:
@@ -308,11 +352,19 @@ class CloudClient:
         return session.session_token
 
     def _refresh(self, stale_token: str) -> None:
-        """Trade the refresh token for a new session, once for all threads that hit expiry."""
+        """Trade the refresh token for a new session, once for all threads that hit expiry.
+
+        The gateway answers a new refresh token each time (rotation); it is written back to
+        the keyring at once so the other processes sharing it (the mount, the CLI) pick it
+        up instead of reusing the replaced one.
+        """
         with self._refresh_lock:
             current = self._session
             if current.session_token and current.session_token != stale_token:
                 return  # another thread renewed it meanwhile
+            if self._sync_from_store(stale_token):
+                return  # another process renewed it meanwhile
+            current = self._session
             if not current.refresh_token:
                 raise errors.Unauthenticated(SESSION_EXPIRED)
             try:
@@ -327,11 +379,22 @@ class CloudClient:
                 raise error from None
             if not response.success or not response.session_token:
                 raise errors.Unauthenticated(SESSION_EXPIRED)
+            if not response.refresh_token:
+                # Our token had just been rotated by another process sharing the keyring
+                # (the gateway's grace answer): keep the new session in memory only and
+                # take the rotated token that process stored.
+                self._adopt(session_token=response.session_token,
+                            expires_at=response.expires_at, notify=False)
+                stored = self._stored_session()
+                if stored is not None and stored.refresh_token:
+                    self._adopt(refresh_token=stored.refresh_token, notify=False)
+                return
             self._adopt(
                 session_token=response.session_token,
                 refresh_token=response.refresh_token,
                 expires_at=response.expires_at,
                 user_id=response.user_id,
+                notify=not self._keyring_has_other_user(),
             )
 
     # -- the call machinery ----------------------------------------------------------------
@@ -504,6 +567,22 @@ class CloudClient:
         """Renew the session now with the refresh token; returns the new session."""
         self._refresh(self._session.session_token)
         return self.session
+
+    def list_devices(self) -> pb.ListDevicesResponse:
+        """The account's signed-in devices (``current`` marks this client's own)."""
+        return self._unary(
+            self._stubs.auth.ListDevices,
+            lambda t: pb.ListDevicesRequest(session_token=t),
+            idempotent=True,
+        )
+
+    def revoke_device(self, device_id: str) -> pb.RevokeDeviceResponse:
+        """End one of the account's devices and its live sessions now."""
+        return self._unary(
+            self._stubs.auth.RevokeDevice,
+            lambda t: pb.RevokeDeviceRequest(session_token=t, device_id=device_id),
+            idempotent=True,
+        )
 
     # -- files and folders ---------------------------------------------------------------
 

@@ -141,6 +141,7 @@ def build(settings: Settings) -> Gateway:
     events.start_relay()  # PostgreSQL: events of the other gateways reach our monitors
     changes = ChangeFeed()
     accounts = Accounts(settings, db, events, OtpMailer(settings))
+    accounts.start_revocation_listener()  # devices ended on other gateways: drop their cache
     registry = NodeRegistry(settings, db, events)
     pool = NodePool(settings)
     registry.on_node_up = pool.forget

@@ -39,6 +39,12 @@ class Settings:
     session_ttl_s: int = 24 * 3600
     session_cache_s: float = 5.0
     refresh_ttl_s: int = 90 * 24 * 3600
+    # A rotated refresh token is still accepted once this long after its rotation (two
+    # processes sharing one keyring entry may race to renew); any later reuse ends the device.
+    refresh_reuse_grace_s: int = 30
+    # Per-client-address limits of this gateway (calls per hour; 0 = none).
+    otp_sends_per_address_hour: int = 30
+    otp_verifies_per_address_hour: int = 60
     # Mail.
     smtp_host: str = ""
     smtp_port: int = 465
@@ -132,6 +138,9 @@ def load_settings() -> Settings:
         session_ttl_s=get_int("SESSION_TTL_S", 24 * 3600),
         session_cache_s=get_float("SESSION_CACHE_S", 5.0),
         refresh_ttl_s=get_int("REFRESH_TTL_S", 90 * 24 * 3600),
+        refresh_reuse_grace_s=max(0, get_int("REFRESH_REUSE_GRACE_S", 30)),
+        otp_sends_per_address_hour=get_int("OTP_SENDS_PER_ADDRESS_HOUR", 30),
+        otp_verifies_per_address_hour=get_int("OTP_VERIFIES_PER_ADDRESS_HOUR", 60),
         smtp_host=smtp_host,
         smtp_port=smtp_port,
         smtp_security=smtp_security,

@@ -53,7 +53,14 @@ class User(Base):
 
 
 class Device(Base):
-    """A signed-in device: its refresh token renews sessions (a mount outlives 24 h)."""
+    """A sign-in: every Login/Enroll makes one, so the owner can see and end it.
+
+    With a device name the client also gets a refresh token that renews sessions (a mount
+    outlives 24 h). The token rotates on every use: ``token_hash`` is the current one,
+    ``previous_token_hash`` the one it replaced at ``rotated_at``; the previous one is
+    accepted once within a short grace (two processes sharing a keyring entry may race),
+    and any other reuse of it ends the device, since then two parties hold the token.
+    """
 
     __tablename__ = "devices"
 
@@ -65,6 +72,11 @@ class Device(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The client address of the last sign-in or renewal.
+    last_address: Mapped[str] = mapped_column(String(200), default="")
+    previous_token_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    previous_reuses: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Session(Base):
@@ -72,7 +84,8 @@ class Session(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"),
+                                                  index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
@@ -80,7 +93,8 @@ class Session(Base):
 
 
 class OtpCode(Base):
-    """A one-time code. Only its salted hash is kept; it can be verified and consumed once."""
+    """A one-time code. Only its keyed hash (HMAC with the gateway's OTP key) is kept; it
+    can be verified once, and the verification consumed once, by the verifier's token."""
 
     __tablename__ = "otp_codes"
 
@@ -94,6 +108,21 @@ class OtpCode(Base):
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     consumed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     verification_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # Fingerprint of the OTP key the code was hashed with (security.otp_key_id).
+    key_id: Mapped[str] = mapped_column(String(16), default="")
+
+
+class SignInFailure(Base):
+    """One wrong code for an email. Counted over the last hour for the per-email lockout,
+    in the database so that every gateway sharing it sees the same count."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_email_at", "email", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    address: Mapped[str] = mapped_column(String(200), default="")
 
 
 class PosixAttributes:

@@ -227,10 +227,10 @@ class FakeGateway(
 
     def _consume_verification(self, email: str, token: str, context) -> None:
         tokens = self.verified.get(email, [])
-        if token and token in tokens:
+        if not token:  # as the real gateway: the token VerifyOTP answered is required
+            self._fail(context, errors.InvalidArgument("verification_token is required"))
+        if token in tokens:
             tokens.remove(token)
-        elif not token and tokens:
-            tokens.pop()
         else:
             self._fail(context, errors.Unauthenticated("verify a code first"))
 

@@ -35,6 +35,7 @@ def test_enroll_with_mailed_code_gives_a_working_session(shared_cluster: Cluster
     v = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
     assert v.success and v.verification_token
     r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Ada Lovelace",
+                                       verification_token=v.verification_token,
                                        device_name="laptop"), timeout=10)
     assert r.success and r.session_token and r.user_id and r.refresh_token
     assert r.storage_allocated == 1024**3
@@ -49,11 +50,13 @@ def test_login_without_verified_code_gives_no_token(shared_cluster: Cluster) -> 
     acct = c.sign_up()
     with pytest.raises(grpc.RpcError) as err:
         c.auth.Login(pb.LoginRequest(email=acct.email), timeout=10)
-    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "verification_token" in err.value.details()
     # A code that was sent but never verified does not open the account either.
     _code(c, acct.email)
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.Login(pb.LoginRequest(email=acct.email), timeout=10)
+        c.auth.Login(pb.LoginRequest(email=acct.email, verification_token="made-up"),
+                     timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -61,11 +64,12 @@ def test_code_is_bound_to_its_email(shared_cluster: Cluster) -> None:
     c = shared_cluster
     a, b = c.sign_up(), c.sign_up()
     code = _code(c, a.email)
-    c.auth.VerifyOTP(pb.VerifyOTPRequest(email=a.email, otp=code), timeout=10)
+    token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=a.email, otp=code),
+                             timeout=10).verification_token
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.Login(pb.LoginRequest(email=b.email), timeout=10)
+        c.auth.Login(pb.LoginRequest(email=b.email, verification_token=token), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    ok = c.auth.Login(pb.LoginRequest(email=a.email), timeout=10)
+    ok = c.auth.Login(pb.LoginRequest(email=a.email, verification_token=token), timeout=10)
     assert ok.session_token
 
 
@@ -77,15 +81,17 @@ def test_wrong_and_reused_codes_are_refused(shared_cluster: Cluster) -> None:
         c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=_wrong(code)), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "4 attempts left" in err.value.details()
-    c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code), timeout=10)
-    first = c.auth.Login(pb.LoginRequest(email=acct.email), timeout=10)
+    token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code),
+                             timeout=10).verification_token
+    first = c.auth.Login(pb.LoginRequest(email=acct.email, verification_token=token),
+                         timeout=10)
     assert first.session_token
     # The same code cannot be verified again, nor open a second session.
     with pytest.raises(grpc.RpcError) as err:
         c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.Login(pb.LoginRequest(email=acct.email), timeout=10)
+        c.auth.Login(pb.LoginRequest(email=acct.email, verification_token=token), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -105,21 +111,25 @@ def test_enroll_twice_is_refused_and_login_works(shared_cluster: Cluster) -> Non
     c = shared_cluster
     acct = c.sign_up()
     code = _code(c, acct.email)
-    c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code), timeout=10)
+    token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=acct.email, otp=code),
+                             timeout=10).verification_token
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.Enroll(pb.EnrollRequest(email=acct.email, full_name="Again"), timeout=10)
+        c.auth.Enroll(pb.EnrollRequest(email=acct.email, full_name="Again",
+                                       verification_token=token), timeout=10)
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     # The refused enrolment did not consume the code: login still works with it.
-    assert c.auth.Login(pb.LoginRequest(email=acct.email), timeout=10).session_token
+    assert c.auth.Login(pb.LoginRequest(email=acct.email, verification_token=token),
+                        timeout=10).session_token
 
 
 def test_login_for_unknown_account_is_not_found(shared_cluster: Cluster) -> None:
     c = shared_cluster
     email = _email()
     code = _code(c, email)
-    c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
+    token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code),
+                             timeout=10).verification_token
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.Login(pb.LoginRequest(email=email), timeout=10)
+        c.auth.Login(pb.LoginRequest(email=email, verification_token=token), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -127,10 +137,13 @@ def test_logout_kills_session_and_refresh_renews(shared_cluster: Cluster) -> Non
     c = shared_cluster
     email = _email()
     code = _code(c, email)
-    c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
-    r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Grace", device_name="box"))
+    token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code),
+                             timeout=10).verification_token
+    r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Grace", device_name="box",
+                                       verification_token=token))
     renewed = c.auth.RefreshSession(pb.RefreshSessionRequest(refresh_token=r.refresh_token))
     assert renewed.session_token and renewed.session_token != r.session_token
+    assert renewed.refresh_token and renewed.refresh_token != r.refresh_token  # rotated
     c.auth.Logout(pb.LogoutRequest(session_token=r.session_token), timeout=10)
     with pytest.raises(grpc.RpcError) as err:
         c.files.ListFiles(pb.ListFilesRequest(session_token=r.session_token), timeout=10)
@@ -138,10 +151,14 @@ def test_logout_kills_session_and_refresh_renews(shared_cluster: Cluster) -> Non
     # The other session of the device still works; logging out with the refresh token
     # signs the device out for good.
     c.files.ListFiles(pb.ListFilesRequest(session_token=renewed.session_token), timeout=10)
-    c.auth.Logout(pb.LogoutRequest(session_token=renewed.session_token,
-                                   refresh_token=r.refresh_token), timeout=10)
+    # (even from the dead session: a user signing out after a day offline)
+    c.auth.Logout(pb.LogoutRequest(session_token=r.session_token,
+                                   refresh_token=renewed.refresh_token), timeout=10)
     with pytest.raises(grpc.RpcError) as err:
-        c.auth.RefreshSession(pb.RefreshSessionRequest(refresh_token=r.refresh_token))
+        c.auth.RefreshSession(pb.RefreshSessionRequest(refresh_token=renewed.refresh_token))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as err:
+        c.files.ListFiles(pb.ListFilesRequest(session_token=renewed.session_token), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
@@ -174,8 +191,10 @@ def test_expiry_and_resend_cooldown(tmp_path: Path) -> None:
         # A fresh code works; the session it gives expires after SESSION_TTL_S.
         time.sleep(1.0)
         code = _code(c, email)
-        c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
-        r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Short"), timeout=10)
+        token = c.auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code),
+                                 timeout=10).verification_token
+        r = c.auth.Enroll(pb.EnrollRequest(email=email, full_name="Short",
+                                           verification_token=token), timeout=10)
         c.files.ListFiles(pb.ListFilesRequest(session_token=r.session_token), timeout=10)
         time.sleep(2.2)
         with pytest.raises(grpc.RpcError) as err:

@@ -32,8 +32,10 @@ def test_gateway_over_tls(tmp_path: Path) -> None:
             email = "tls@example.com"
             auth.SendOTP(pb.SendOTPRequest(email=email), timeout=10)
             code = c.mail.code_for(email)
-            auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code), timeout=10)
-            assert auth.Enroll(pb.EnrollRequest(email=email, full_name="T"),
+            token = auth.VerifyOTP(pb.VerifyOTPRequest(email=email, otp=code),
+                                   timeout=10).verification_token
+            assert auth.Enroll(pb.EnrollRequest(email=email, full_name="T",
+                                                verification_token=token),
                                timeout=10).session_token
         with grpc.insecure_channel(c.address) as plain:
             try:
