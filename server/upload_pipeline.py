@@ -31,7 +31,7 @@ from .accounts import Accounts, Caller
 from .config import Settings
 from .events import EventBus
 from .models import File
-from .namespace import ChunkSpan, Namespace, SmallCommit
+from .namespace import ChunkSpan, Namespace, SmallCommit, check_name
 from .replicated_store import ReplicatedStore
 from .reservations import Reservations
 
@@ -40,6 +40,15 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 4
 MAX_SMALL_FILES = 1000  # per UploadSmallFiles call
 MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
+
+
+def _bad_name(name: str) -> CloudError | None:
+    """The namespace's name check, before any query sees the name."""
+    try:
+        check_name(name, "filename")
+    except CloudError as exc:
+        return exc
+    return None
 
 
 @dataclass
@@ -148,6 +157,8 @@ class UploadPipeline:
             elif not meta.overwrite_file_id and "/" in meta.filename:
                 errors[index] = InvalidArgument(
                     "filename must be a plain name; use parent_folder_id")
+            elif not meta.overwrite_file_id and (bad := _bad_name(meta.filename)):
+                errors[index] = bad
             elif sha:
                 chunks[sha] = data
         hashed = time.monotonic()
