@@ -24,13 +24,34 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, exists, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session as DbSession
 
 from cloudgrpc_proto.errors import NotFound
 
 from .config import Settings
 from .db import Database
-from .models import Chunk, FileChunk, ParkedChunk, UploadReservation, User, UserChunk, utcnow
+from .models import (
+    Chunk,
+    FileChunk,
+    ParkedChunk,
+    UploadReservation,
+    User,
+    UserChunk,
+    new_id,
+    utcnow,
+)
+
+
+@dataclass
+class Reservation:
+    """An upload's hold on its uploader's quota (``stored``: its row exists)."""
+
+    id: str
+    user_id: str
+    replaces_file_id: str = ""
+    credit: int = 0
+    stored: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,25 +100,12 @@ class Reservations:
 
     # --- an upload's reservation ----------------------------------------------------
 
-    def open(self, user_id: str, replaces_file_id: str = "", credit: int = 0) -> str:
-        """A new, empty reservation; ``credit`` (an overwrite's old size) is granted only if
-        no other live reservation already counts on replacing that file."""
-        now = utcnow()
-        with self.db.write() as s:
-            s.execute(delete(UploadReservation).where(
-                UploadReservation.user_id == user_id, UploadReservation.expires_at <= now))
-            if replaces_file_id and s.scalar(select(exists().where(
-                    UploadReservation.replaces_file_id == replaces_file_id,
-                    UploadReservation.credit > 0, UploadReservation.expires_at > now))):
-                credit = 0
-            row = UploadReservation(user_id=user_id, bytes=0, credit=max(credit, 0),
-                                    replaces_file_id=replaces_file_id or None,
-                                    created_at=now, expires_at=now + self.ttl)
-            s.add(row)
-            s.flush()
-            return row.id
+    def open(self, user_id: str, replaces_file_id: str = "", credit: int = 0) -> Reservation:
+        """A new, empty reservation. It reaches the database with its first chunk, so an
+        upload refused before storing anything costs no write."""
+        return Reservation(new_id(), user_id, replaces_file_id, max(credit, 0))
 
-    def grow(self, reservation_id: str, user_id: str, chunks: Sequence[tuple[str, int]],
+    def grow(self, reservation: Reservation, chunks: Sequence[tuple[str, int]],
              holder_id: str = "") -> list[Grant]:
         """Reserve each chunk (hash, size) in order while it fits; the ones that do not are
         refused and must not be stored. A chunk the user had parked is taken over (it was
@@ -105,15 +113,27 @@ class Reservations:
         already held each chunk: what an upload reply may tell them, never whether someone
         else stores it."""
         now = utcnow()
+        user_id, reservation_id = reservation.user_id, reservation.id
         with self.db.write() as s:
             user = s.get(User, user_id, with_for_update=self.db.is_postgres)
             if user is None:
                 raise NotFound("no such user")
             row = s.get(UploadReservation, reservation_id)
-            if row is None:  # only if someone deleted it: start again, counted from here
-                row = UploadReservation(id=reservation_id, user_id=user_id, bytes=0, credit=0,
+            if row is None:  # the first chunk (or the row expired and was cleared: again)
+                s.execute(delete(UploadReservation).where(
+                    UploadReservation.user_id == user_id, UploadReservation.expires_at <= now))
+                credit = 0 if reservation.stored else reservation.credit
+                # an overwrite's old size is given back once, whatever the uploads racing
+                if credit and s.scalar(select(exists().where(
+                        UploadReservation.replaces_file_id == reservation.replaces_file_id,
+                        UploadReservation.credit > 0, UploadReservation.expires_at > now))):
+                    credit = 0
+                row = UploadReservation(id=reservation_id, user_id=user_id, bytes=0,
+                                        credit=credit,
+                                        replaces_file_id=reservation.replaces_file_id or None,
                                         created_at=now, expires_at=now + self.ttl)
                 s.add(row)
+                reservation.stored = True
             row.expires_at = now + self.ttl
             hashes = list(dict.fromkeys(sha for sha, _ in chunks))
             parked = {p.chunk_sha256: p for part in _parts(hashes) for p in s.scalars(
@@ -142,9 +162,11 @@ class Reservations:
             row.bytes = mine
             return grants
 
-    def renew(self, reservation_id: str) -> None:
+    def renew(self, reservation: Reservation) -> None:
+        if not reservation.stored:
+            return
         with self.db.write() as s:
-            row = s.get(UploadReservation, reservation_id)
+            row = s.get(UploadReservation, reservation.id)
             if row is not None:
                 row.expires_at = utcnow() + self.ttl
 
@@ -153,32 +175,29 @@ class Reservations:
         if reservation_id:
             s.execute(delete(UploadReservation).where(UploadReservation.id == reservation_id))
 
-    def abandon(self, reservation_id: str, user_id: str, chunks: Iterable[tuple[str, int]]
-                ) -> None:
+    def abandon(self, reservation: Reservation, chunks: Iterable[tuple[str, int]]) -> None:
         """An upload that will not commit: its reservation goes; the chunks it put on the
         nodes (that no file uses) stay parked, counted, until collected or reused."""
         wanted = dict(chunks)
+        if not reservation.stored and not wanted:
+            return
+        user_id = reservation.user_id
         now = utcnow()
         with self.db.write() as s:
-            self.release(s, reservation_id)
+            self.release(s, reservation.id)
             hashes = list(wanted)
             used = {sha for part in _parts(hashes) for sha in s.scalars(
                 select(FileChunk.chunk_sha256).where(FileChunk.chunk_sha256.in_(part)))}
-            have = {sha for part in _parts(hashes) for sha in s.scalars(
-                select(ParkedChunk.chunk_sha256).where(ParkedChunk.user_id == user_id,
-                                                       ParkedChunk.chunk_sha256.in_(part)))}
             alive = {sha for part in _parts(hashes) for sha in s.scalars(
                 select(Chunk.sha256).where(Chunk.sha256.in_(part)))}
-            for sha, size in wanted.items():
-                if sha in used or sha not in alive:
-                    continue
-                if sha in have:
-                    s.execute(ParkedChunk.__table__.update().where(
-                        ParkedChunk.user_id == user_id, ParkedChunk.chunk_sha256 == sha
-                    ).values(parked_at=now))
-                else:
-                    s.add(ParkedChunk(user_id=user_id, chunk_sha256=sha, size=size,
-                                      parked_at=now))
+            insert = postgresql.insert if self.db.is_postgres else sqlite.insert
+            rows = [{"user_id": user_id, "chunk_sha256": sha, "size": size, "parked_at": now}
+                    for sha, size in wanted.items() if sha not in used and sha in alive]
+            if rows:  # parked again by a second abort: counted once, from now
+                s.execute(insert(ParkedChunk).on_conflict_do_update(
+                    index_elements=["user_id", "chunk_sha256"],
+                    set_={"parked_at": now}), rows)
+        reservation.stored = False
 
 
 def _parts(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:

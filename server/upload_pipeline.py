@@ -33,7 +33,7 @@ from .events import EventBus
 from .models import File
 from .namespace import ChunkSpan, Namespace, SmallCommit, check_name
 from .replicated_store import ReplicatedStore
-from .reservations import Reservations
+from .reservations import Reservation, Reservations
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ class _Hold:
     """An upload's reservation and the chunks it put on the nodes or took over (hash ->
     size): what stays parked against the quota if it never commits."""
 
-    reservation_id: str
-    user_id: str
+    reservation: Reservation
     taken: dict[str, int] = field(default_factory=dict)
 
 
@@ -99,7 +98,7 @@ class UploadPipeline:
         started = time.monotonic()
         log.info("upload %s: start %r (%d bytes announced) by %s", upload_id, name,
                  meta.file_size, caller.email)
-        hold = _Hold(self.reservations.open(owner_id, replaces, frees), owner_id)
+        hold = _Hold(self.reservations.open(owner_id, replaces, frees))
         try:
             spans, stored, deduped, total = self._receive(caller, requests, meta, room,
                                                           upload_id, hold)
@@ -111,7 +110,7 @@ class UploadPipeline:
                 spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
                 replace_existing=meta.replace_existing, mode=meta.mode, uid=meta.uid,
                 gid=meta.gid, mtime_ns=meta.mtime_ns, expected_version=meta.expected_version,
-                reservation_id=hold.reservation_id)
+                reservation_id=hold.reservation.id)
         except BaseException:
             self._abandon(hold, upload_id)
             raise
@@ -162,7 +161,7 @@ class UploadPipeline:
             elif sha:
                 chunks[sha] = data
         hashed = time.monotonic()
-        hold = _Hold(self.reservations.open(caller.user_id), caller.user_id)
+        hold = _Hold(self.reservations.open(caller.user_id))
         try:
             results, done, commit_s, placed = self._place_small(
                 caller, request, upload_id, hold, errors, chunks, hashes)
@@ -184,7 +183,7 @@ class UploadPipeline:
         files = request.files
         held_before: set[str] = set()
         asked = [i for i in range(len(files)) if i not in errors and hashes[i]]
-        grants = self.reservations.grow(hold.reservation_id, caller.user_id,
+        grants = self.reservations.grow(hold.reservation,
                                         [(hashes[i], len(files[i].data)) for i in asked])
         for index, grant in zip(asked, grants, strict=True):
             if grant.already_held:
@@ -215,15 +214,16 @@ class UploadPipeline:
                 uid=files[i].metadata.uid, gid=files[i].metadata.gid,
                 mtime_ns=files[i].metadata.mtime_ns,
                 expected_version=files[i].metadata.expected_version)
-            for i in wanted], reservation_id=hold.reservation_id) if wanted else []
+            for i in wanted], reservation_id=hold.reservation.id) if wanted else []
         commit_s = time.monotonic() - placed
         results: list[UploadResult | CloudError] = []
         outcomes = dict(zip(wanted, committed, strict=True))
         kept = {hashes[i] for i, f in outcomes.items() if not isinstance(f, CloudError)}
-        if len(kept) < len(hold.taken) or not wanted:
-            # what the refused files stored stays parked (the commit ended the reservation)
-            hold.taken = {sha: n for sha, n in hold.taken.items() if sha not in kept}
-            self._abandon(hold, upload_id)
+        if wanted:
+            hold.reservation.stored = False  # the commit ended it
+        hold.taken = {sha: n for sha, n in hold.taken.items() if sha not in kept}
+        # what the refused files stored stays parked
+        self._abandon(hold, upload_id)
         done = 0
         sent: set[str] = set()  # content repeated within the batch "travelled" once
         for index in range(len(files)):
@@ -246,7 +246,7 @@ class UploadPipeline:
     def _abandon(self, hold: _Hold, upload_id: str) -> None:
         """End a reservation that will not commit, parking what the upload stored."""
         try:
-            self.reservations.abandon(hold.reservation_id, hold.user_id, hold.taken.items())
+            self.reservations.abandon(hold.reservation, hold.taken.items())
         except Exception:  # the upload's own error is the one the caller must see
             log.exception("upload %s: could not end its quota reservation (it expires)",
                           upload_id)
@@ -311,7 +311,7 @@ class UploadPipeline:
             claimed_at = time.monotonic()
             if held:
                 self.store.touch(*held)
-            self.reservations.renew(hold.reservation_id)
+            self.reservations.renew(hold.reservation)
 
         try:
             for req in requests:
@@ -371,7 +371,7 @@ class UploadPipeline:
 
     def _reserve(self, hold: _Hold, caller: Caller, sha: str, size: int) -> bool:
         """Reserve one chunk before it is stored or referenced: whether the caller held it."""
-        grant = self.reservations.grow(hold.reservation_id, hold.user_id, [(sha, size)],
+        grant = self.reservations.grow(hold.reservation, [(sha, size)],
                                        holder_id=caller.user_id)[0]
         if not grant.accepted:
             raise QuotaExceeded("not enough space: the upload outgrew the free space "

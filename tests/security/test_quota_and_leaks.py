@@ -156,13 +156,21 @@ def _upload_rpcs_ended(c: Cluster) -> int:
     return sum("cloudgrpc_server.rpc: UploadFile" in line for line in list(c.gateway.lines))
 
 
-def _cancel_midway(c: Cluster, acct: Account, data: bytes, name: str, stored: int) -> None:
-    """Send ``data`` until ``stored`` bytes of it are chunks on the nodes, then cancel."""
+def _cancel_midway(c: Cluster, acct: Account, data: bytes, name: str, stored: int,
+                   announce: bool = True) -> None:
+    """Send ``data`` until ``stored`` bytes of it are chunks on the nodes, then cancel
+    (``announce``: say the full size up front, else send it as of unknown size)."""
     gate = threading.Event()
     hashes = [hashlib.sha256(data[i:i + CHUNK]).hexdigest() for i in range(0, stored, CHUNK)]
 
     def requests() -> Iterator[pb.UploadFileRequest]:
-        yield from _stream(acct, data[:stored], name, announced=len(data))
+        if announce:
+            yield from _stream(acct, data[:stored], name, announced=len(data))
+        else:
+            yield pb.UploadFileRequest(metadata=pb.FileMetadata(
+                session_token=acct.token, filename=name))
+            for i in range(0, stored, MiB):
+                yield pb.UploadFileRequest(chunk_data=data[i:i + MiB])
         gate.wait(60)  # hold the stream open: the client is mid-upload
 
     ended = _upload_rpcs_ended(c)
@@ -187,7 +195,8 @@ def test_cancelled_upload_releases_its_reservation(gc_cluster: Cluster) -> None:
     quota = 3 * CHUNK
     _set_quota(c, acct, quota)
     first = os.urandom(quota)
-    _cancel_midway(c, acct, first, "first.bin", 2 * CHUNK)
+    _cancel_midway(c, acct, first, "first.bin", 2 * CHUNK, announce=False)
+    # a cancel is not the end of the file: nothing committed, even of unknown size
     assert acct.ls().files == [] and acct.storage().used_bytes == 0
     # The stored chunks stay counted until collected, so parking them is no way around the
     # quota: another upload gets only what is left ...
