@@ -315,6 +315,7 @@ class Namespace:
         norm = posixpath.normpath("/" + (path or "").lstrip("/"))
         cur: File | Folder = self._root(s, caller)
         for part in [p for p in norm.split("/") if p]:
+            check_name(part, "path")  # no name holds a control character: none to look up
             if not isinstance(cur, Folder):
                 raise NotFound(f"not a folder on the way to {path}")
             nxt = self._child(s, cur.id, part)
@@ -342,6 +343,7 @@ class Namespace:
                     return f, access.permission, posixpath.join(base, f.name)
                 raise NotFound(f"no such file or folder: {entry_id}")
             if name:
+                check_name(name)
                 parent = self._ancestry(s, caller, parent_folder_id)
                 entry = self._child(s, parent.id, name)
                 if entry is None:

@@ -416,6 +416,11 @@ def _refuse_everywhere(c: Cluster, name: str) -> None:
     refused(lambda: c.files.MoveEntry(pb.MoveEntryRequest(
         session_token=acct.token, entry_id=kept.file_id, new_name=name), timeout=10),
         "new_name")
+    # looking a name up is refused the same way (no database ever sees such a name)
+    refused(lambda: c.files.StatEntry(pb.StatEntryRequest(
+        session_token=acct.token, parent_folder_id=folder, name=name), timeout=10), "name")
+    refused(lambda: c.files.StatEntry(pb.StatEntryRequest(
+        session_token=acct.token, path="/ok/" + name), timeout=10), "path")
     batch = c.files.UploadSmallFiles(pb.UploadSmallFilesRequest(
         session_token=acct.token, files=[pb.SmallFileUpload(
             metadata=pb.FileMetadata(filename=name), data=b"y")]), timeout=10)
