@@ -94,10 +94,6 @@ class Reservations:
             ParkedChunk.user_id == user_id, ParkedChunk.parked_at > now - self.ttl)) or 0
         return total + int(waiting)
 
-    def held_by(self, user_id: str) -> int:
-        with self.db.read() as s:
-            return self.held(s, user_id)
-
     # --- an upload's reservation ----------------------------------------------------
 
     def open(self, user_id: str, replaces_file_id: str = "", credit: int = 0) -> Reservation:
@@ -122,6 +118,8 @@ class Reservations:
             if row is None:  # the first chunk (or the row expired and was cleared: again)
                 s.execute(delete(UploadReservation).where(
                     UploadReservation.user_id == user_id, UploadReservation.expires_at <= now))
+                s.execute(delete(ParkedChunk).where(  # those no longer count: tidy them
+                    ParkedChunk.user_id == user_id, ParkedChunk.parked_at <= now - self.ttl))
                 credit = 0 if reservation.stored else reservation.credit
                 # an overwrite's old size is given back once, whatever the uploads racing
                 if credit and s.scalar(select(exists().where(
@@ -138,6 +136,7 @@ class Reservations:
             hashes = list(dict.fromkeys(sha for sha, _ in chunks))
             parked = {p.chunk_sha256: p for part in _parts(hashes) for p in s.scalars(
                 select(ParkedChunk).where(ParkedChunk.user_id == user_id,
+                                          ParkedChunk.parked_at > now - self.ttl,
                                           ParkedChunk.chunk_sha256.in_(part)))}
             owned = {sha for part in _parts(hashes) for sha in s.scalars(
                 select(UserChunk.chunk_sha256).where(UserChunk.user_id == (holder_id or user_id),
