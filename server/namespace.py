@@ -130,15 +130,22 @@ def _client_id(value: str) -> str:
 _CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)))
 
 
+def check_printable(value: str, field: str) -> str:
+    """Refuse a string holding a control character (C0, DEL, C1), naming the field: for
+    every string another user may see printed (names here; full names and device names
+    can use it too)."""
+    bad = next((ch for ch in value if ch in _CONTROL), None)
+    if bad is not None:
+        raise InvalidArgument(f"{field}: control character U+{ord(bad):04X} not allowed")
+    return value
+
+
 def check_name(name: str, field: str = "name") -> str:
     """The one check every entry name passes (files, folders, symlinks, renames, restores,
-    batch uploads): the error names the field it came in."""
+    batch uploads, lookups): the error names the field it came in."""
     if not name or name in (".", "..") or "/" in name:
         raise InvalidArgument(f"{field}: not a valid name: {name!r}")
-    bad = next((ch for ch in name if ch in _CONTROL), None)
-    if bad is not None:
-        raise InvalidArgument(
-            f"{field}: control character U+{ord(bad):04X} not allowed in a name")
+    check_printable(name, field)
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
         raise InvalidArgument(f"{field}: name longer than {NAME_MAX} bytes")
     return name
