@@ -42,6 +42,7 @@ from .node_pool import NodePool
 from .node_registry import NodeRegistry
 from .repair import CorruptionReports, Repairer
 from .replicated_store import ReplicatedStore
+from .reservations import Reservations
 from .services.admin import AdminServicer
 from .services.auth import AuthServicer
 from .services.files import FileServicer
@@ -147,7 +148,7 @@ def build(settings: Settings) -> Gateway:
     registry.on_node_up = pool.forget
     registry.on_corrupt_report = CorruptionReports(db, pool, events).submit
     store = ReplicatedStore(settings, db, registry, pool, events)
-    namespace = Namespace(db, events, changes)
+    namespace = Namespace(db, events, changes, Reservations(settings, db))
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
     downloads = DownloadPipeline(namespace, store)
     maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),

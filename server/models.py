@@ -229,6 +229,49 @@ class UserChunk(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class UploadReservation(Base):
+    """Quota held by an upload in progress, from its first stored chunk to its commit.
+
+    The bytes an upload has put (or is about to put) on the nodes count against its
+    uploader's quota here, so parallel or abandoned uploads can never store more than the
+    quota. The row lives in the database so every gateway sees every reservation; a
+    gateway that dies mid-upload leaves a row that stops counting at ``expires_at`` (set
+    past the time garbage collection takes the upload's chunks; renewed while it runs).
+    ``credit`` is what an overwrite will give back (the old version's size), granted to at
+    most one live reservation per replaced file.
+    """
+
+    __tablename__ = "upload_reservations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit: Mapped[int] = mapped_column(BigInteger, default=0)
+    replaces_file_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class ParkedChunk(Base):
+    """A chunk an aborted upload left on the nodes, still counted against its uploader.
+
+    Kept so the upload can resume by reference; it stops counting the moment garbage
+    collection removes the chunk (the row goes with it) or a later upload of the same user
+    takes it over (its reservation then counts it instead).
+    """
+
+    __tablename__ = "parked_chunks"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    chunk_sha256: Mapped[str] = mapped_column(
+        ForeignKey("chunks.sha256", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    size: Mapped[int] = mapped_column(BigInteger)
+    parked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class StorageNode(Base):
     __tablename__ = "storage_nodes"
 

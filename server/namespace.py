@@ -49,6 +49,7 @@ from .change_feed import Change, ChangeFeed
 from .db import Database
 from .events import EventBus
 from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, new_id, utcnow
+from .reservations import Reservations
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +125,29 @@ def _client_id(value: str) -> str:
     return canonical
 
 
-def check_name(name: str) -> str:
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
-        raise InvalidArgument(f"not a valid name: {name!r}")
-    if len(name.encode("utf-8")) > NAME_MAX:
-        raise InvalidArgument(f"name longer than {NAME_MAX} bytes")
+# C0 controls, DEL and C1 controls: a name holding one could drive the terminal of whoever
+# lists it (ESC and OSC sequences, CSI as 0x9b), so no name may hold one.
+_CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)))
+
+
+def check_printable(value: str, field: str) -> str:
+    """Refuse a string holding a control character (C0, DEL, C1), naming the field: for
+    every string another user may see printed (names here; full names and device names
+    can use it too)."""
+    bad = next((ch for ch in value if ch in _CONTROL), None)
+    if bad is not None:
+        raise InvalidArgument(f"{field}: control character U+{ord(bad):04X} not allowed")
+    return value
+
+
+def check_name(name: str, field: str = "name") -> str:
+    """The one check every entry name passes (files, folders, symlinks, renames, restores,
+    batch uploads, lookups): the error names the field it came in."""
+    if not name or name in (".", "..") or "/" in name:
+        raise InvalidArgument(f"{field}: not a valid name: {name!r}")
+    check_printable(name, field)
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        raise InvalidArgument(f"{field}: name longer than {NAME_MAX} bytes")
     return name
 
 
@@ -206,10 +225,18 @@ class FileAccess:
 
 
 class Namespace:
-    def __init__(self, db: Database, events: EventBus, changes: ChangeFeed) -> None:
+    def __init__(self, db: Database, events: EventBus, changes: ChangeFeed,
+                 reservations: Reservations | None = None) -> None:
         self.db = db
         self.events = events
         self.changes = changes
+        self.reservations = reservations
+
+    def _held(self, s: DbSession, user_id: str, parked: bool = True) -> int:
+        """Quota held by the user's uploads in progress (and parked chunks)."""
+        if self.reservations is None:
+            return 0
+        return self.reservations.held(s, user_id, parked=parked)
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -295,6 +322,7 @@ class Namespace:
         norm = posixpath.normpath("/" + (path or "").lstrip("/"))
         cur: File | Folder = self._root(s, caller)
         for part in [p for p in norm.split("/") if p]:
+            check_name(part, "path")  # no name holds a control character: none to look up
             if not isinstance(cur, Folder):
                 raise NotFound(f"not a folder on the way to {path}")
             nxt = self._child(s, cur.id, part)
@@ -322,6 +350,7 @@ class Namespace:
                     return f, access.permission, posixpath.join(base, f.name)
                 raise NotFound(f"no such file or folder: {entry_id}")
             if name:
+                check_name(name)
                 parent = self._ancestry(s, caller, parent_folder_id)
                 entry = self._child(s, parent.id, name)
                 if entry is None:
@@ -357,10 +386,18 @@ class Namespace:
             return FileAccess(f, "owner", caller.email)
         share = s.scalars(select(Share).where(
             Share.file_id == f.id, Share.shared_with_id == caller.user_id)).first()
-        if share is None or f.deleted_at is not None:
+        if share is None or not self._file_is_live(s, f):
             raise NotFound(f"no such file: {f.id}")
         owner = s.get(User, f.owner_id)
         return FileAccess(f, share.permission, owner.email if owner else "")
+
+    def _file_is_live(self, s: DbSession, f: File) -> bool:
+        """Neither the file nor any folder above it is in the trash: what the owner threw
+        away is no longer anyone else's to read or write (restoring it brings it back)."""
+        if f.deleted_at is not None:
+            return False
+        rows = self._ancestor_rows(s, f.folder_id)
+        return bool(rows) and Ancestry(rows).live
 
     def readable_file(self, caller: Caller, file_id: str) -> tuple[FileAccess, list[ChunkSpan]]:
         with self.db.read() as s:
@@ -556,7 +593,7 @@ class Namespace:
             old_parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
             dest_id = new_parent_id or old_parent
             dest = self._ancestry(s, caller, dest_id or "", lock=True)
-            name = check_name(new_name or entry.name)
+            name = check_name(new_name or entry.name, "new_name")
             if isinstance(entry, Folder) and entry.id in dest.ids:
                 raise InvalidArgument("cannot move a folder into itself")
             taken = self._name_taken(s, dest.id, name)
@@ -769,7 +806,7 @@ class Namespace:
                 if new_parent_id:
                     raise
                 dest = self._folder(s, caller, caller.root_folder_id, lock=True)
-            name = check_name(new_name or entry.name)
+            name = check_name(new_name or entry.name, "new_name")
             if self._child(s, dest.id, name) is not None:
                 raise AlreadyExists(f"{name} already exists in the destination: pick a new name")
             entry.deleted_at = None
@@ -841,11 +878,13 @@ class Namespace:
     # --- uploads --------------------------------------------------------------------------
 
     def prepare_upload(self, caller: Caller, parent_id: str, name: str, size: int,
-                       overwrite_file_id: str, replace_existing: bool) -> tuple[str, int, str]:
-        """Check an upload before any byte is stored: (owner id, bytes free for it, file id).
+                       overwrite_file_id: str, replace_existing: bool
+                       ) -> tuple[str, int, str, int]:
+        """Check an upload before any byte is stored: (owner id, bytes free for it, id of
+        the file it replaces, that file's size).
 
-        The free bytes count what an overwrite gives back; the real bytes are held against
-        them as they arrive and checked again at commit.
+        The free bytes count what an overwrite gives back, less what the owner's other
+        uploads hold; the real bytes are reserved as they arrive and checked at commit.
         """
         with self.db.read() as s:
             if overwrite_file_id:
@@ -857,7 +896,7 @@ class Namespace:
                     raise PermissionDenied("this file is shared with you read-only")
                 owner_id, frees, file_id = f.owner_id, f.size, f.id
             else:
-                check_name(name)
+                check_name(name, "filename")
                 parent = self._folder(s, caller, parent_id)
                 existing = self._child(s, parent.id, name)
                 owner_id, frees, file_id = caller.user_id, 0, ""
@@ -867,17 +906,19 @@ class Namespace:
                     frees, file_id = existing.size, existing.id
             owner = s.get(User, owner_id)
             assert owner is not None
-            free = owner.storage_allocated - owner.storage_used + frees
+            free = (owner.storage_allocated - owner.storage_used
+                    - self._held(s, owner_id, parked=False) + frees)
             if size > 0 and size > free:
                 raise QuotaExceeded(
                     f"not enough space: the file needs {size} bytes, {max(free, 0)} are free")
-            return owner_id, free, file_id
+            return owner_id, free, file_id, frees
 
     def commit_upload(self, caller: Caller, *, parent_id: str, name: str, mime_type: str,
                       spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,
                       replace_existing: bool, mode: int, uid: int, gid: int, mtime_ns: int,
-                      expected_version: int) -> File:
-        """Make an upload visible: file row and chunk list swap in one transaction."""
+                      expected_version: int, reservation_id: str = "") -> File:
+        """Make an upload visible: file row and chunk list swap in one transaction, and the
+        upload's reservation gives way to the file's size in the same one."""
         with self.db.write() as s:
             target: File | None = None
             if overwrite_file_id:
@@ -891,7 +932,7 @@ class Namespace:
                     raise Conflict("the file changed during the upload")
                 parent = s.get(Folder, target.folder_id)
             else:
-                check_name(name)
+                check_name(name, "filename")
                 parent = self._folder(s, caller, parent_id, lock=True)
                 existing = self._child(s, parent.id, name)
                 if existing is not None:
@@ -935,6 +976,8 @@ class Namespace:
                 offset += span.size
             _insert_chunk_rows(s, rows)
             owner.storage_used = owner.storage_used - frees + size
+            if self.reservations is not None:
+                self.reservations.release(s, reservation_id)
             if parent is not None:
                 parent.mtime_ns = parent.ctime_ns = t
             s.flush()
@@ -947,8 +990,8 @@ class Namespace:
             self.changes.publish(Change(kind, rid, target.id, "", target.name, shared=True))
         return target
 
-    def commit_small_uploads(self, caller: Caller, items: Sequence[SmallCommit]
-                             ) -> list[File | CloudError]:
+    def commit_small_uploads(self, caller: Caller, items: Sequence[SmallCommit],
+                             reservation_id: str = "") -> list[File | CloudError]:
         """``commit_upload`` for a batch of one-chunk files, in one transaction.
 
         Every item is checked (names, access, versions, quota, counting the batch's own
@@ -995,7 +1038,7 @@ class Namespace:
                             raise Conflict("the file changed during the upload")
                         parent = None
                     else:
-                        check_name(it.name)
+                        check_name(it.name, "filename")
                         found = parents[pid]
                         if isinstance(found, CloudError):
                             raise found
@@ -1050,6 +1093,8 @@ class Namespace:
                     chunk_rows.append({"file_id": target.id, "seq": 0, "chunk_sha256": it.sha256,
                                        "offset": 0, "size": it.size})
                 out.append(target)
+            if self.reservations is not None:
+                self.reservations.release(s, reservation_id)
             replaced_ids = list(replaced)
             for part in _parts(replaced_ids):
                 s.execute(delete(FileChunk).where(FileChunk.file_id.in_(part)))
@@ -1149,12 +1194,17 @@ class Namespace:
                     User.email == normalize_email(email))).first()
                 share = None if other is None else s.scalars(select(Share).where(
                     Share.file_id == file_id, Share.shared_with_id == other.id)).first()
-            if share is None or share.owner_id != caller.user_id:
+            # The owner revokes any share of theirs; a recipient removes only their own.
+            if share is None or caller.user_id not in (share.owner_id, share.shared_with_id):
+                raise NotFound("no such share")
+            if file_id and share.file_id != file_id:
                 raise NotFound("no such share")
             recipient, fid = share.shared_with_id, share.file_id
             s.delete(share)
         self.changes.publish(Change("deleted", recipient, fid, "", "", shared=True))
-        self.events.emit("share_revoked", "share revoked", caller.user_id, file_id=fid)
+        by = "owner" if recipient != caller.user_id else "recipient"
+        self.events.emit("share_revoked", f"share removed by its {by}", caller.user_id,
+                         file_id=fid)
 
     def shared_with_me(self, caller: Caller) -> list[tuple[File, str, str]]:
         with self.db.read() as s:
@@ -1164,12 +1214,13 @@ class Namespace:
                 .join(User, User.id == File.owner_id)
                 .where(Share.shared_with_id == caller.user_id, File.deleted_at.is_(None))
                 .order_by(File.name))
-            return [(f, perm, email) for f, perm, email in rows]
+            return [(f, perm, email) for f, perm, email in rows if self._file_is_live(s, f)]
 
     # --- accounting -----------------------------------------------------------------------
 
-    def usage(self, caller: Caller) -> tuple[int, int, int, int]:
-        """(allocated, used, live file count, bytes in the trash)."""
+    def usage(self, caller: Caller) -> tuple[int, int, int, int, int]:
+        """(allocated, used, live file count, bytes in the trash, bytes held by uploads in
+        progress and by aborted uploads' chunks not yet collected)."""
         with self.db.read() as s:
             user = s.get(User, caller.user_id)
             assert user is not None
@@ -1177,7 +1228,8 @@ class Namespace:
                 File.owner_id == user.id, File.deleted_at.is_(None))) or 0
             trash = s.scalar(select(func.coalesce(func.sum(File.size), 0)).where(
                 File.owner_id == user.id, File.deleted_at.is_not(None))) or 0
-            return user.storage_allocated, user.storage_used, int(count), int(trash)
+            return (user.storage_allocated, user.storage_used, int(count), int(trash),
+                    self._held(s, user.id))
 
 
 def _insert_chunk_rows(s: DbSession, rows: list[dict[str, object]]) -> None:

@@ -3,10 +3,15 @@
 The stream is cut into ``CHUNK_SIZE`` chunks as it arrives; each chunk is hashed and
 handed to the replicated store on a worker while the next one is received, with a bound
 on chunks in flight so memory stays flat whatever the file size. The quota is checked
-against the announced size before the first byte is stored and against the real bytes as
-they arrive. Nothing becomes visible until every chunk is stored and the metadata commits
-in one transaction; if anything fails, the stored chunks are orphans for garbage
-collection and the caller gets one clear error.
+against the announced size before the first byte is stored, and every chunk is reserved
+against it (``reservations.py``) *before* it goes to the nodes, so parallel or aborted
+uploads never put more than the quota there. Nothing becomes visible until every chunk is
+stored and the metadata commits in one transaction (which also ends the reservation); if
+anything fails, the stored chunks stay parked against the quota until garbage collection
+takes them or a resume reuses them, and the caller gets one clear error.
+
+Replies say ``chunks_deduplicated`` only for chunks the caller already held: whether
+another user stores the same bytes is never told.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.errors import CloudError, InvalidArgument, PermissionDenied, QuotaExceeded
@@ -26,14 +31,33 @@ from .accounts import Accounts, Caller
 from .config import Settings
 from .events import EventBus
 from .models import File
-from .namespace import ChunkSpan, Namespace, SmallCommit
+from .namespace import ChunkSpan, Namespace, SmallCommit, check_name
 from .replicated_store import ReplicatedStore
+from .reservations import Reservation, Reservations
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4
 MAX_SMALL_FILES = 1000  # per UploadSmallFiles call
 MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
+
+
+def _bad_name(name: str) -> CloudError | None:
+    """The namespace's name check, before any query sees the name."""
+    try:
+        check_name(name, "filename")
+    except CloudError as exc:
+        return exc
+    return None
+
+
+@dataclass
+class _Hold:
+    """An upload's reservation and the chunks it put on the nodes or took over (hash ->
+    size): what stays parked against the quota if it never commits."""
+
+    reservation: Reservation
+    taken: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -45,12 +69,15 @@ class UploadResult:
 
 class UploadPipeline:
     def __init__(self, settings: Settings, accounts: Accounts, namespace: Namespace,
-                 store: ReplicatedStore, events: EventBus) -> None:
+                 store: ReplicatedStore, events: EventBus,
+                 reservations: Reservations | None = None) -> None:
         self.settings = settings
         self.accounts = accounts
         self.namespace = namespace
         self.store = store
         self.events = events
+        self.reservations = reservations or namespace.reservations or Reservations(
+            settings, store.db)
         self.workers = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
 
     def run(self, requests: Iterator[pb.UploadFileRequest]) -> UploadResult:
@@ -65,21 +92,28 @@ class UploadPipeline:
         name = meta.filename
         if not meta.overwrite_file_id and "/" in name:
             raise InvalidArgument("filename must be a plain name; use parent_folder_id")
-        _, room, _ = self.namespace.prepare_upload(
+        owner_id, room, replaces, frees = self.namespace.prepare_upload(
             caller, meta.parent_folder_id, name, meta.file_size, meta.overwrite_file_id,
             meta.replace_existing)
         started = time.monotonic()
         log.info("upload %s: start %r (%d bytes announced) by %s", upload_id, name,
                  meta.file_size, caller.email)
-        spans, stored, deduped, total = self._receive(caller, requests, meta, room, upload_id)
-        if meta.file_size and total != meta.file_size:
-            raise InvalidArgument(
-                f"upload ended after {total} bytes but announced {meta.file_size}")
-        f = self.namespace.commit_upload(
-            caller, parent_id=meta.parent_folder_id, name=name, mime_type=meta.mime_type,
-            spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
-            replace_existing=meta.replace_existing, mode=meta.mode, uid=meta.uid, gid=meta.gid,
-            mtime_ns=meta.mtime_ns, expected_version=meta.expected_version)
+        hold = _Hold(self.reservations.open(owner_id, replaces, frees))
+        try:
+            spans, stored, deduped, total = self._receive(caller, requests, meta, room,
+                                                          upload_id, hold)
+            if meta.file_size and total != meta.file_size:
+                raise InvalidArgument(
+                    f"upload ended after {total} bytes but announced {meta.file_size}")
+            f = self.namespace.commit_upload(
+                caller, parent_id=meta.parent_folder_id, name=name, mime_type=meta.mime_type,
+                spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
+                replace_existing=meta.replace_existing, mode=meta.mode, uid=meta.uid,
+                gid=meta.gid, mtime_ns=meta.mtime_ns, expected_version=meta.expected_version,
+                reservation_id=hold.reservation.id)
+        except BaseException:
+            self._abandon(hold, upload_id)
+            raise
         elapsed = time.monotonic() - started
         log.info("upload %s: committed %s (%d bytes, %d chunks, %d deduplicated) in %.2fs",
                  upload_id, f.id, total, len(spans), deduped, elapsed)
@@ -122,11 +156,49 @@ class UploadPipeline:
             elif not meta.overwrite_file_id and "/" in meta.filename:
                 errors[index] = InvalidArgument(
                     "filename must be a plain name; use parent_folder_id")
+            elif not meta.overwrite_file_id and (bad := _bad_name(meta.filename)):
+                errors[index] = bad
             elif sha:
                 chunks[sha] = data
         hashed = time.monotonic()
+        hold = _Hold(self.reservations.open(caller.user_id))
+        try:
+            results, done, commit_s, placed = self._place_small(
+                caller, request, upload_id, hold, errors, chunks, hashes)
+        except BaseException:
+            self._abandon(hold, upload_id)
+            raise
+        log.info("upload %s: batch of %d small files (%d bytes): %d committed, %d refused, "
+                 "in %.3fs (hash %.3fs, store %.3fs, commit %.3fs)", upload_id, len(files),
+                 total, done, len(files) - done, time.monotonic() - started, hashed - started,
+                 placed - hashed, commit_s)
+        return results
+
+    def _place_small(self, caller: Caller, request: pb.UploadSmallFilesRequest,
+                     upload_id: str, hold: _Hold, errors: dict[int, CloudError],
+                     chunks: dict[str, bytes], hashes: list[str]
+                     ) -> tuple[list[UploadResult | CloudError], int, float, float]:
+        """Reserve, store and commit a checked batch: (results, committed, commit s, when
+        placed). Files that do not fit the quota are refused before any byte is stored."""
+        files = request.files
+        held_before: set[str] = set()
+        asked = [i for i in range(len(files)) if i not in errors and hashes[i]]
+        grants = self.reservations.grow(hold.reservation,
+                                        [(hashes[i], len(files[i].data)) for i in asked])
+        for index, grant in zip(asked, grants, strict=True):
+            if grant.already_held:
+                held_before.add(hashes[index])
+            if not grant.accepted:
+                errors[index] = QuotaExceeded(
+                    f"not enough space: {files[index].metadata.filename} holds "
+                    f"{len(files[index].data)} bytes")
+        allowed = {hashes[i] for i in asked if i not in errors}
+        chunks = {sha: data for sha, data in chunks.items() if sha in allowed}
         stored = self.store.store_many(chunks, caller.user_id, upload_id) if chunks else {}
         placed = time.monotonic()
+        for sha, outcome in stored.items():
+            if not isinstance(outcome, CloudError):
+                hold.taken[sha] = len(chunks[sha])
         for index, sha in enumerate(hashes):
             outcome = stored.get(sha)
             if index not in errors and isinstance(outcome, CloudError):
@@ -142,18 +214,26 @@ class UploadPipeline:
                 uid=files[i].metadata.uid, gid=files[i].metadata.gid,
                 mtime_ns=files[i].metadata.mtime_ns,
                 expected_version=files[i].metadata.expected_version)
-            for i in wanted]) if wanted else []
+            for i in wanted], reservation_id=hold.reservation.id) if wanted else []
         commit_s = time.monotonic() - placed
         results: list[UploadResult | CloudError] = []
         outcomes = dict(zip(wanted, committed, strict=True))
+        kept = {hashes[i] for i, f in outcomes.items() if not isinstance(f, CloudError)}
+        if wanted:
+            hold.reservation.stored = False  # the commit ended it
+        hold.taken = {sha: n for sha, n in hold.taken.items() if sha not in kept}
+        # what the refused files stored stays parked
+        self._abandon(hold, upload_id)
         done = 0
-        sent: set[str] = set()  # content repeated within the batch travelled once
+        sent: set[str] = set()  # content repeated within the batch "travelled" once
         for index in range(len(files)):
             outcome = outcomes.get(index) or errors[index]
             if isinstance(outcome, CloudError):
                 results.append(outcome)
                 continue
-            travelled = stored.get(hashes[index]) is True and hashes[index] not in sent
+            # Told from what the caller held before, never from what the nodes hold.
+            travelled = bool(hashes[index]) and hashes[index] not in held_before \
+                and hashes[index] not in sent
             sent.add(hashes[index])
             results.append(UploadResult(outcome, int(travelled),
                                         int(bool(hashes[index]) and not travelled)))
@@ -161,14 +241,18 @@ class UploadPipeline:
             self.events.emit("upload", f"{outcome.name} uploaded ({outcome.size} bytes)",
                              caller.user_id, file_id=outcome.id, size=outcome.size,
                              chunks=int(bool(hashes[index])), upload_id=upload_id)
-        log.info("upload %s: batch of %d small files (%d bytes): %d committed, %d refused, "
-                 "in %.3fs (hash %.3fs, store %.3fs, commit %.3fs)", upload_id, len(files),
-                 total, done, len(files) - done, time.monotonic() - started, hashed - started,
-                 placed - hashed, commit_s)
-        return results
+        return results, done, commit_s, placed
+
+    def _abandon(self, hold: _Hold, upload_id: str) -> None:
+        """End a reservation that will not commit, parking what the upload stored."""
+        try:
+            self.reservations.abandon(hold.reservation, hold.taken.items())
+        except Exception:  # the upload's own error is the one the caller must see
+            log.exception("upload %s: could not end its quota reservation (it expires)",
+                          upload_id)
 
     def _receive(self, caller: Caller, requests: Iterator[pb.UploadFileRequest],
-                 meta: pb.FileMetadata, room: int, upload_id: str
+                 meta: pb.FileMetadata, room: int, upload_id: str, hold: _Hold
                  ) -> tuple[list[ChunkSpan], int, int, int]:
         chunk_size = self.settings.chunk_size
         # Incoming messages are kept as a list and joined once per chunk: one copy per byte
@@ -185,19 +269,19 @@ class UploadPipeline:
             nonlocal stored, deduped
             while len(futures) > limit:
                 idx, fut = futures.pop(0)
-                sha, travelled = fut.result()
+                sha, held_before = fut.result()
                 spans[idx] = ChunkSpan(sha, sizes[idx])
-                if travelled:
-                    stored += 1
-                else:
+                if held_before:
                     deduped += 1
+                else:
+                    stored += 1
 
         def cut(piece: bytes) -> None:
             idx = len(spans)
             spans.append(None)
             sizes[idx] = len(piece)
             futures.append((idx, self.workers.submit(self._store, piece, caller, upload_id,
-                                                     held)))
+                                                     held, hold)))
             drain(MAX_IN_FLIGHT)
 
         def cut_full() -> None:
@@ -227,6 +311,7 @@ class UploadPipeline:
             claimed_at = time.monotonic()
             if held:
                 self.store.touch(*held)
+            self.reservations.renew(hold.reservation)
 
         try:
             for req in requests:
@@ -244,7 +329,10 @@ class UploadPipeline:
                     if buffered:
                         raise InvalidArgument("a chunk reference must fall on a chunk boundary")
                     ref = req.chunk_ref
-                    self.store.touch(ref.sha256)  # before the check: see garbage.py
+                    # A reference the caller may not use changes nothing, not even the
+                    # chunk's collection time. One they may use is claimed after the check:
+                    # if the collector took the chunk in between, the commit's foreign key
+                    # refuses the file (Conflict), so nothing is lost.
                     known = self.namespace.visible_chunks(caller, [ref.sha256])
                     if ref.sha256 not in known:
                         raise PermissionDenied(
@@ -253,6 +341,9 @@ class UploadPipeline:
                         raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
                     total += ref.size
                     self._check_size(total, meta.file_size, room)
+                    self._reserve(hold, caller, ref.sha256, ref.size)
+                    self.store.touch(ref.sha256)
+                    hold.taken[ref.sha256] = ref.size
                     spans.append(ChunkSpan(ref.sha256, ref.size))
                     held.append(ref.sha256)
                     deduped += 1
@@ -266,6 +357,8 @@ class UploadPipeline:
         except BaseException:
             for _, fut in futures:
                 fut.cancel()
+            # chunks already on their way finish first, so the abort parks them all
+            cf.wait([fut for _, fut in futures])
             log.warning("upload %s: aborted after %d bytes", upload_id, total)
             raise
         return [s for s in spans if s is not None], stored, deduped, total
@@ -276,12 +369,24 @@ class UploadPipeline:
         if total > room:
             raise QuotaExceeded(f"not enough space: {max(room, 0)} bytes free")
 
-    def _store(self, data: bytes, caller: Caller, upload_id: str, held: list[str]
-               ) -> tuple[str, bool]:
+    def _reserve(self, hold: _Hold, caller: Caller, sha: str, size: int) -> bool:
+        """Reserve one chunk before it is stored or referenced: whether the caller held it."""
+        grant = self.reservations.grow(hold.reservation, [(sha, size)],
+                                       holder_id=caller.user_id)[0]
+        if not grant.accepted:
+            raise QuotaExceeded("not enough space: the upload outgrew the free space "
+                                "(other uploads in progress count too)")
+        return grant.already_held
+
+    def _store(self, data: bytes, caller: Caller, upload_id: str, held: list[str],
+               hold: _Hold) -> tuple[str, bool]:
+        """Store one chunk once it is reserved: (hash, whether the caller held it before)."""
         sha = hashlib.sha256(data).hexdigest()
-        travelled = self.store.store(sha, data, caller.user_id, upload_id)
+        held_before = self._reserve(hold, caller, sha, len(data))
+        self.store.store(sha, data, caller.user_id, upload_id)
+        hold.taken[sha] = len(data)
         held.append(sha)
-        return sha, travelled
+        return sha, held_before
 
     def close(self) -> None:
         self.workers.shutdown(wait=False, cancel_futures=True)

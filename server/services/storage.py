@@ -22,9 +22,9 @@ class StorageServicer(pb_grpc.StorageServiceServicer):
     def GetStorageInfo(self, request: pb.StorageInfoRequest, context: grpc.ServicerContext
                        ) -> pb.StorageInfoResponse:
         caller = self.accounts.authenticate(request.session_token)
-        allocated, used, count, trash = self.namespace.usage(caller)
+        allocated, used, count, trash, held = self.namespace.usage(caller)
         return pb.StorageInfoResponse(
             success=True, allocated_bytes=allocated, used_bytes=used,
-            available_bytes=max(0, allocated - used),
+            available_bytes=max(0, allocated - used - held),
             usage_percentage=round(100.0 * used / allocated, 2) if allocated else 0.0,
             chunk_size=self.chunk_size, file_count=count, trash_bytes=trash)
