@@ -17,6 +17,7 @@ import sys
 import time
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.display import printable
 
 from .context import Context, UsageError
 from .output import human_size
@@ -209,14 +210,6 @@ def cmd_storage(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # -- devices -----------------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """``text`` with unprintable characters (C0, DEL, C1, ...) and backslashes escaped the
-    way ``repr`` does: a device name is chosen by whoever signed in, and must not drive the
-    terminal of the user who lists it."""
-    return "".join(ch if ch.isprintable() and ch != "\\" else repr(ch)[1:-1]
-                   for ch in text)
 
 
 def _stamp(ts: int) -> str:

@@ -44,6 +44,7 @@ from .db import Database
 from .events import EventBus
 from .mailer import OtpMailer
 from .models import Device, Folder, OtpCode, Session, SignInFailure, User, utcnow
+from .text_checks import check_printable
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,7 @@ class Accounts:
         name = (device_name or "").strip()
         if len(name) > MAX_DEVICE_NAME:
             raise InvalidArgument(f"device_name: at most {MAX_DEVICE_NAME} characters")
-        return name
+        return check_printable(name, "device_name")
 
     def enroll(self, email: str, full_name: str, verification_token: str = "",
                device_name: str = "", address: str = "") -> IssuedSession:
@@ -288,6 +289,7 @@ class Accounts:
         full_name = (full_name or "").strip()
         if not full_name or len(full_name) > 200:
             raise InvalidArgument("a full name (1 to 200 characters) is required")
+        check_printable(full_name, "full_name")
         device_name = self._device_name(device_name)
         with self.db.write() as s:
             self._consume_verified(s, email, verification_token)

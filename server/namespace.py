@@ -50,6 +50,7 @@ from .db import Database
 from .events import EventBus
 from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, new_id, utcnow
 from .reservations import Reservations
+from .text_checks import check_printable
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +128,6 @@ def _client_id(value: str) -> str:
 
 # C0 controls, DEL and C1 controls: a name holding one could drive the terminal of whoever
 # lists it (ESC and OSC sequences, CSI as 0x9b), so no name may hold one.
-_CONTROL = frozenset(chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)))
-
-
-def check_printable(value: str, field: str) -> str:
-    """Refuse a string holding a control character (C0, DEL, C1), naming the field: for
-    every string another user may see printed (names here; full names and device names
-    can use it too)."""
-    bad = next((ch for ch in value if ch in _CONTROL), None)
-    if bad is not None:
-        raise InvalidArgument(f"{field}: control character U+{ord(bad):04X} not allowed")
-    return value
-
-
 def check_name(name: str, field: str = "name") -> str:
     """The one check every entry name passes (files, folders, symlinks, renames, restores,
     batch uploads, lookups): the error names the field it came in."""

@@ -29,7 +29,7 @@ from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.session_store import SessionStore
 from tests.client.clitools import Cli
-from tests.cluster import Cluster
+from tests.cluster import ADMIN_KEY, Cluster
 
 pytest.importorskip("aiosmtpd")
 
@@ -427,11 +427,17 @@ def test_a_true_renewal_race_through_the_keyring_keeps_the_device(
 def test_devices_list_and_revoke(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     c = cluster
     owner = c.sign_up(device_name="laptop")
-    phone = c.sign_in(owner.email, device_name="phone \x1b]0;pwned\x07\x1b[2J")
+    # A device name that would drive the owner's terminal is refused at the door.
+    with pytest.raises(grpc.RpcError) as refused:
+        c.sign_in(owner.email, device_name="phone \x1b]0;pwned\x07\x1b[2J")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "device_name" in (refused.value.details() or "")
+    assert [d.name for d in _devices(c, owner.token)] == ["laptop"]
+    phone = c.sign_in(owner.email, device_name="phone")
     assert _can_list(c, phone.token)  # its session is now in the gateway's cache too
     listed = {d.name: d for d in _devices(c, owner.token)}
-    assert set(listed) == {"laptop", "phone \x1b]0;pwned\x07\x1b[2J"}
-    laptop, phone_device = listed["laptop"], listed["phone \x1b]0;pwned\x07\x1b[2J"]
+    assert set(listed) == {"laptop", "phone"}
+    laptop, phone_device = listed["laptop"], listed["phone"]
     assert laptop.current and not phone_device.current
     assert laptop.last_address == phone_device.last_address == "127.0.0.1"
     assert phone_device.created_at and phone_device.last_used_at and phone_device.expires_at
@@ -464,15 +470,18 @@ def test_devices_cli(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     before = c.mail.count_for(email)
     cli.ok("enroll", email, "Dee Vice", "--send-code")
     cli.ok("enroll", email, "Dee Vice", "--otp", c.mail.code_for(email, after=before))
-    other = c.sign_in(email, device_name="evil\x1b[2J\x9b31m\nname")
+    # Control characters are refused at the gateway; a bidi override and rich markup are
+    # not controls, so they reach the list and the CLI must show them inert.
+    other = c.sign_in(email, device_name="evil\u202e[red]name[/red]")
     listed = json.loads(cli.ok("devices", "--json").out)
     assert len(listed) == 2
     mine = next(d for d in listed if d["current"])
     theirs = next(d for d in listed if not d["current"])
-    assert theirs["name"] == "evil\x1b[2J\x9b31m\nname" and theirs["last_address"] == "127.0.0.1"
+    assert theirs["name"] == "evil\u202e[red]name[/red]"
+    assert theirs["last_address"] == "127.0.0.1"
     table = cli.ok("devices")
-    assert "\x1b" not in table.out and "\x9b" not in table.out
-    assert "evil\\x1b[2J\\x9b31m\\nname" in table.out
+    assert "\u202e" not in table.out and "\x1b" not in table.out
+    assert "evil\\u202e[red]name[/red]" in table.out
     assert theirs["id"] in table.out and mine["id"] in table.out
 
     cli.ok("devices", "revoke", theirs["id"])
@@ -528,3 +537,17 @@ def test_peer_addresses_and_the_sliding_window() -> None:
     limiter.check("10.0.0.2")  # another address has its own count
     time.sleep(0.6)
     limiter.check("10.0.0.1")  # the window slid past the first calls
+
+
+def test_full_name_with_terminal_escapes_is_refused(cluster: Cluster) -> None:
+    """A full name reaches other users' terminals (shares, admin lists): control characters
+    are refused at enrolment and no account is created."""
+    c = cluster
+    email = _email()
+    with pytest.raises(grpc.RpcError) as refused:
+        c.sign_up(email, name="Eve \x1b]0;owned\x07\x1b[2J\x9b31m")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "full_name" in (refused.value.details() or "")
+    users = c.admin.ListAllUsers(pb.ListUsersRequest(admin_key=ADMIN_KEY), timeout=10).users
+    assert email not in [u.email for u in users]
+    assert c.sign_up(email, name="Eve").user_id  # the same code path works with a clean name
