@@ -901,6 +901,50 @@ class Namespace:
                     f"not enough space: the file needs {size} bytes, {max(free, 0)} are free")
             return owner_id, free, file_id, frees
 
+    def replaced_sizes(self, caller: Caller,
+                       items: Sequence[tuple[str, str, str, bool]]) -> list[int]:
+        """For a batch about to reserve its chunks: the size of the caller's own live file
+        each item (overwrite id, parent id, name, replace_existing) overwrites, 0 for none.
+
+        An edit then reserves only what it grows by, as ``prepare_upload``'s credit does for
+        a stream; each file is credited once. One read for the whole batch; the commit
+        still decides for real.
+        """
+        def parent_of(parent_id: str) -> str:
+            return caller.root_folder_id if parent_id in ("", "/", "root") else parent_id
+
+        ids = {fid for fid, _, _, _ in items if fid}
+        named = {(parent_of(pid), name) for fid, pid, name, replace in items
+                 if not fid and replace}
+        by_id: dict[str, int] = {}
+        by_name: dict[tuple[str, str], tuple[str, int]] = {}
+        with self.db.read() as s:
+            live = (File.owner_id == caller.user_id, File.deleted_at.is_(None))
+            for part in _parts(sorted(ids)):
+                for fid, size in s.execute(select(File.id, File.size).where(
+                        File.id.in_(part), *live)):
+                    by_id[fid] = int(size)
+            if named:
+                parents = sorted({pid for pid, _ in named})
+                names = sorted({name for _, name in named})
+                for fid, pid, name, size in s.execute(
+                        select(File.id, File.folder_id, File.name, File.size).where(
+                            File.folder_id.in_(parents), File.name.in_(names), *live)):
+                    by_name[(pid, name)] = (fid, int(size))
+        credited: set[str] = set()
+        sizes: list[int] = []
+        for fid, pid, name, replace in items:
+            if fid:
+                target = (fid, by_id[fid]) if fid in by_id else None
+            else:
+                target = by_name.get((parent_of(pid), name)) if replace else None
+            if target is None or target[0] in credited:
+                sizes.append(0)
+                continue
+            credited.add(target[0])
+            sizes.append(target[1])
+        return sizes
+
     def commit_upload(self, caller: Caller, *, parent_id: str, name: str, mime_type: str,
                       spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,
                       replace_existing: bool, mode: int, uid: int, gid: int, mtime_ns: int,

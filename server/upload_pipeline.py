@@ -183,8 +183,13 @@ class UploadPipeline:
         files = request.files
         held_before: set[str] = set()
         asked = [i for i in range(len(files)) if i not in errors and hashes[i]]
-        grants = self.reservations.grow(hold.reservation,
-                                        [(hashes[i], len(files[i].data)) for i in asked])
+        # an edit reserves only what it grows by: the file it replaces gives its size back
+        credits = self.namespace.replaced_sizes(caller, [
+            (m.overwrite_file_id, m.parent_folder_id, m.filename, m.replace_existing)
+            for m in (files[i].metadata for i in asked)])
+        grants = self.reservations.grow(hold.reservation, [
+            (hashes[i], max(len(files[i].data) - credit, 0))
+            for i, credit in zip(asked, credits, strict=True)])
         for index, grant in zip(asked, grants, strict=True):
             if grant.already_held:
                 held_before.add(hashes[index])

@@ -437,3 +437,35 @@ def _refuse_everywhere(c: Cluster, name: str) -> None:
     assert [d.name for d in acct.ls().folders] == ["ok"]
     assert acct.ls(folder).files == []
     assert peer.ls().files == []
+
+
+def test_overwriting_a_file_near_the_quota_still_fits(cluster: Cluster) -> None:
+    """Reservations must not make an edit cost twice: a file rewritten in place (by the
+    mount's small-file batches or by a stream) needs room only for what it grows by, as
+    before reservations existed."""
+    c = cluster
+    acct = c.sign_up()
+    _set_quota(c, acct, 1_500_000)
+    small = acct.upload(os.urandom(900_000), name="notes.bin")
+    assert small.success
+
+    def batch(data: bytes, overwrite: str = "", replace: bool = False) -> pb.SmallFileResult:
+        reply = c.files.UploadSmallFiles(pb.UploadSmallFilesRequest(
+            session_token=acct.token, files=[pb.SmallFileUpload(
+                metadata=pb.FileMetadata(filename="notes.bin", file_size=len(data),
+                                         overwrite_file_id=overwrite,
+                                         replace_existing=replace), data=data)]),
+            timeout=30)
+        return reply.results[0]
+
+    by_id = batch(os.urandom(900_000), overwrite=small.file_id)
+    assert by_id.upload.success, by_id.error
+    by_name = batch(os.urandom(950_000), replace=True)
+    assert by_name.upload.success, by_name.error
+    streamed = acct.upload(os.urandom(1_000_000), name="notes.bin", replace_existing=True)
+    assert streamed.success
+    assert acct.storage().used_bytes == 1_000_000
+    # and growing past the quota is still refused
+    too_big = batch(os.urandom(1_600_000), replace=True)
+    assert too_big.error_code == "RESOURCE_EXHAUSTED" and "not enough space" in too_big.error
+    assert acct.storage().used_bytes == 1_000_000
