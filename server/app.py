@@ -34,6 +34,7 @@ from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
 from .garbage import GarbageCollector
+from .grpc_edge import EdgeInterceptor, StreamTimings
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
@@ -47,6 +48,7 @@ from .services.auth import AuthServicer
 from .services.files import FileServicer
 from .services.node import NodeServicer
 from .services.storage import StorageServicer
+from .stream_admission import AdmissionLimits, StallWatchdog, StreamAdmission
 from .upload_pipeline import UploadPipeline
 
 log = logging.getLogger("cloudgrpc_server")
@@ -158,7 +160,8 @@ def build(settings: Settings) -> Gateway:
     ]
     server = grpc.server(
         cf.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        options=options, maximum_concurrent_rpcs=settings.max_workers * 4)
+        options=options, maximum_concurrent_rpcs=settings.max_workers * 4,
+        interceptors=[edge_interceptor(settings, accounts)])
     pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
     pb_grpc.add_FileServiceServicer_to_server(
         FileServicer(accounts, namespace, uploads, downloads, changes, events,
@@ -196,6 +199,18 @@ def build(settings: Settings) -> Gateway:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
                    downloads, maintenance, payments, server, health_servicer, port)
+
+
+def edge_interceptor(settings: Settings, accounts: Accounts) -> EdgeInterceptor:
+    """Limits on every request, and long-lived calls kept below the worker count minus a
+    reserve so short calls (SendOTP, health, listings) always find a worker."""
+    limits = AdmissionLimits(
+        total=max(1, settings.max_workers - settings.reserved_workers),
+        preauth=settings.upload_preauth_slots, uploads_per_user=settings.uploads_per_user,
+        streams_per_user=settings.streams_per_user)
+    return EdgeInterceptor(accounts.authenticate, StreamAdmission(limits), StallWatchdog(),
+                           StreamTimings(settings.upload_first_message_s,
+                                         settings.stream_idle_s))
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,
