@@ -137,7 +137,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             inner = handler.unary_unary
 
             def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                _checked(request, context)
+                _checked(request, context, method)
                 return inner(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -148,8 +148,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         long_lived = method in LONG_LIVED
 
         def streaming(request: Any, context: grpc.ServicerContext) -> Any:
-            _checked(request, context)
-            ticket = self._admit_stream(request, context) if long_lived else None
+            _checked(request, context, method)
+            ticket = self._admit_stream(request, context, method) if long_lived else None
             try:
                 yield from inner_stream(request, context)
             finally:
@@ -160,7 +160,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             streaming, request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
 
-    def _admit_stream(self, request: Any, context: grpc.ServicerContext) -> Ticket:
+    def _admit_stream(self, request: Any, context: grpc.ServicerContext, method: str
+                      ) -> Ticket:
         try:
             token = _session_header(context) or getattr(request, "session_token", "")
             if token:
@@ -171,7 +172,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 raise Unauthenticated("no session token: sign in first")
             return self.admission.admit(STREAM, owner)
         except CloudError as exc:
-            log.info("%s refused: %s", _method_name(context), exc.message)
+            log.info("%s refused: %s", method, exc.message)
             abort_with(context, exc)
             raise  # not reached: abort raises
 
@@ -185,7 +186,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             try:
                 ticket = self._admit_request_stream(is_upload, context)
             except CloudError as exc:
-                log.info("%s refused: %s", _method_name(context), exc.message)
+                log.info("%s refused: %s", method, exc.message)
                 abort_with(context, exc)
                 raise
             on_first = (lambda msg: self._authenticate_upload(ticket, msg)) \
@@ -281,11 +282,11 @@ class GuardedRequests:
         return DeadlineExceeded(f"no {what} from the client within {within:g} s: call dropped")
 
 
-def _checked(request: Any, context: grpc.ServicerContext) -> None:
+def _checked(request: Any, context: grpc.ServicerContext, method: str) -> None:
     try:
         check_request(request)
     except InvalidArgument as exc:
-        log.info("%s refused: %s", _method_name(context), exc.message)
+        log.info("%s refused: %s", method, exc.message)
         abort_with(context, exc)
 
 
@@ -294,10 +295,3 @@ def _session_header(context: grpc.ServicerContext) -> str:
         if key == SESSION_HEADER:
             return str(value)
     return ""
-
-
-def _method_name(context: grpc.ServicerContext) -> str:
-    try:
-        return str(context._rpc_event.call_details.method.decode())  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - only for the log line
-        return "call"

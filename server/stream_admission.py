@@ -131,22 +131,27 @@ class _Watch:
 
 
 class StallWatchdog:
-    """Cancels calls whose client does not send its next message in time."""
+    """Cancels calls whose client does not send its next message in time.
+
+    Its one thread runs only while some call is watched, so an idle gateway (or a test that
+    builds many) keeps no thread for it.
+    """
 
     def __init__(self, period_s: float = 0.25) -> None:
         self._period_s = period_s
         self._lock = threading.Lock()
         self._watches: dict[int, _Watch] = {}
         self._ids = itertools.count()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="stall-watchdog", daemon=True)
-        self._thread.start()
+        self._running = False
 
     def arm(self, within_s: float, cancel: Callable[[], None]) -> int:
         """Call ``cancel`` unless ``disarm`` comes within ``within_s`` seconds."""
         key = next(self._ids)
         with self._lock:
             self._watches[key] = _Watch(time.monotonic() + within_s, cancel)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="stall-watchdog", daemon=True).start()
         return key
 
     def disarm(self, key: int) -> bool:
@@ -155,13 +160,14 @@ class StallWatchdog:
             watch = self._watches.pop(key, None)
         return watch is not None and watch.fired
 
-    def close(self) -> None:
-        self._stop.set()
-
     def _run(self) -> None:
-        while not self._stop.wait(self._period_s):
+        while True:
+            time.sleep(self._period_s)
             now = time.monotonic()
             with self._lock:
+                if not self._watches:
+                    self._running = False
+                    return
                 due = [w for w in self._watches.values() if not w.fired and w.deadline <= now]
                 for watch in due:
                     watch.fired = True

@@ -386,3 +386,49 @@ def test_webhook_reads_at_most_its_body_limit(tmp_path: Path) -> None:
         assert c.gateway.popen.poll() is None
     finally:
         c.stop()
+
+
+def _string_fields(descriptor: object, prefix: str = "", depth: int = 0
+                   ) -> Iterator[tuple[str, object]]:
+    for field in descriptor.fields:  # type: ignore[attr-defined]
+        if field.type == field.TYPE_STRING:
+            yield prefix + field.name, field
+        elif field.type == field.TYPE_MESSAGE and depth < 3 and not field.is_repeated:
+            yield from _string_fields(field.message_type, prefix + field.name + ".", depth + 1)
+
+
+def test_every_string_field_of_every_request_has_a_limit() -> None:
+    """Walks the wire contract: each request's string fields (nested ones included) take
+    their limit and are refused, naming the field, one byte past it."""
+    from google.protobuf import message_factory
+
+    from cloudgrpc_proto.errors import InvalidArgument
+    from cloudgrpc_server.request_limits import check_request, string_limit
+
+    checked = 0
+    for service in pb.DESCRIPTOR.services_by_name.values():
+        if service.name == "ChunkService":
+            continue  # served by the nodes, not the gateway
+        for method in service.methods:
+            cls = message_factory.GetMessageClass(method.input_type)
+            for path, field in _string_fields(method.input_type):
+                limit = string_limit(field)  # type: ignore[arg-type]
+                assert limit <= 4096, path
+                for size, refused in ((limit, False), (limit + 1, True)):
+                    msg = cls()
+                    target = msg
+                    *parents, leaf = path.split(".")
+                    for name in parents:
+                        target = getattr(target, name)
+                    value = "é" * (size // 2) + "x" * (size % 2)  # bytes, not characters
+                    if field.is_repeated:  # type: ignore[attr-defined]
+                        getattr(target, leaf).append(value)
+                    else:
+                        setattr(target, leaf, value)
+                    if refused:
+                        with pytest.raises(InvalidArgument, match=rf"\b{path}\b"):
+                            check_request(msg)
+                    else:
+                        check_request(msg)
+                checked += 1
+    assert checked > 100
