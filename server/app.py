@@ -48,7 +48,7 @@ from .services.auth import AuthServicer
 from .services.files import FileServicer
 from .services.node import NodeServicer
 from .services.storage import StorageServicer
-from .stream_admission import AdmissionLimits, StallWatchdog, StreamAdmission
+from .stream_admission import AddressSlots, AdmissionLimits, StallWatchdog, StreamAdmission
 from .upload_pipeline import UploadPipeline
 
 log = logging.getLogger("cloudgrpc_server")
@@ -210,7 +210,8 @@ def edge_interceptor(settings: Settings, accounts: Accounts) -> EdgeInterceptor:
         streams_per_user=settings.streams_per_user)
     return EdgeInterceptor(accounts.authenticate, StreamAdmission(limits), StallWatchdog(),
                            StreamTimings(settings.upload_first_message_s,
-                                         settings.stream_idle_s))
+                                         settings.stream_idle_s),
+                           AddressSlots(settings.waiting_per_address))
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,

@@ -66,6 +66,7 @@ class Settings:
     uploads_per_user: int = 8
     streams_per_user: int = 16
     reserved_workers: int = 16  # never held by long-lived calls: SendOTP, health, listings
+    waiting_per_address: int = 16  # unary calls of one client address awaiting their request
     # TLS for the gateway's own port.
     tls_cert: str = ""
     tls_key: str = ""
@@ -162,6 +163,8 @@ def load_settings() -> Settings:
         upload_preauth_slots=max(1, get_int("UPLOAD_PREAUTH_SLOTS", 8)),
         uploads_per_user=max(1, get_int("UPLOADS_PER_USER", 8)),
         streams_per_user=max(1, get_int("STREAMS_PER_USER", 16)),
+        waiting_per_address=max(1, get_int("WAITING_PER_ADDRESS",
+                                           max(2, get_int("GRPC_MAX_WORKERS", 64) // 4))),
         reserved_workers=max(1, get_int("RESERVED_WORKERS",
                                         max(4, get_int("GRPC_MAX_WORKERS", 64) // 4))),
         tls_cert=get_str("TLS_CERT"),

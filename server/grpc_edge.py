@@ -32,7 +32,15 @@ from cloudgrpc_proto.errors import (
 
 from .change_feed import ORIGIN_HEADER, REQUEST_ORIGIN
 from .request_limits import check_request
-from .stream_admission import PREAUTH, STREAM, UPLOAD, StallWatchdog, StreamAdmission, Ticket
+from .stream_admission import (
+    PREAUTH,
+    STREAM,
+    UPLOAD,
+    AddressSlots,
+    StallWatchdog,
+    StreamAdmission,
+    Ticket,
+)
 
 log = logging.getLogger("cloudgrpc_server.rpc")
 
@@ -115,11 +123,15 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     on request streams so a client that stops sending loses its worker."""
 
     def __init__(self, authenticate: Callable[[str], Any], admission: StreamAdmission,
-                 watchdog: StallWatchdog, timings: StreamTimings) -> None:
+                 watchdog: StallWatchdog, timings: StreamTimings, waiting: AddressSlots
+                 ) -> None:
         self._authenticate = authenticate
         self.admission = admission
         self.watchdog = watchdog
         self.timings = timings
+        self.waiting = waiting
+        # A unary request may be large (a batch of small files): it gets the idle limit.
+        self.request_timings = StreamTimings(timings.idle_s, timings.idle_s)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -133,22 +145,23 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     # --- unary requests -----------------------------------------------------------------
 
     def _guard_unary_request(self, handler: Any, method: str) -> Any:
+        # Served as a request stream so the one message is read under the watchdog (the
+        # sync server would otherwise wait for it on a worker without any deadline).
         if not handler.response_streaming:
             inner = handler.unary_unary
 
-            def unary(request: Any, context: grpc.ServicerContext) -> Any:
-                _checked(request, context, method)
-                return inner(request, context)
+            def unary(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+                return inner(self._read_request(request_iterator, context, method), context)
 
-            return grpc.unary_unary_rpc_method_handler(
+            return grpc.stream_unary_rpc_method_handler(
                 unary, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
 
         inner_stream = handler.unary_stream
         long_lived = method in LONG_LIVED
 
-        def streaming(request: Any, context: grpc.ServicerContext) -> Any:
-            _checked(request, context, method)
+        def streaming(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+            request = self._read_request(request_iterator, context, method)
             ticket = self._admit_stream(request, context, method) if long_lived else None
             try:
                 yield from inner_stream(request, context)
@@ -156,9 +169,33 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                 if ticket is not None:
                     ticket.release()
 
-        return grpc.unary_stream_rpc_method_handler(
+        return grpc.stream_stream_rpc_method_handler(
             streaming, request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+
+    def _read_request(self, request_iterator: Any, context: grpc.ServicerContext,
+                      method: str) -> Any:
+        """A unary call's request: within the deadline, checked against the field limits,
+        with few calls per client address waiting for theirs at once."""
+        address = _peer_address(context)
+        try:
+            self.waiting.take(address)
+        except CloudError as exc:
+            log.info("%s refused: %s", method, exc.message)
+            abort_with(context, exc)
+        try:
+            requests = GuardedRequests(request_iterator, context, self.watchdog,
+                                       self.request_timings)
+            return next(requests)
+        except StopIteration:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                          f"{method} requires exactly one request message")
+        except CloudError as exc:
+            log.info("%s refused: %s", method, exc.message)
+            abort_with(context, exc)
+        finally:
+            self.waiting.give_back(address)
+        raise AssertionError("not reached: abort raises")
 
     def _admit_stream(self, request: Any, context: grpc.ServicerContext, method: str
                       ) -> Ticket:
@@ -282,12 +319,10 @@ class GuardedRequests:
         return DeadlineExceeded(f"no {what} from the client within {within:g} s: call dropped")
 
 
-def _checked(request: Any, context: grpc.ServicerContext, method: str) -> None:
-    try:
-        check_request(request)
-    except InvalidArgument as exc:
-        log.info("%s refused: %s", method, exc.message)
-        abort_with(context, exc)
+def _peer_address(context: grpc.ServicerContext) -> str:
+    """The client's address without its port ("ipv4:1.2.3.4:5678" -> "ipv4:1.2.3.4")."""
+    peer = context.peer() or ""
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 def _session_header(context: grpc.ServicerContext) -> str:

@@ -176,3 +176,35 @@ class StallWatchdog:
                     watch.cancel()
                 except Exception:  # noqa: BLE001 - one call's cancel must not stop the rest
                     log.exception("cancelling a stalled call failed")
+
+
+class AddressSlots:
+    """How many calls from one client address may wait for their request message at once.
+
+    The sync server reads a unary call's request on a worker, so a client that opens calls
+    and never sends their message (a stream stub aimed at a unary method does just that)
+    would hold a worker per call until the deadline. A legitimate request arrives with its
+    call, so at most a few wait at any moment; an address past ``per_address`` is refused.
+    """
+
+    def __init__(self, per_address: int) -> None:
+        self.per_address = per_address
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}
+
+    def take(self, address: str) -> None:
+        with self._lock:
+            held = self._held.get(address, 0)
+            if held >= self.per_address:
+                raise RateLimited(
+                    f"too many calls from {address} waiting to send their request "
+                    f"(at most {self.per_address}): try again shortly")
+            self._held[address] = held + 1
+
+    def give_back(self, address: str) -> None:
+        with self._lock:
+            left = self._held.get(address, 0) - 1
+            if left > 0:
+                self._held[address] = left
+            else:
+                self._held.pop(address, None)

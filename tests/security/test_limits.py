@@ -121,6 +121,43 @@ def test_idle_anonymous_uploads_cannot_starve_the_gateway(cluster: Cluster) -> N
         attacker.close()
 
 
+def test_unary_calls_that_never_send_their_request_cannot_starve_the_gateway(
+        cluster: Cluster) -> None:
+    """A stream stub aimed at SendOTP sends the call's headers and never its message: the
+    sync server would wait for it on a worker. Past a few per client address such calls are
+    refused at once, and the waiting ones are dropped at the deadline."""
+    c = cluster
+    attacker = _attacker_channel(c)
+    stalled_send_otp = attacker.stream_unary(
+        "/cloudstorage.AuthService/SendOTP",
+        request_serializer=pb.SendOTPRequest.SerializeToString,
+        response_deserializer=pb.SendOTPResponse.FromString)
+    release = threading.Event()
+    opened_at = time.monotonic()
+    calls = [stalled_send_otp.future(_never_sends(release), timeout=60) for _ in range(80)]
+    try:
+        time.sleep(0.5)
+        health = health_pb2_grpc.HealthStub(c.channel)
+        assert _timed(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=5)) < 2.0
+        codes = []
+        for future in calls:
+            remaining = opened_at + IDLE_S + 5.0 - time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                future.result(timeout=max(0.1, remaining))
+            codes.append(refused.value.code())
+        held = codes.count(grpc.StatusCode.CANCELLED) + codes.count(
+            grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) + held == len(calls)
+        assert 1 <= held <= 16  # WAITING_PER_ADDRESS's default
+        # Once they are gone the same address is served as before.
+        assert max(_answers(c, f"after-{uuid.uuid4().hex[:6]}@example.com")) < 2.0
+        acct = c.sign_up()
+        assert acct.ls().success
+    finally:
+        release.set()
+        attacker.close()
+
+
 def test_slow_senders_are_dropped_and_hold_nothing(cluster: Cluster) -> None:
     """A signed-in sender that stops between messages loses its stream after the idle
     limit, and what it sent is not committed."""
