@@ -34,7 +34,7 @@ from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
 from .garbage import GarbageCollector
-from .grpc_edge import EdgeInterceptor, StreamTimings
+from .grpc_edge import EdgeInterceptor
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
@@ -48,7 +48,6 @@ from .services.auth import AuthServicer
 from .services.files import FileServicer
 from .services.node import NodeServicer
 from .services.storage import StorageServicer
-from .stream_admission import AddressSlots, AdmissionLimits, StallWatchdog, StreamAdmission
 from .upload_pipeline import UploadPipeline
 
 log = logging.getLogger("cloudgrpc_server")
@@ -161,7 +160,7 @@ def build(settings: Settings) -> Gateway:
     server = grpc.server(
         cf.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         options=options, maximum_concurrent_rpcs=settings.max_workers * 4,
-        interceptors=[edge_interceptor(settings, accounts)])
+        interceptors=[EdgeInterceptor.from_settings(settings, accounts.authenticate)])
     pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
     pb_grpc.add_FileServiceServicer_to_server(
         FileServicer(accounts, namespace, uploads, downloads, changes, events,
@@ -199,19 +198,6 @@ def build(settings: Settings) -> Gateway:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
                    downloads, maintenance, payments, server, health_servicer, port)
-
-
-def edge_interceptor(settings: Settings, accounts: Accounts) -> EdgeInterceptor:
-    """Limits on every request, and long-lived calls kept below the worker count minus a
-    reserve so short calls (SendOTP, health, listings) always find a worker."""
-    limits = AdmissionLimits(
-        total=max(1, settings.max_workers - settings.reserved_workers),
-        preauth=settings.upload_preauth_slots, uploads_per_user=settings.uploads_per_user,
-        streams_per_user=settings.streams_per_user)
-    return EdgeInterceptor(accounts.authenticate, StreamAdmission(limits), StallWatchdog(),
-                           StreamTimings(settings.upload_first_message_s,
-                                         settings.stream_idle_s),
-                           AddressSlots(settings.waiting_per_address))
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,

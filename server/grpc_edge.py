@@ -31,12 +31,14 @@ from cloudgrpc_proto.errors import (
 )
 
 from .change_feed import ORIGIN_HEADER, REQUEST_ORIGIN
+from .config import Settings
 from .request_limits import check_request
 from .stream_admission import (
     PREAUTH,
     STREAM,
     UPLOAD,
     AddressSlots,
+    AdmissionLimits,
     StallWatchdog,
     StreamAdmission,
     Ticket,
@@ -132,6 +134,19 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         self.waiting = waiting
         # A unary request may be large (a batch of small files): it gets the idle limit.
         self.request_timings = StreamTimings(timings.idle_s, timings.idle_s)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, authenticate: Callable[[str], Any]
+                      ) -> EdgeInterceptor:
+        """Long-lived calls kept below the worker count minus a reserve, so short calls
+        (SendOTP, health, listings) always find a worker."""
+        limits = AdmissionLimits(
+            total=max(1, settings.max_workers - settings.reserved_workers),
+            preauth=settings.upload_preauth_slots, uploads_per_user=settings.uploads_per_user,
+            streams_per_user=settings.streams_per_user)
+        return cls(authenticate, StreamAdmission(limits), StallWatchdog(),
+                   StreamTimings(settings.upload_first_message_s, settings.stream_idle_s),
+                   AddressSlots(settings.waiting_per_address))
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
