@@ -417,7 +417,6 @@ def test_webhook_reads_at_most_its_body_limit(tmp_path: Path) -> None:
         assert status == 413 and took < 3.0
         status, took = _attack_webhook(port, path + "\r\n", _raw(big))
         assert 400 <= status < 500 and took < 3.0
-        # A stalled body meets the read timeout instead of holding a thread forever.
         assert _rss_kib(pid) - rss_before < 32 * 1024, "the gateway buffered a body"
 
         # The endpoint still answers a well-formed call (refused: it is not signed).
