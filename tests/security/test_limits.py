@@ -472,3 +472,23 @@ def test_every_string_field_of_every_request_has_a_limit() -> None:
                         check_request(msg)
                 checked += 1
     assert checked > 100
+
+
+def test_webhook_body_read_times_out_on_a_stalled_sender() -> None:
+    """A sender that announces a small body and stops mid-way meets the read timeout: the
+    handler answers 408 instead of waiting on the socket forever."""
+    from email.message import Message
+
+    from cloudgrpc_server.payment_webhook import BodyRefused, read_body
+
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        server_side.settimeout(0.5)
+        headers = Message()
+        headers["Content-Length"] = "100"
+        client_side.sendall(b"x" * 10)  # then nothing
+        started = time.monotonic()
+        with server_side.makefile("rb") as rfile, pytest.raises(BodyRefused) as refused:
+            read_body(headers, rfile, 64 * 1024)
+        assert refused.value.status == 408
+        assert time.monotonic() - started < 3.0
