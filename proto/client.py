@@ -111,6 +111,17 @@ def _origin_metadata() -> tuple[tuple[str, str], ...] | None:
     return (("x-cloudgrpc-origin", origin),) if origin else None
 
 
+# An upload's session also travels in the call's metadata: the gateway then knows the
+# account before the first message and need not give the stream a pre-authentication slot.
+SESSION_HEADER = "x-cloudgrpc-session"
+
+
+def _session_metadata(session_token: str) -> tuple[tuple[str, str], ...] | None:
+    pairs = (*(_origin_metadata() or ()), *(((SESSION_HEADER, session_token),)
+                                            if session_token else ()))
+    return pairs or None
+
+
 def _check_success(response: T) -> T:
     """Turn a seed-style ``success: false`` answer into the typed error.
 
@@ -1057,8 +1068,9 @@ class CloudClient:
             watchdog.kick()  # the server now commits: give it a full stall period
 
         src.rewind()
-        future = self._stubs.file.UploadFile.future(requests(), timeout=self.transfer_timeout,
-                                                    metadata=_origin_metadata())
+        future = self._stubs.file.UploadFile.future(
+            requests(), timeout=self.transfer_timeout,
+            metadata=_session_metadata(metadata.session_token))
         watchdog.start(future.cancel)
         try:
             return future.result()

@@ -34,6 +34,7 @@ from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
 from .garbage import GarbageCollector
+from .grpc_edge import EdgeInterceptor
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
@@ -165,7 +166,8 @@ def build(settings: Settings) -> Gateway:
     ]
     server = grpc.server(
         cf.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        options=options, maximum_concurrent_rpcs=settings.max_workers * 4)
+        options=options, maximum_concurrent_rpcs=settings.max_workers * 4,
+        interceptors=[EdgeInterceptor.from_settings(settings, accounts.authenticate)])
     pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
     pb_grpc.add_FileServiceServicer_to_server(
         FileServicer(accounts, namespace, uploads, downloads, changes, events,

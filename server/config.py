@@ -65,6 +65,14 @@ class Settings:
     repair_concurrency: int = 4
     node_call_timeout_s: float = 30.0
     max_workers: int = 64
+    # Bounded resources: who may hold a worker for long (see stream_admission).
+    upload_first_message_s: float = 5.0
+    stream_idle_s: float = 30.0
+    upload_preauth_slots: int = 8
+    uploads_per_user: int = 8
+    streams_per_user: int = 16
+    reserved_workers: int = 16  # never held by long-lived calls: SendOTP, health, listings
+    waiting_per_address: int = 16  # unary calls of one client address awaiting their request
     # TLS for the gateway's own port.
     tls_cert: str = ""
     tls_key: str = ""
@@ -159,6 +167,15 @@ def load_settings() -> Settings:
         repair_concurrency=max(1, get_int("REPAIR_CONCURRENCY", 4)),
         node_call_timeout_s=get_float("NODE_CALL_TIMEOUT_S", 30.0),
         max_workers=get_int("GRPC_MAX_WORKERS", 64),
+        upload_first_message_s=max(0.5, get_float("UPLOAD_FIRST_MESSAGE_S", 5.0)),
+        stream_idle_s=max(1.0, get_float("STREAM_IDLE_S", 30.0)),
+        upload_preauth_slots=max(1, get_int("UPLOAD_PREAUTH_SLOTS", 8)),
+        uploads_per_user=max(1, get_int("UPLOADS_PER_USER", 8)),
+        streams_per_user=max(1, get_int("STREAMS_PER_USER", 16)),
+        waiting_per_address=max(1, get_int("WAITING_PER_ADDRESS",
+                                           max(2, get_int("GRPC_MAX_WORKERS", 64) // 4))),
+        reserved_workers=max(1, get_int("RESERVED_WORKERS",
+                                        max(4, get_int("GRPC_MAX_WORKERS", 64) // 4))),
         tls_cert=get_str("TLS_CERT"),
         tls_key=get_str("TLS_KEY"),
         node_tls_ca=get_str("NODE_TLS_CA"),
