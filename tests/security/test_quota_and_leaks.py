@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
-from tests.cluster import ADMIN_KEY, Account, Cluster, MiB
+from tests.cluster import ADMIN_KEY, Account, Cluster, MiB, running_cluster
 
 CHUNK = 4 * MiB
 REPLICAS = 2  # three nodes, replication factor 2
@@ -44,12 +44,8 @@ GC_ENV = {"GC_GRACE_S": "5", "GC_INTERVAL_S": "1", "GC_IDLE_S": "1",
 @pytest.fixture
 def gc_cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
     """Gateway + three nodes with short garbage-collection times, on either database."""
-    c = Cluster(tmp_path, database_url=database_url, env=GC_ENV)
-    try:
-        c.start()
+    with running_cluster(tmp_path, database_url=database_url, env=GC_ENV) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def _node_bytes(c: Cluster) -> int:
