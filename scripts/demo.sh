@@ -64,7 +64,11 @@ if ! [ -e /dev/fuse ] || ! command -v fusermount3 >/dev/null || ! dpkg -s libfus
   fi
 fi
 make -s install
+# The demo folder holds the logs (the gateway console shows sign-in codes: no mail is set up),
+# the database, keys and chunks: nobody else on the machine may read it.
+umask 077
 mkdir -p "$DEMO"
+chmod 700 "$DEMO"
 [ -f "$DEMO/pids" ] && { echo "the demo already runs (scripts/demo.sh stop first)"; status; exit 0; }
 
 # 2. Gateway and three nodes, in the background, logs under demo/. The gateway writes the
@@ -106,7 +110,6 @@ fi
 # 4. The drive.
 mkdir -p "$MOUNT"
 mountpoint -q "$MOUNT" || "$BIN/cloudgrpc" mount "$MOUNT"
-ADMIN_KEY=$(cat "$DATA_DIR/admin_key")
 cat <<EOF
 
 CloudGrpc is running: gateway localhost:$PORT, nodes localhost:9001-9003, data in $DEMO
@@ -115,6 +118,6 @@ Signed in as $EMAIL; the drive is mounted at $MOUNT
   cp -r ~/some/folder $MOUNT/ && ls -la $MOUNT && df -h $MOUNT
   $BIN/cloudgrpc ls /                     # the same files without the mount
   $BIN/cloudgrpc-pay tiers                # buy space (offline Campay stand-in)
-  ADMIN_KEY=$ADMIN_KEY $BIN/cloudgrpc-admin --status
+  DATA_DIR=$DATA_DIR $BIN/cloudgrpc-admin --status   # the admin key is kept in $DATA_DIR/admin_key
 Stop everything: scripts/demo.sh stop
 EOF
