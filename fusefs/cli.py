@@ -24,11 +24,10 @@ from cloudgrpc_proto.session_store import SessionStoreError
 from . import account_commands as account
 from . import file_commands as files
 from .context import Context, UsageError
+from .mount_support import MOUNT_MISSING, MOUNT_MISSING_EXIT, is_missing_mount_support
 from .output import Output
 
 MOUNT_COMMANDS = ("mount", "umount", "status", "sync")
-MOUNT_MISSING = "mount support is not installed in this build"
-MOUNT_MISSING_EXIT = 13
 GLOBAL_WITH_VALUE = ("--server", "--timeout", "--tls-ca")
 CONNECTION_HINTS = (
     "failed to connect",
@@ -297,8 +296,8 @@ def run_mount(
         tls_ca = known.tls_ca or tls_ca
     try:
         module = importlib.import_module("cloudgrpc_fusefs.mount_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("cloudgrpc_fusefs.mount_cli", "pyfuse3", "trio"):
+    except ImportError as exc:
+        if is_missing_mount_support(exc):
             out.error(MOUNT_MISSING)
             return MOUNT_MISSING_EXIT
         raise

@@ -340,6 +340,34 @@ def test_mount_commands_without_mount_support(
         assert "mount support is not installed in this build" in capsys.readouterr().err
 
 
+BLOCK_PYFUSE3 = (
+    "import sys; sys.modules['pyfuse3'] = None; "  # as in a plain install without the fuse extra
+    "from cloudgrpc_fusefs.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("foreground", [False, True])
+def test_mount_without_pyfuse3_says_so_in_one_line(
+    tmp_path: pathlib.Path, foreground: bool
+) -> None:
+    """The import happens inside mount_cli, after the hand-over: it must still end as exit 13."""
+    import os
+    import subprocess
+    import sys
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    argv = [sys.executable, "-c", BLOCK_PYFUSE3, "--server", "127.0.0.1:1", "mount", str(drive)]
+    done = subprocess.run(argv + (["-f"] if foreground else []), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert done.returncode == 13, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("cloudgrpc: mount support is not installed"), lines
+    assert "cloudgrpc[fuse]" in lines[0]
+    assert not os.path.ismount(drive) and not any(drive.iterdir())
+
+
 def test_mount_commands_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types
