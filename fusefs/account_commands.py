@@ -33,11 +33,14 @@ def _check_email(email: str) -> str:
     return email
 
 
-def _send_code(ctx: Context, email: str) -> None:
-    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works.
+def _send_code(ctx: Context, email: str, *, only_send: bool = False) -> None:
+    """SendOTP. A refusal by the resend cooldown is fine when a prompt follows (the code sent
+    before still works, unless it was used already: then the prompt's check says so).
 
-    Any other refusal (a sign-in lockout, too many requests from this address) ends the
-    command with its "try again in N minutes" line.
+    With ``--send-code`` (``only_send``) nothing follows that could tell a script no mail went
+    out, so the cooldown refusal ends the command as RateLimited (exit 9), saying when to
+    retry. Any other refusal (a sign-in lockout, too many requests from this address) ends the
+    command with its "try again in N minutes" line either way.
     """
     ctx.out.note(f"Sending a code to {email}...")
     try:
@@ -45,6 +48,9 @@ def _send_code(ctx: Context, email: str) -> None:
     except errors.RateLimited as exc:
         if "just sent" not in exc.message:
             raise
+        if only_send:
+            when = "" if "try again" in exc.message else "; try again in a minute"
+            raise errors.RateLimited(f"no code sent: {exc.message}{when}") from exc
         ctx.out.warn(f"{exc.message}; use the code sent before")
         return
     if response.retry_after_seconds:
@@ -62,7 +68,7 @@ def _code_step(ctx: Context, args: argparse.Namespace, email: str) -> bool:
     if args.send_code and args.otp:
         raise UsageError("--send-code and --otp do not go together")
     if not args.otp:
-        _send_code(ctx, email)
+        _send_code(ctx, email, only_send=args.send_code)
     if args.send_code:
         return False
     _verify(ctx, email, args.otp)

@@ -116,6 +116,24 @@ def test_login_with_send_code_then_otp(signed_in: Cli, gateway: Running) -> None
     assert signed_in.ok("ls").code == 0
 
 
+def test_send_code_within_the_cooldown_fails_and_says_when(
+    signed_in: Cli, gateway: Running
+) -> None:
+    """The code mailed for the sign-in was used; a script asking for a new one must not be told
+    it worked, or its next ``--otp`` step fails for a reason it cannot see."""
+    gateway.fake.otp_cooldown_s = 60
+    signed_in.ok("logout")
+    result = signed_in.fails(9, "login", EMAIL, "--send-code")
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("cloudgrpc: no code sent: a code was just sent; try again in "), last
+    assert last.endswith(" s"), last
+    assert EMAIL not in gateway.fake.otps  # indeed nothing to type in
+    signed_in.fails(2, "login", EMAIL, "--otp", "123456")  # the used code stays used
+    gateway.fake.otp_cooldown_s = 0  # the cooldown over: the same command works
+    signed_in.ok("login", EMAIL, "--send-code")
+    assert "Signed in as" in signed_in.ok("login", EMAIL, "--otp", "123456").out
+
+
 def test_wrong_code_fails_cleanly(cli: Cli) -> None:
     result = cli.fails(2, "enroll", EMAIL, "Ada", stdin="000000\n")
     assert "invalid code" in result.err
