@@ -17,6 +17,7 @@ import sys
 import time
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import not_signed_in
 from cloudgrpc_proto.display import printable
 
 from .context import Context, UsageError
@@ -157,7 +158,7 @@ def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
     if stored is None or not stored.signed_in:
         if args.json:
             ctx.out.json({"signed_in": False, "server": ctx.target, "keyring": backend})
-        raise errors.Unauthenticated("not signed in: run cloudgrpc login EMAIL")
+        raise errors.Unauthenticated(not_signed_in(ctx.target))
     who = ctx.client.whoami()  # validates (and if needed renews) the session
     session = ctx.client.session
     if args.json:

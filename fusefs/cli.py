@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import NOT_SIGNED_IN
+from cloudgrpc_proto.client import not_signed_in
 from cloudgrpc_proto.environment import ConfigError
 from cloudgrpc_proto.session_store import SessionStoreError
 
@@ -314,13 +314,13 @@ def _auth_message(ctx: Context, command: str, exc: errors.Unauthenticated) -> st
     if command in ("login", "enroll"):
         return exc.message
     if "not signed in" in exc.message:
-        return NOT_SIGNED_IN
+        return not_signed_in(ctx.target)
     try:
         stored = ctx.store.load()
     except SessionStoreError:
         stored = None
     email = stored.email if stored and stored.email else "EMAIL"
-    return f"session expired or revoked: run cloudgrpc login {email}"
+    return f"session on {ctx.target} expired or revoked: run cloudgrpc login {email}"
 
 
 def _unavailable_message(ctx: Context, exc: errors.CloudError) -> str:

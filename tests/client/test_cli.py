@@ -80,7 +80,23 @@ def test_bad_email_is_a_usage_error(cli: Cli) -> None:
 def test_not_signed_in(cli: Cli, argv: list[str], tmp_path: pathlib.Path) -> None:
     (tmp_path / "x").write_text("x")
     result = cli.fails(7, *argv)
-    assert result.err.strip().endswith("not signed in: run cloudgrpc login EMAIL"), str(result)
+    expected = f"not signed in to {cli.target}: run cloudgrpc login EMAIL"
+    assert result.err.strip().endswith(expected), str(result)
+
+
+def test_not_signed_in_names_the_server_asked(signed_in: Cli, gateway: Running) -> None:
+    """Sessions are kept per gateway address: a typo in --server must not read like a lost
+    session, so the line names the address that has no session."""
+    other = f"127.0.0.1:{_closed_port()}"
+    result = signed_in.fails(7, "--server", other, "ls", "/", server=False)
+    assert result.err.strip().splitlines()[-1] == (
+        f"cloudgrpc: not signed in to {other}: run cloudgrpc login EMAIL"), str(result)
+    env_other = Cli(gateway.target, signed_in.cwd, env={"CLOUDGRPC_SERVER": other})
+    env_other.env["CLOUDGRPC_SERVER"] = other  # Cli drops it; this test is about it
+    assert f"not signed in to {other}:" in env_other.fails(7, "whoami", server=False).err
+    calls = sum(gateway.fake.calls.values())
+    assert signed_in.ok("ls", "/").code == 0  # the session on the right address is intact
+    assert sum(gateway.fake.calls.values()) > calls
 
 
 def test_gateway_down_exits_12(cli: Cli) -> None:
