@@ -59,7 +59,16 @@ class ParserExit(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, with one-line errors."""
+    """argparse that raises instead of exiting, with one-line errors.
+
+    A command's parser (``intermix``) takes options anywhere among its arguments, as ``cp``
+    does: ``upload SRC --name X DEST`` as well as ``upload --name X SRC DEST``. Plain argparse
+    stops filling ``SRC...`` at the first option and then calls ``DEST`` unrecognized.
+    Arguments after ``--`` keep argparse's own rule (everything there is positional).
+    """
+
+    intermix = False
+    _intermixing = False
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -68,6 +77,23 @@ class Parser(argparse.ArgumentParser):
         if message:
             print(message.rstrip(), file=sys.stderr)
         raise ParserExit(status)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self._intermixing and self._may_intermix(args):
+            self._intermixing = True  # parse_known_intermixed_args calls back in here
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
+        return super().parse_known_args(args, namespace)
+
+    def _may_intermix(self, args: Sequence[str] | None) -> bool:
+        """Only a command's own parser, without sub-commands or a REMAINDER, and no ``--``."""
+        if not self.intermix or (args is not None and "--" in args):
+            return False
+        return all(a.nargs not in (argparse.REMAINDER, argparse.PARSER) for a in self._actions)
 
 
 def _add_globals(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +153,7 @@ def build_parser(prog: str = "cloudgrpc") -> Parser:
 
     def command(name: str, func: Any, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+        p.intermix = True
         p.set_defaults(func=func)
         return p
 

@@ -176,6 +176,25 @@ def test_revoked_session_says_how_to_sign_in(signed_in: Cli, gateway: Running) -
 # -- files ---------------------------------------------------------------------------------
 
 
+def test_options_go_anywhere_as_with_cp(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    cli = signed_in
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"0123456789" * 50)
+    cli.ok("mkdir", "/docs")
+    cli.ok("upload", str(src), "--name", "after.txt", "/docs")  # option between SRC and DEST
+    cli.ok("upload", "--name", "before.txt", str(src), "/docs")
+    cli.ok("upload", str(src), "/docs", "--name", "last.txt")
+    names = sorted(e["name"] for e in json.loads(cli.ok("ls", "/docs", "--json").out))
+    assert names == ["after.txt", "before.txt", "last.txt"]
+    assert [e["name"] for e in json.loads(cli.ok("ls", "--json", "/").out)] == ["docs"]
+    part = tmp_path / "part"
+    cli.ok("download", "/docs/after.txt", "--offset", "5", "--length", "10", str(part))
+    assert part.read_bytes() == src.read_bytes()[5:15]
+    bad = cli.fails(2, "upload", str(src), "--bogus", "/docs")  # unknown options still refused
+    assert "--bogus" in bad.err and len(bad.err.strip().splitlines()) == 1
+    assert len(json.loads(cli.ok("ls", "/docs", "--json").out)) == 3
+
+
 def test_file_commands_round_trip(signed_in: Cli, tmp_path: pathlib.Path) -> None:
     cli = signed_in
     src = tmp_path / "report.pdf"
