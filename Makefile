@@ -11,19 +11,19 @@ SYSTEM_PACKAGES := scripts/system-packages.sh
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml
-	$(SYSTEM_PACKAGES) install
+	@$(SYSTEM_PACKAGES) install
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,fuse]'
 	touch $@
 
 test:
-	$(SYSTEM_PACKAGES) test
+	@$(SYSTEM_PACKAGES) test
 	$(MAKE) --no-print-directory install
 	scripts/test.sh
 
 demo:
-	$(SYSTEM_PACKAGES) demo
+	@$(SYSTEM_PACKAGES) demo
 	$(MAKE) --no-print-directory install
 	scripts/demo.sh
 
