@@ -17,6 +17,7 @@ import sys
 import time
 
 from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import not_signed_in
 from cloudgrpc_proto.display import printable
 
 from .context import Context, UsageError
@@ -33,11 +34,14 @@ def _check_email(email: str) -> str:
     return email
 
 
-def _send_code(ctx: Context, email: str) -> None:
-    """SendOTP; a refusal by the resend cooldown is fine: the code sent before still works.
+def _send_code(ctx: Context, email: str, *, only_send: bool = False) -> None:
+    """SendOTP. A refusal by the resend cooldown is fine when a prompt follows (the code sent
+    before still works, unless it was used already: then the prompt's check says so).
 
-    Any other refusal (a sign-in lockout, too many requests from this address) ends the
-    command with its "try again in N minutes" line.
+    With ``--send-code`` (``only_send``) nothing follows that could tell a script no mail went
+    out, so the cooldown refusal ends the command as RateLimited (exit 9), saying when to
+    retry. Any other refusal (a sign-in lockout, too many requests from this address) ends the
+    command with its "try again in N minutes" line either way.
     """
     ctx.out.note(f"Sending a code to {email}...")
     try:
@@ -45,6 +49,9 @@ def _send_code(ctx: Context, email: str) -> None:
     except errors.RateLimited as exc:
         if "just sent" not in exc.message:
             raise
+        if only_send:
+            when = "" if "try again" in exc.message else "; try again in a minute"
+            raise errors.RateLimited(f"no code sent: {exc.message}{when}") from exc
         ctx.out.warn(f"{exc.message}; use the code sent before")
         return
     if response.retry_after_seconds:
@@ -62,7 +69,7 @@ def _code_step(ctx: Context, args: argparse.Namespace, email: str) -> bool:
     if args.send_code and args.otp:
         raise UsageError("--send-code and --otp do not go together")
     if not args.otp:
-        _send_code(ctx, email)
+        _send_code(ctx, email, only_send=args.send_code)
     if args.send_code:
         return False
     _verify(ctx, email, args.otp)
@@ -151,7 +158,7 @@ def cmd_whoami(ctx: Context, args: argparse.Namespace) -> int:
     if stored is None or not stored.signed_in:
         if args.json:
             ctx.out.json({"signed_in": False, "server": ctx.target, "keyring": backend})
-        raise errors.Unauthenticated("not signed in: run cloudgrpc login EMAIL")
+        raise errors.Unauthenticated(not_signed_in(ctx.target))
     who = ctx.client.whoami()  # validates (and if needed renews) the session
     session = ctx.client.session
     if args.json:

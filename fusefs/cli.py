@@ -17,18 +17,17 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import NOT_SIGNED_IN
+from cloudgrpc_proto.client import not_signed_in
 from cloudgrpc_proto.environment import ConfigError
 from cloudgrpc_proto.session_store import SessionStoreError
 
 from . import account_commands as account
 from . import file_commands as files
 from .context import Context, UsageError
+from .mount_support import MOUNT_MISSING, MOUNT_MISSING_EXIT, is_missing_mount_support
 from .output import Output
 
 MOUNT_COMMANDS = ("mount", "umount", "status", "sync")
-MOUNT_MISSING = "mount support is not installed in this build"
-MOUNT_MISSING_EXIT = 13
 GLOBAL_WITH_VALUE = ("--server", "--timeout", "--tls-ca")
 CONNECTION_HINTS = (
     "failed to connect",
@@ -60,7 +59,16 @@ class ParserExit(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, with one-line errors."""
+    """argparse that raises instead of exiting, with one-line errors.
+
+    A command's parser (``intermix``) takes options anywhere among its arguments, as ``cp``
+    does: ``upload SRC --name X DEST`` as well as ``upload --name X SRC DEST``. Plain argparse
+    stops filling ``SRC...`` at the first option and then calls ``DEST`` unrecognized.
+    Arguments after ``--`` keep argparse's own rule (everything there is positional).
+    """
+
+    intermix = False
+    _intermixing = False
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -69,6 +77,23 @@ class Parser(argparse.ArgumentParser):
         if message:
             print(message.rstrip(), file=sys.stderr)
         raise ParserExit(status)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if not self._intermixing and self._may_intermix(args):
+            self._intermixing = True  # parse_known_intermixed_args calls back in here
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._intermixing = False
+        return super().parse_known_args(args, namespace)
+
+    def _may_intermix(self, args: Sequence[str] | None) -> bool:
+        """Only a command's own parser, without sub-commands or a REMAINDER, and no ``--``."""
+        if not self.intermix or (args is not None and "--" in args):
+            return False
+        return all(a.nargs not in (argparse.REMAINDER, argparse.PARSER) for a in self._actions)
 
 
 def _add_globals(parser: argparse.ArgumentParser) -> None:
@@ -128,6 +153,7 @@ def build_parser(prog: str = "cloudgrpc") -> Parser:
 
     def command(name: str, func: Any, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, **kwargs)
+        p.intermix = True
         p.set_defaults(func=func)
         return p
 
@@ -297,8 +323,8 @@ def run_mount(
         tls_ca = known.tls_ca or tls_ca
     try:
         module = importlib.import_module("cloudgrpc_fusefs.mount_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("cloudgrpc_fusefs.mount_cli", "pyfuse3", "trio"):
+    except ImportError as exc:
+        if is_missing_mount_support(exc):
             out.error(MOUNT_MISSING)
             return MOUNT_MISSING_EXIT
         raise
@@ -315,13 +341,13 @@ def _auth_message(ctx: Context, command: str, exc: errors.Unauthenticated) -> st
     if command in ("login", "enroll"):
         return exc.message
     if "not signed in" in exc.message:
-        return NOT_SIGNED_IN
+        return not_signed_in(ctx.target)
     try:
         stored = ctx.store.load()
     except SessionStoreError:
         stored = None
     email = stored.email if stored and stored.email else "EMAIL"
-    return f"session expired or revoked: run cloudgrpc login {email}"
+    return f"session on {ctx.target} expired or revoked: run cloudgrpc login {email}"
 
 
 def _unavailable_message(ctx: Context, exc: errors.CloudError) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.channel import default_target
-from cloudgrpc_proto.client import NOT_SIGNED_IN, CloudClient
+from cloudgrpc_proto.client import CloudClient, not_signed_in
 from cloudgrpc_proto.session_store import SessionStore
 
 from .output import Output
@@ -61,7 +61,7 @@ class Context:
         """The client, refusing early (no network) when nobody is signed in."""
         client = self.client
         if not client.signed_in:
-            raise errors.Unauthenticated(NOT_SIGNED_IN)
+            raise errors.Unauthenticated(not_signed_in(self.target))
         return client
 
     @property

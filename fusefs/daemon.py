@@ -21,7 +21,7 @@ import pyfuse3
 import trio
 
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.client import CloudClient, not_signed_in
 from cloudgrpc_proto.memory import reuse_chunk_buffers
 from cloudgrpc_proto.private_files import private_dir, tighten_tree
 from cloudgrpc_proto.retry import RetryPolicy
@@ -60,7 +60,7 @@ def make_client(server: str | None) -> CloudClient:
     client = CloudClient.from_session_store(server, **kwargs)
     if not client.signed_in:
         client.close()
-        raise errors.Unauthenticated("not signed in: run cloudgrpc login EMAIL")
+        raise errors.Unauthenticated(not_signed_in(client.target))
     return client
 
 

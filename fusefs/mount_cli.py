@@ -25,6 +25,7 @@ from cloudgrpc_proto.display import printable
 from cloudgrpc_proto.private_files import PrivatePathError, open_private
 
 from . import control
+from .mount_support import MOUNT_MISSING, MOUNT_MISSING_EXIT, is_missing_mount_support
 
 MiB = 1024 * 1024
 OUR_OPTIONS = {"cache_dir", "cache_size", "read_ahead", "upload_workers", "ttl", "threads",
@@ -81,8 +82,14 @@ def _split_options(raw: list[str]) -> tuple[set[str], dict[str, str]]:
 
 
 def _mount(args: argparse.Namespace, server: str | None) -> int:
-    from .daemon import MountConfig, run  # pyfuse3 only when mounting
-    from .filesystem import Options
+    try:  # pyfuse3 (the optional ``fuse`` extra) only when mounting
+        from .daemon import MountConfig, run
+        from .filesystem import Options
+    except ImportError as exc:
+        if not is_missing_mount_support(exc):
+            raise
+        print(f"cloudgrpc: {MOUNT_MISSING}", file=sys.stderr)
+        return MOUNT_MISSING_EXIT
 
     mountpoint = os.path.abspath(os.path.expanduser(args.directory))
     if not os.path.isdir(mountpoint):

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
-from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.client import CloudClient, not_signed_in
 from cloudgrpc_proto.display import markup_safe as esc
 from cloudgrpc_proto.display import safe_text
 from cloudgrpc_proto.session_store import SessionStoreError
@@ -109,7 +109,7 @@ def _ask(console: Console, question: str, check: Callable[[str], object]) -> obj
 def cmd_buy(args: argparse.Namespace, console: Console) -> int:
     with _client(args) as client:
         if not client.signed_in:
-            raise errors.Unauthenticated("not signed in: run cloudgrpc login EMAIL")
+            raise errors.Unauthenticated(not_signed_in(client.target))
         tiers_reply = client.storage_tiers()
         tiers = list(tiers_reply.tiers)
         if not tiers:

@@ -48,6 +48,7 @@ __all__ = [
     "ServerStream",
     "UploadStats",
     "NOT_SIGNED_IN",
+    "not_signed_in",
     "SESSION_EXPIRED",
 ]
 
@@ -57,6 +58,13 @@ FIND_CHUNKS_BATCH = 1000
 REFRESH_MARGIN_S = 60  # renew a session this long before the server would refuse it
 
 NOT_SIGNED_IN = "not signed in: run cloudgrpc login EMAIL"
+
+
+def not_signed_in(target: str) -> str:
+    """NOT_SIGNED_IN naming the gateway: sessions are kept per address, so a typo in
+    ``--server`` must not read like a lost session."""
+    return f"not signed in to {target}: run cloudgrpc login EMAIL"
+
 SESSION_EXPIRED = "session expired: run cloudgrpc login EMAIL"
 
 T = TypeVar("T")
@@ -359,7 +367,7 @@ class CloudClient:
             self._refresh(session.session_token)
             return self._session.session_token
         if auth is Auth.REQUIRED and not session.session_token:
-            raise errors.Unauthenticated(NOT_SIGNED_IN)
+            raise errors.Unauthenticated(not_signed_in(self.target))
         return session.session_token
 
     def _refresh(self, stale_token: str) -> None:

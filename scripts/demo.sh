@@ -54,15 +54,9 @@ case "${1:-start}" in
   *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
 esac
 
-# 1. What the machine needs (Debian packages for FUSE; only installed when missing).
-if ! [ -e /dev/fuse ] || ! command -v fusermount3 >/dev/null || ! dpkg -s libfuse3-dev >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 libfuse3-dev pkg-config >/dev/null
-  else
-    echo "need the Debian packages fuse3 libfuse3-dev pkg-config (run as root or install them)" >&2
-    exit 1
-  fi
-fi
+# 1. What the machine needs: the Debian packages (scripts/system-packages.sh owns the list;
+#    installed as root, named in one line otherwise), then the virtualenv.
+scripts/system-packages.sh demo
 make -s install
 # The demo folder holds the logs (the gateway console shows sign-in codes: no mail is set up),
 # the database, keys and chunks: nobody else on the machine may read it.

@@ -72,6 +72,8 @@ class FakeGateway(
         self.refresh_tokens: dict[str, str] = {}  # token -> email
         self.verified: dict[str, list[str]] = defaultdict(list)  # email -> tokens
         self.otps: dict[str, str] = {}
+        self.otp_cooldown_s = 0.0  # as the gateway's OTP_RESEND_COOLDOWN_S (0: none)
+        self.otp_sent_at: dict[str, float] = {}
         self.nodes: dict[str, Node] = {}
         self.chunks: dict[str, bytes] = {}
         self.shares: dict[str, tuple[str, str, str, str]] = {}  # id -> (file, owner, to, perm)
@@ -213,7 +215,12 @@ class FakeGateway(
         self._enter("SendOTP", context)
         if "@" not in request.email:
             self._fail(context, errors.InvalidArgument("invalid email address"))
+        wait = self.otp_sent_at.get(request.email, -1e9) + self.otp_cooldown_s - time.time()
+        if wait > 0:  # the gateway's words (server/accounts.py)
+            self._fail(context, errors.RateLimited(
+                f"a code was just sent; try again in {int(wait) + 1} s"))
         self.otps[request.email] = OTP_CODE
+        self.otp_sent_at[request.email] = time.time()
         return pb.SendOTPResponse(success=True, message="OTP sent")
 
     def VerifyOTP(self, request, context):

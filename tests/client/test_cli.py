@@ -80,7 +80,23 @@ def test_bad_email_is_a_usage_error(cli: Cli) -> None:
 def test_not_signed_in(cli: Cli, argv: list[str], tmp_path: pathlib.Path) -> None:
     (tmp_path / "x").write_text("x")
     result = cli.fails(7, *argv)
-    assert result.err.strip().endswith("not signed in: run cloudgrpc login EMAIL"), str(result)
+    expected = f"not signed in to {cli.target}: run cloudgrpc login EMAIL"
+    assert result.err.strip().endswith(expected), str(result)
+
+
+def test_not_signed_in_names_the_server_asked(signed_in: Cli, gateway: Running) -> None:
+    """Sessions are kept per gateway address: a typo in --server must not read like a lost
+    session, so the line names the address that has no session."""
+    other = f"127.0.0.1:{_closed_port()}"
+    result = signed_in.fails(7, "--server", other, "ls", "/", server=False)
+    assert result.err.strip().splitlines()[-1] == (
+        f"cloudgrpc: not signed in to {other}: run cloudgrpc login EMAIL"), str(result)
+    env_other = Cli(gateway.target, signed_in.cwd, env={"CLOUDGRPC_SERVER": other})
+    env_other.env["CLOUDGRPC_SERVER"] = other  # Cli drops it; this test is about it
+    assert f"not signed in to {other}:" in env_other.fails(7, "whoami", server=False).err
+    calls = sum(gateway.fake.calls.values())
+    assert signed_in.ok("ls", "/").code == 0  # the session on the right address is intact
+    assert sum(gateway.fake.calls.values()) > calls
 
 
 def test_gateway_down_exits_12(cli: Cli) -> None:
@@ -116,6 +132,24 @@ def test_login_with_send_code_then_otp(signed_in: Cli, gateway: Running) -> None
     assert signed_in.ok("ls").code == 0
 
 
+def test_send_code_within_the_cooldown_fails_and_says_when(
+    signed_in: Cli, gateway: Running
+) -> None:
+    """The code mailed for the sign-in was used; a script asking for a new one must not be told
+    it worked, or its next ``--otp`` step fails for a reason it cannot see."""
+    gateway.fake.otp_cooldown_s = 60
+    signed_in.ok("logout")
+    result = signed_in.fails(9, "login", EMAIL, "--send-code")
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith("cloudgrpc: no code sent: a code was just sent; try again in "), last
+    assert last.endswith(" s"), last
+    assert EMAIL not in gateway.fake.otps  # indeed nothing to type in
+    signed_in.fails(2, "login", EMAIL, "--otp", "123456")  # the used code stays used
+    gateway.fake.otp_cooldown_s = 0  # the cooldown over: the same command works
+    signed_in.ok("login", EMAIL, "--send-code")
+    assert "Signed in as" in signed_in.ok("login", EMAIL, "--otp", "123456").out
+
+
 def test_wrong_code_fails_cleanly(cli: Cli) -> None:
     result = cli.fails(2, "enroll", EMAIL, "Ada", stdin="000000\n")
     assert "invalid code" in result.err
@@ -140,6 +174,25 @@ def test_revoked_session_says_how_to_sign_in(signed_in: Cli, gateway: Running) -
 
 
 # -- files ---------------------------------------------------------------------------------
+
+
+def test_options_go_anywhere_as_with_cp(signed_in: Cli, tmp_path: pathlib.Path) -> None:
+    cli = signed_in
+    src = tmp_path / "notes.txt"
+    src.write_bytes(b"0123456789" * 50)
+    cli.ok("mkdir", "/docs")
+    cli.ok("upload", str(src), "--name", "after.txt", "/docs")  # option between SRC and DEST
+    cli.ok("upload", "--name", "before.txt", str(src), "/docs")
+    cli.ok("upload", str(src), "/docs", "--name", "last.txt")
+    names = sorted(e["name"] for e in json.loads(cli.ok("ls", "/docs", "--json").out))
+    assert names == ["after.txt", "before.txt", "last.txt"]
+    assert [e["name"] for e in json.loads(cli.ok("ls", "--json", "/").out)] == ["docs"]
+    part = tmp_path / "part"
+    cli.ok("download", "/docs/after.txt", "--offset", "5", "--length", "10", str(part))
+    assert part.read_bytes() == src.read_bytes()[5:15]
+    bad = cli.fails(2, "upload", str(src), "--bogus", "/docs")  # unknown options still refused
+    assert "--bogus" in bad.err and len(bad.err.strip().splitlines()) == 1
+    assert len(json.loads(cli.ok("ls", "/docs", "--json").out)) == 3
 
 
 def test_file_commands_round_trip(signed_in: Cli, tmp_path: pathlib.Path) -> None:
@@ -338,6 +391,34 @@ def test_mount_commands_without_mount_support(
     for argv in cases:
         assert cli.main(argv) == 13
         assert "mount support is not installed in this build" in capsys.readouterr().err
+
+
+BLOCK_PYFUSE3 = (
+    "import sys; sys.modules['pyfuse3'] = None; "  # as in a plain install without the fuse extra
+    "from cloudgrpc_fusefs.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("foreground", [False, True])
+def test_mount_without_pyfuse3_says_so_in_one_line(
+    tmp_path: pathlib.Path, foreground: bool
+) -> None:
+    """The import happens inside mount_cli, after the hand-over: it must still end as exit 13."""
+    import os
+    import subprocess
+    import sys
+
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    argv = [sys.executable, "-c", BLOCK_PYFUSE3, "--server", "127.0.0.1:1", "mount", str(drive)]
+    done = subprocess.run(argv + (["-f"] if foreground else []), capture_output=True, text=True,
+                          timeout=60, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert done.returncode == 13, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith("cloudgrpc: mount support is not installed"), lines
+    assert "cloudgrpc[fuse]" in lines[0]
+    assert not os.path.ismount(drive) and not any(drive.iterdir())
 
 
 def test_mount_commands_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:

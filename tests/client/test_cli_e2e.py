@@ -368,7 +368,7 @@ def test_error_exit_codes(real: Cluster, user: tuple[Cli, str], tmp_path: pathli
     # not signed in (another keyring)
     other = Cli(real.address, tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "nobody")})
     result = other.fails(7, "ls")
-    assert "not signed in: run cloudgrpc login EMAIL" in result.err
+    assert f"not signed in to {real.address}: run cloudgrpc login EMAIL" in result.err
 
 
 def test_rm_mv_share_trash(real: Cluster, user: tuple[Cli, str], tmp_path: pathlib.Path) -> None:
