@@ -179,7 +179,9 @@ def _cancel_midway(c: Cluster, acct: Account, data: bytes, name: str, stored: in
     gate.set()
     with pytest.raises(grpc.FutureCancelledError):
         call.result()
-    # the gateway has seen the stream end and ended the upload (a resume comes after that)
+    # the gateway has seen the stream end and ended the upload (a resume comes after that);
+    # its own deadline: on a loaded machine the first wait may have used most of the other
+    deadline = time.monotonic() + 90
     while _upload_rpcs_ended(c) == ended:
         assert time.monotonic() < deadline, "the gateway never saw the cancel"
         time.sleep(0.05)
