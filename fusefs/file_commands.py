@@ -53,6 +53,11 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def describe_error(exc: BaseException) -> str:
+    """One line for the user; the kinds a user must tell apart say which they are."""
+    if isinstance(exc, errors.ClusterUnavailable):
+        return f"the gateway answered but the cluster cannot serve this now: {exc.message}"
+    if isinstance(exc, errors.DataLoss):
+        return f"data unreadable: {exc.message}"
     if isinstance(exc, errors.CloudError):
         return exc.message
     if isinstance(exc, OSError) and exc.filename:

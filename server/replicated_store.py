@@ -21,7 +21,7 @@ import grpc
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloudgrpc_proto.errors import CloudError, StorageFull, Unavailable
+from cloudgrpc_proto.errors import CloudError, DataLoss, StorageFull, Unavailable
 
 from .config import Settings
 from .db import Database
@@ -37,8 +37,10 @@ READ_BATCH_BYTES = 8 * 1024 * 1024  # per GetChunks call (a node caps its reply 
 READ_BATCH_CHUNKS = 250
 
 
-class ChunkUnavailable(Unavailable):
-    """No replica of a chunk could be read."""
+class ChunkUnreadable(DataLoss):
+    """No replica of a chunk could be read intact (DATA_LOSS on the wire: the gateway has
+    already tried every copy, so a client retry would not help; the user is told the
+    file's data is unreadable, not that the gateway is unreachable)."""
 
 
 class ReplicatedStore:
@@ -267,7 +269,7 @@ class ReplicatedStore:
         """Bring a chunk short of live copies back to the target before a file relies on
         it, copying it from a live copy through the gateway: False when no live copy
         exists (the bytes must come from the client again). Raises what ``store`` raises
-        when the cluster cannot place enough copies, or ChunkUnavailable."""
+        when the cluster cannot place enough copies, or ChunkUnreadable."""
         live = self.live_replicas([sha256])[sha256]
         if len(live) >= self.replication_target():
             return True
@@ -381,7 +383,7 @@ class ReplicatedStore:
                 if bad:
                     self.io.submit(self._repair, sha256, data, bad)
                 return data
-        raise ChunkUnavailable(
+        raise ChunkUnreadable(
             f"chunk {sha256[:12]} unreadable on every replica ({', '.join(failures) or 'none'})"
         )
 

@@ -69,8 +69,9 @@ def test_rerun_after_node_loss_never_commits_an_unreadable_file(
     c.stop_node("node3", signal.SIGKILL)
     c.wait_nodes_online(1, timeout=20)
     failed = cli("upload", str(src), "/")
-    assert failed.code != 0, str(failed)
+    assert failed.code == 15, str(failed)  # the gateway answered: the cluster cannot
     assert "could store the chunk on 1 of 2 nodes" in failed.err, str(failed)
+    assert "cannot reach" not in failed.err
     assert json.loads(cli.ok("ls", "/", "--json").out) == []
     assert all(_nodes_holding(c, h) == {"node1"} for h in hashes)
 
