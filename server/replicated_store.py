@@ -369,8 +369,10 @@ class ReplicatedStore:
                 self.io.submit(self._repair, sha256, data, bad)
             return data
         # Every replica refused at once: channels to nodes that just came back may still be
-        # in reconnect back-off. One more round that waits briefly for them.
-        for node_id in [n for n in online + offline if n not in bad]:
+        # in reconnect back-off. One more round that waits briefly for them: only for nodes
+        # the registry has online, so a file whose copies are all on nodes that are gone
+        # fails at once instead of costing every reader a wait per chunk and per copy.
+        for node_id in [n for n in online if n not in bad]:
             node = self.registry.node(node_id)
             if node is None:
                 continue

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,78 @@ def test_rerun_after_node_loss_never_commits_an_unreadable_file(
     cli.ok("download", "/copy.bin", str(back))
     assert back.read_bytes() == data
     assert reply.file_id
+
+
+def _chunk_files(c: Cluster, digest: str) -> list[Path]:
+    return [p for name in c.nodes for p in c.node_dir(name).glob(f"**/{digest}")]
+
+
+def test_tree_transfers_go_past_failed_files_and_say_which(
+        shared_cluster: Cluster, tmp_path: Path) -> None:
+    """``upload -r`` and ``download -r`` keep going past a file that fails, name each
+    failure, finish in bounded time and exit non-zero."""
+    c = shared_cluster
+    cli, _ = _signed_in_cli(c, tmp_path)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    contents = {"a.bin": os.urandom(MiB + MiB // 2), "sub/b.bin": os.urandom(MiB + 7),
+                "c.txt": os.urandom(10_000), "sub/d.txt": os.urandom(20_000),
+                "sub/e.txt": os.urandom(30_000)}
+    for rel, data in contents.items():
+        (tree / rel).write_bytes(data)
+    # names the gateway refuses (a control character): one small, one streamed
+    (tree / "bad\x1bsmall.txt").write_bytes(b"x" * 100)
+    (tree / "sub" / "bad\x1bbig.bin").write_bytes(os.urandom(MiB + 1))
+    up = cli("upload", "-r", str(tree), "/")
+    assert up.code == 2, str(up)  # InvalidArgument, for the refused names
+    for name in ("bad\\x1bsmall.txt", "sub/bad\\x1bbig.bin"):  # shown escaped
+        assert f"tree/{name}: filename: control character U+001B not allowed" in up.err, \
+            str(up)
+    listed = json.loads(cli.ok("ls", "/tree", "--json").out)
+    assert sorted(e["name"] for e in listed) == ["a.bin", "c.txt", "sub"]
+    assert sorted(e["name"] for e in json.loads(cli.ok("ls", "/tree/sub", "--json").out)) \
+        == ["b.bin", "d.txt", "e.txt"]
+
+    # b.bin (a large file's chunk) and d.txt (a small one) lose every copy
+    for rel in ("sub/b.bin", "sub/d.txt"):
+        files = _chunk_files(c, hashlib.sha256(contents[rel]).hexdigest())
+        assert len(files) == 2
+        for f in files:
+            f.unlink()
+    back = tmp_path / "back"
+    started = time.monotonic()
+    down = cli("download", "-r", "/tree", str(back), timeout=60)
+    elapsed = time.monotonic() - started
+    assert down.code == 14, str(down)  # data unreadable
+    assert elapsed < 30, f"download -r took {elapsed:.1f} s"
+    for rel in ("sub/b.bin", "sub/d.txt"):
+        assert f"/tree/{rel}: data unreadable" in down.err, str(down)
+        assert not (back / rel).exists()
+    for rel in ("a.bin", "c.txt", "sub/e.txt"):
+        assert (back / rel).read_bytes() == contents[rel]
+    assert "3 of 5 files downloaded" in down.err + down.out
+
+    # Both nodes holding a.bin go away: its download fails at once, not after a wait per
+    # copy and per retry, and the rest still comes down.
+    holders = {name for name in c.nodes
+               if _chunk_files_on(c, name, hashlib.sha256(contents["a.bin"]).hexdigest())}
+    assert len(holders) == 2
+    try:
+        for name in holders:
+            c.stop_node(name, signal.SIGKILL)
+        c.wait_nodes_online(1, timeout=20)
+        started = time.monotonic()
+        down = cli("download", "-r", "/tree", str(tmp_path / "back2"), timeout=60)
+        elapsed = time.monotonic() - started
+        assert down.code == 14, str(down)
+        assert "/tree/a.bin: data unreadable" in down.err, str(down)
+        # (it took 6 s when every copy on a node known to be offline was waited for)
+        assert elapsed < 4, f"download -r took {elapsed:.1f} s"
+    finally:
+        for name in holders:
+            c.start_node(name)
+        c.wait_nodes_online(3, timeout=20)
+
+
+def _chunk_files_on(c: Cluster, node: str, digest: str) -> list[Path]:
+    return list(c.node_dir(node).glob(f"**/{digest}"))
