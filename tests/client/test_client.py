@@ -225,6 +225,30 @@ def test_known_chunks_are_sent_as_refs(gateway: Running, client: CloudClient) ->
     assert client.download(response.file_id).read_all() == data
 
 
+def test_refused_references_are_sent_again_as_bytes(
+    gateway: Running, client: CloudClient
+) -> None:
+    """A chunk FindChunks answered may lose its live copies before the upload references it:
+    the gateway refuses the reference (FAILED_PRECONDITION) and the client sends the bytes."""
+    chunk = gateway.fake.chunk_size
+    data = payload(3 * chunk + 10, seed=11)
+    client.upload(io.BytesIO(data), filename="first.bin")
+    gateway.fake.answers["UploadFile"] = [errors.FailedPrecondition(
+        "chunk 0123456789ab has no copy on a node that is online: send its bytes")]
+    stats = UploadStats()
+    response = client.upload(io.BytesIO(data), filename="again.bin", stats=stats)
+    assert gateway.fake.calls["UploadFile"] == 3  # first, refused, then every byte
+    log = gateway.fake.upload_log[-1]
+    assert log["bytes"] == len(data) and log["refs"] == 0
+    assert stats.bytes_sent == len(data) and stats.chunks_referenced == 0
+    assert client.download(response.file_id).read_all() == data
+    # a refusal of an upload that referenced nothing is the caller's error, not retried
+    gateway.fake.answers["UploadFile"] = [errors.FailedPrecondition("not in that state")]
+    with pytest.raises(errors.FailedPrecondition):
+        client.upload(io.BytesIO(b"tiny"), filename="tiny.txt")
+    assert gateway.fake.calls["UploadFile"] == 4
+
+
 def test_known_chunks_off_sends_bytes(gateway: Running, client: CloudClient) -> None:
     data = payload(600_000)
     client.upload(io.BytesIO(data), filename="one")
