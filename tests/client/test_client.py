@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+from concurrent import futures
 
 import grpc
 import pytest
@@ -393,3 +395,38 @@ def test_large_upload_in_one_mib_messages(gateway: Running) -> None:
         c.close()
     finally:
         big.stop()
+
+
+def test_a_server_at_its_concurrency_cap_is_busy_not_a_full_quota() -> None:
+    """gRPC's own RESOURCE_EXHAUSTED (maximum_concurrent_rpcs, no mark of ours) is an
+    overloaded gateway: RateLimited (exit 9), never "quota exceeded"."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
+        entered.set()
+        release.wait(10)
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Hold", {"Call": grpc.unary_unary_rpc_method_handler(hold)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler],
+                         maximum_concurrent_rpcs=1)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_unary("/test.Hold/Call")
+        first = call.future(b"", timeout=10)
+        assert entered.wait(5)
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"", timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        error = errors.from_rpc_error(refused.value)
+        assert isinstance(error, errors.RateLimited), error
+        assert "overloaded" in error.message and error.exit_code == 9
+        release.set()
+        first.result()
+    finally:
+        release.set()
+        channel.close()
+        server.stop(None)
