@@ -1,7 +1,8 @@
 """``cloudgrpc``: the user CLI (account, session, files, and the mount's commands).
 
 Every failure ends as one readable line on stderr and the typed error's exit code, so
-scripts can tell "not signed in" (7) from "no such file" (4) from "gateway down" (12).
+scripts can tell "not signed in" (7) from "no such file" (4) from "gateway unreachable" (12)
+from "data unreadable" (14) from "the gateway answered that the cluster cannot serve" (15).
 ``mount``, ``umount``, ``status`` and ``sync`` belong to the mount and are handed to
 ``cloudgrpc_fusefs.mount_cli`` (imported lazily: pyfuse3 is an optional extra).
 """
@@ -145,7 +146,12 @@ def build_parser(prog: str = "cloudgrpc") -> Parser:
         prog=prog,
         description="CloudGrpc: your cloud drive from the command line.",
         epilog="Paths are remote paths from the account root (/docs/a.pdf); "
-        "file and folder ids work wherever a path does.",
+        "file and folder ids work wherever a path does. Exit status: 0 done, 1 failed, "
+        "2 usage, 4 not found, 5 exists, 6 permission denied, 7 not signed in, "
+        "8 quota or storage full, 9 busy (rate or load limit: try again shortly), "
+        "10 precondition, 11 conflict, 12 gateway unreachable, 13 not supported, "
+        "14 data unreadable, 15 cluster unavailable (the gateway answered: too few nodes, "
+        "database down).",
     )
     _add_globals(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -368,9 +374,17 @@ def run_command(ctx: Context, args: argparse.Namespace) -> int:
     except errors.Unauthenticated as exc:
         ctx.out.error(_auth_message(ctx, command, exc))
         return exc.exit_code
+    except errors.ClusterUnavailable as exc:
+        _debug(ctx)
+        ctx.out.error(files.describe_error(exc))
+        return exc.exit_code
     except (errors.Unavailable, errors.DeadlineExceeded) as exc:
         _debug(ctx)
         ctx.out.error(_unavailable_message(ctx, exc))
+        return exc.exit_code
+    except errors.DataLoss as exc:
+        _debug(ctx)
+        ctx.out.error(files.describe_error(exc))
         return exc.exit_code
     except errors.CloudError as exc:
         _debug(ctx)

@@ -53,6 +53,11 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def describe_error(exc: BaseException) -> str:
+    """One line for the user; the kinds a user must tell apart say which they are."""
+    if isinstance(exc, errors.ClusterUnavailable):
+        return f"the gateway answered but the cluster cannot serve this now: {exc.message}"
+    if isinstance(exc, errors.DataLoss):
+        return f"data unreadable: {exc.message}"
     if isinstance(exc, errors.CloudError):
         return exc.message
     if isinstance(exc, OSError) and exc.filename:
@@ -274,7 +279,8 @@ def _upload_batch(
             failures.append((job, exc))
             continue
         if len(data) > BATCH_FILE:  # grew since it was listed: stream it instead
-            _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+            _upload_one_of_many(ctx, client, job, folder_ids, args, bar, cancel, limit,
+                                failures)
             continue
         items.append(SmallUpload(
             data=data, filename=job.name, parent_folder_id=folder_ids[job.folder],
@@ -288,7 +294,8 @@ def _upload_batch(
         replies = client.upload_small_files(items)
     except errors.NotImplementedYet:  # an older gateway: one by one
         for job in sent:
-            _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+            _upload_one_of_many(ctx, client, job, folder_ids, args, bar, cancel, limit,
+                                failures)
         return
     except errors.CloudError as exc:
         failures.extend((job, exc) for job in sent)
@@ -308,6 +315,24 @@ def _upload_batch(
                 job.stats.bytes_referenced = job.stats.bytes_total
                 job.stats.chunks_referenced = 1
             _uploaded(ctx, job, reply, bar, args)
+
+
+def _upload_one_of_many(
+    ctx: Context,
+    client: CloudClient,
+    job: UploadJob,
+    folder_ids: dict[str, str],
+    args: argparse.Namespace,
+    bar: Progress,
+    cancel: threading.Event,
+    limit: RateLimit,
+    failures: list[tuple[UploadJob, BaseException]],
+) -> None:
+    """``_upload_one`` inside a batch: its failure is that file's, the batch goes on."""
+    try:
+        _upload_one(ctx, client, job, folder_ids[job.folder], args, bar, cancel, limit)
+    except (errors.CloudError, OSError) as exc:
+        failures.append((job, exc))
 
 
 def _upload_one(
@@ -430,7 +455,8 @@ def _report_failures(ctx: Context, failures: list, name: Callable[[object], str]
     for job, exc in failures:
         if isinstance(exc, Cancelled):
             raise KeyboardInterrupt
-        ctx.out.error(f"{name(job)}: {describe_error(exc)}")
+        for one in job if isinstance(job, list) else [job]:  # a batch fails for each file
+            ctx.out.error(f"{name(one)}: {describe_error(exc)}")
     return _exit_code(failures[0][1])
 
 

@@ -130,6 +130,11 @@ def _session_metadata(session_token: str) -> tuple[tuple[str, str], ...] | None:
     return pairs or None
 
 
+def _has_refs(plan: list[ChunkPlanEntry] | None) -> bool:
+    """Whether an upload plan references any chunk instead of sending its bytes."""
+    return plan is not None and any(entry.send_ref for entry in plan)
+
+
 def _check_success(response: T) -> T:
     """Turn a seed-style ``success: false`` answer into the typed error.
 
@@ -1012,7 +1017,14 @@ class CloudClient:
                         self._refresh(token)
                         report.restart()
                         continue
-                    raise errors.from_rpc_error(exc) from None
+                    error = errors.from_rpc_error(exc)
+                    if isinstance(error, errors.FailedPrecondition) and _has_refs(plan):
+                        # A chunk we referenced lost its live copies since FindChunks
+                        # answered: send every byte this time.
+                        plan = None
+                        report.restart()
+                        continue
+                    raise error from None
                 finally:
                     _copy_stats(attempt_stats, stats)
                 return _check_success(response)

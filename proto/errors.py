@@ -113,6 +113,13 @@ class Unavailable(CloudError):
     exit_code = 12
 
 
+class ClusterUnavailable(Unavailable):
+    """The gateway answered, but the cluster behind it cannot serve this now (too few
+    storage nodes online, its database down, overloaded): try again later."""
+
+    exit_code = 15
+
+
 class DeadlineExceeded(CloudError):
     """The call took too long."""
 
@@ -122,7 +129,8 @@ class DeadlineExceeded(CloudError):
 
 
 class DataLoss(CloudError):
-    """Stored data failed its integrity check."""
+    """Stored data cannot be read back intact (every copy of a chunk is missing, corrupt or
+    on a node that does not answer)."""
 
     code = grpc.StatusCode.DATA_LOSS
     errno = _errno.EIO
@@ -144,6 +152,10 @@ class InternalError(CloudError):
     errno = _errno.EIO
     exit_code = 1
 
+
+# Trailing metadata every error the gateway (or a node) answers carries: a client tells
+# "the server said UNAVAILABLE" (the cluster behind it) from "no server answered".
+ANSWERED_KEY = "cloudgrpc-answered"
 
 # RESOURCE_EXHAUSTED carries two meanings; the detail prefix tells them apart on the wire.
 _QUOTA_PREFIX = "quota: "
@@ -200,16 +212,46 @@ def from_status(code: grpc.StatusCode, details: str | None) -> CloudError:
 def from_code_name(name: str, details: str | None) -> CloudError:
     """The typed error of one item of a batch reply (its status code's name + details)."""
     code = getattr(grpc.StatusCode, name or "UNKNOWN", grpc.StatusCode.UNKNOWN)
+    if code == grpc.StatusCode.UNAVAILABLE:  # a batch reply: the server did answer
+        return ClusterUnavailable(details or "the cluster cannot serve this now")
     return from_status(code, details)
 
 
+def answered_by_server(exc: grpc.RpcError) -> bool:
+    """Whether a failed call's status came from our server (``abort_with``), not from the
+    channel (nothing listening, connection lost) or a proxy on the way."""
+    trailing = getattr(exc, "trailing_metadata", None)
+    try:
+        pairs = trailing() if callable(trailing) else ()
+    except Exception:  # noqa: BLE001 - a broken error object must not mask the failure
+        return False
+    return any(key == ANSWERED_KEY for key, _ in pairs or ())
+
+
 def from_rpc_error(exc: grpc.RpcError) -> CloudError:
-    """Map a ``grpc.RpcError`` raised by a stub call to the typed error."""
+    """Map a ``grpc.RpcError`` raised by a stub call to the typed error.
+
+    UNAVAILABLE the server itself answered becomes ``ClusterUnavailable`` (the gateway is
+    there, the cluster behind it is not ready); without the server's mark it means the
+    server could not be reached. RESOURCE_EXHAUSTED from gRPC's own concurrency cap (no
+    mark, no prefix) is an overloaded server, not a full quota."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    answered = answered_by_server(exc)
+    if code == grpc.StatusCode.UNAVAILABLE and answered:
+        return ClusterUnavailable(details or "the cluster cannot serve this now")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not answered and \
+            "concurrent rpc limit" in (details or "").lower():
+        return RateLimited(f"the gateway is overloaded ({details}): try again shortly")
     return from_status(code, details)
 
 
 def abort_with(context: grpc.ServicerContext, error: CloudError) -> None:
-    """Abort the current RPC with the status that stands for ``error`` (never returns)."""
+    """Abort the current RPC with the status that stands for ``error`` (never returns),
+    marked as answered by this server (kept with any trailing metadata already set)."""
+    try:
+        earlier = tuple(context.trailing_metadata() or ())
+    except Exception:  # noqa: BLE001 - a context without the accessor: mark only
+        earlier = ()
+    context.set_trailing_metadata((*earlier, (ANSWERED_KEY, "1")))
     context.abort(error.code, wire_details(error))

@@ -21,7 +21,7 @@ import grpc
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloudgrpc_proto.errors import CloudError, StorageFull, Unavailable
+from cloudgrpc_proto.errors import CloudError, DataLoss, StorageFull, Unavailable
 
 from .config import Settings
 from .db import Database
@@ -37,8 +37,10 @@ READ_BATCH_BYTES = 8 * 1024 * 1024  # per GetChunks call (a node caps its reply 
 READ_BATCH_CHUNKS = 250
 
 
-class ChunkUnavailable(Unavailable):
-    """No replica of a chunk could be read."""
+class ChunkUnreadable(DataLoss):
+    """No replica of a chunk could be read intact (DATA_LOSS on the wire: the gateway has
+    already tried every copy, so a client retry would not help; the user is told the
+    file's data is unreadable, not that the gateway is unreachable)."""
 
 
 class ReplicatedStore:
@@ -71,12 +73,15 @@ class ReplicatedStore:
             # An existing chunk is claimed first (fresh last_used_at): garbage collection
             # only drops chunks unclaimed for its grace period, so what this upload is about
             # to rely on stays. A new chunk has no row for the collector to race with.
-            self._record(sha256, len(data), user_id, [])
+            # Ownership waits until the chunk is fully stored: a chunk the caller may
+            # reference (FindChunks, chunk_ref) must be one with enough live copies.
+            self._record(sha256, len(data), "", [])
             with self.db.read() as s:
                 have = set(s.scalars(select(Replica.node_id).where(
                     Replica.chunk_sha256 == sha256)))
             live = {n for n in have if self.registry.is_online(n)}
             if len(live) >= target:
+                self._record(sha256, len(data), user_id, [])
                 return False
         need = target - len(live)
         others = [n for n in self.registry.writable_nodes() if n.node_id not in have]
@@ -108,8 +113,9 @@ class ReplicatedStore:
                     if queue and len(written) + len(pending) < need:
                         launch()
         if len(written) < need:
-            # Keep what did land recorded, so garbage collection can find it.
-            self._record(sha256, len(data), user_id, written)
+            # Keep what did land recorded, so garbage collection can find it, but not as
+            # the caller's: a short chunk must travel again, never be referenced.
+            self._record(sha256, len(data), "", written)
             if len(others) < need:
                 raise Unavailable(
                     f"could store the chunk on {len(live) + len(written)} of {target} nodes: "
@@ -183,7 +189,8 @@ class ReplicatedStore:
                 if result.success and result.sha256 in written:
                     written[result.sha256].append(node_id)
                     self.registry.note_used(node_id, len(chunks[result.sha256]))
-        self._record_many(chunks, user_id, written, known)
+        full = {sha for sha in hashes if sha not in short or len(written[sha]) >= short[sha]}
+        self._record_many(chunks, user_id, written, known, full)
         for sha, need in short.items():
             if len(written[sha]) >= need:
                 out[sha] = True
@@ -196,8 +203,10 @@ class ReplicatedStore:
         return out
 
     def _record_many(self, chunks: dict[str, bytes], user_id: str,
-                     written: dict[str, list[str]], known: set[str]) -> None:
-        """Chunk, replica and ownership rows of a batch, in one transaction."""
+                     written: dict[str, list[str]], known: set[str], owned: set[str]
+                     ) -> None:
+        """Chunk, replica and ownership rows of a batch, in one transaction; only the
+        ``owned`` chunks (fully stored) become the caller's."""
         insert = self._insert()
         now = utcnow()
         hashes = list(chunks)
@@ -206,7 +215,7 @@ class ReplicatedStore:
         replica_rows = [{"chunk_sha256": h, "node_id": n, "created_at": now}
                         for h, nodes in written.items() for n in nodes]
         owner_rows = [{"user_id": user_id, "chunk_sha256": h, "created_at": now}
-                      for h in hashes] if user_id else []
+                      for h in hashes if h in owned] if user_id else []
         # One statement each, executed over all rows (executemany): compiled once and
         # cached, where a multi-row VALUES statement would be compiled for every batch size.
         with self.db.write() as s:
@@ -242,6 +251,35 @@ class ReplicatedStore:
             for i in range(0, len(wanted), 500):
                 s.execute(update(Chunk).where(Chunk.sha256.in_(wanted[i:i + 500]))
                           .values(last_used_at=utcnow()))
+
+    # --- live copies ----------------------------------------------------------------
+
+    def live_replicas(self, hashes: Iterable[str]) -> dict[str, list[str]]:
+        """Per chunk, the nodes holding a recorded replica that are online now."""
+        return {sha: [n for n in nodes if self.registry.is_online(n)]
+                for sha, nodes in self.replicas_of(hashes).items()}
+
+    def fully_replicated(self, hashes: Iterable[str]) -> set[str]:
+        """The chunks with as many live copies as the replication target: the only ones a
+        client may reference instead of sending their bytes."""
+        target = self.replication_target()
+        return {sha for sha, live in self.live_replicas(hashes).items() if len(live) >= target}
+
+    def top_up(self, sha256: str, upload_id: str = "") -> bool:
+        """Bring a chunk short of live copies back to the target before a file relies on
+        it, copying it from a live copy through the gateway: False when no live copy
+        exists (the bytes must come from the client again). Raises what ``store`` raises
+        when the cluster cannot place enough copies, or ChunkUnreadable."""
+        live = self.live_replicas([sha256])[sha256]
+        if len(live) >= self.replication_target():
+            return True
+        if not live:
+            return False
+        data = self.read(sha256, live)
+        self.store(sha256, data, "", upload_id)  # adds copies only; ownership unchanged
+        log.info("upload %s: chunk %s copied up to its replication target", upload_id,
+                 sha256[:12])
+        return True
 
     # --- reads ----------------------------------------------------------------------
 
@@ -331,8 +369,10 @@ class ReplicatedStore:
                 self.io.submit(self._repair, sha256, data, bad)
             return data
         # Every replica refused at once: channels to nodes that just came back may still be
-        # in reconnect back-off. One more round that waits briefly for them.
-        for node_id in [n for n in online + offline if n not in bad]:
+        # in reconnect back-off. One more round that waits briefly for them: only for nodes
+        # the registry has online, so a file whose copies are all on nodes that are gone
+        # fails at once instead of costing every reader a wait per chunk and per copy.
+        for node_id in [n for n in online if n not in bad]:
             node = self.registry.node(node_id)
             if node is None:
                 continue
@@ -345,7 +385,7 @@ class ReplicatedStore:
                 if bad:
                     self.io.submit(self._repair, sha256, data, bad)
                 return data
-        raise ChunkUnavailable(
+        raise ChunkUnreadable(
             f"chunk {sha256[:12]} unreadable on every replica ({', '.join(failures) or 'none'})"
         )
 

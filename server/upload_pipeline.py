@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
-from cloudgrpc_proto.errors import CloudError, InvalidArgument, PermissionDenied, QuotaExceeded
+from cloudgrpc_proto.errors import (
+    CloudError,
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    QuotaExceeded,
+    Unavailable,
+)
 
 from .accounts import Accounts, Caller
 from .config import Settings
@@ -105,6 +112,7 @@ class UploadPipeline:
             if meta.file_size and total != meta.file_size:
                 raise InvalidArgument(
                     f"upload ended after {total} bytes but announced {meta.file_size}")
+            self._check_replicated(spans, upload_id)
             f = self.namespace.commit_upload(
                 caller, parent_id=meta.parent_folder_id, name=name, mime_type=meta.mime_type,
                 spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
@@ -347,6 +355,7 @@ class UploadPipeline:
                     total += ref.size
                     self._check_size(total, meta.file_size, room)
                     self._reserve(hold, caller, ref.sha256, ref.size)
+                    self._top_up(ref.sha256, upload_id)
                     self.store.touch(ref.sha256)
                     hold.taken[ref.sha256] = ref.size
                     spans.append(ChunkSpan(ref.sha256, ref.size))
@@ -367,6 +376,24 @@ class UploadPipeline:
             log.warning("upload %s: aborted after %d bytes", upload_id, total)
             raise
         return [s for s in spans if s is not None], stored, deduped, total
+
+    def _top_up(self, sha: str, upload_id: str) -> None:
+        """A referenced chunk must have its full count of live copies before a file relies
+        on it: copied up by the gateway from a live copy, or refused (FailedPrecondition,
+        the client then sends the bytes) when no node that is online holds it."""
+        if not self.store.top_up(sha, upload_id):
+            raise FailedPrecondition(
+                f"chunk {sha[:12]} has no copy on a node that is online: send its bytes")
+
+    def _check_replicated(self, spans: list[ChunkSpan], upload_id: str) -> None:
+        """Just before the commit: every chunk of the file has REPLICATION_FACTOR live
+        copies (a node may have gone offline since its chunks were stored), or the upload
+        fails; nothing is committed with fewer copies than promised."""
+        hashes = list(dict.fromkeys(span.sha256 for span in spans))
+        for sha in set(hashes) - self.store.fully_replicated(hashes):
+            if not self.store.top_up(sha, upload_id):
+                raise Unavailable(
+                    f"chunk {sha[:12]} is no longer on any online node: upload again")
 
     def _check_size(self, total: int, announced: int, room: int) -> None:
         if announced and total > announced:

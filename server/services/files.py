@@ -266,7 +266,10 @@ class FileServicer(pb_grpc.FileServiceServicer):
         if len(request.sha256) > 100_000:
             raise InvalidArgument("at most 100000 hashes per call")
         present = self.ns.visible_chunks(caller, list(request.sha256))
-        return pb.FindChunksResponse(present=list(present), chunk_size=self.chunk_size)
+        # only chunks with every promised live copy: a short one must travel again
+        full = self.uploads.store.fully_replicated(present)
+        return pb.FindChunksResponse(present=[h for h in present if h in full],
+                                     chunk_size=self.chunk_size)
 
     @rpc
     def GetFileChunks(self, request: pb.GetFileChunksRequest, context: grpc.ServicerContext

@@ -79,6 +79,9 @@ class FakeGateway(
         self.shares: dict[str, tuple[str, str, str, str]] = {}  # id -> (file, owner, to, perm)
         self.calls: Counter[str] = Counter()
         self.inject: dict[str, list[grpc.StatusCode]] = defaultdict(list)
+        # typed errors the gateway itself answers (abort_with: marked as answered), where
+        # ``inject`` stands for failures on the way (no server's mark)
+        self.answers: dict[str, list[errors.CloudError]] = defaultdict(list)
         self.download_cut_after: int | None = None  # abort a download after N data messages
         self.upload_cut_after: int | None = None  # abort an upload after N bytes received
         self.upload_log: list[dict[str, int]] = []
@@ -93,6 +96,9 @@ class FakeGateway(
             if self.inject.get(name):
                 code = self.inject[name].pop(0)
                 context.abort(code, f"injected {code.name}")
+            answer = self.answers[name].pop(0) if self.answers.get(name) else None
+        if answer is not None:
+            errors.abort_with(context, answer)
 
     def _fail(self, context: grpc.ServicerContext, error: errors.CloudError) -> None:
         errors.abort_with(context, error)

@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from cloudgrpc_proto import errors
 from cloudgrpc_proto.session_store import Session, SessionStore
 from tests.client.clitools import Cli
 from tests.client.fake_gateway import Running
@@ -105,6 +106,35 @@ def test_gateway_down_exits_12(cli: Cli) -> None:
     down = Cli(target, cli.cwd)
     result = down.fails(12, "--timeout", "3", "ls")
     assert f"cannot reach the gateway at {target}" in result.err
+
+
+def test_error_kinds_have_distinct_messages_and_exit_codes(
+    signed_in: Cli, gateway: Running, tmp_path: pathlib.Path
+) -> None:
+    """Unreachable (12, test above), unreadable data (14), a cluster the gateway says
+    cannot serve (15) and a busy gateway (9) each say what they are."""
+    (tmp_path / "f.txt").write_text("some bytes")
+    signed_in.ok("upload", str(tmp_path / "f.txt"), "/")
+    answers = gateway.fake.answers
+    answers["DownloadFile"] = [errors.DataLoss(
+        "chunk 0123456789ab unreadable on every replica (node1: UNAVAILABLE, node2: NOT_FOUND)")]
+    lost = signed_in.fails(14, "download", "/f.txt", str(tmp_path / "back.txt"))
+    assert "data unreadable: chunk 0123456789ab unreadable on every replica" in lost.err
+    assert "cannot reach" not in lost.err
+    assert not (tmp_path / "back.txt").exists()
+    answers["ListFiles"] = [errors.Unavailable("metadata database unavailable: gone")] * 5
+    cluster = signed_in.fails(15, "ls", "/")
+    assert "the gateway answered but the cluster cannot serve this now: metadata database" \
+        in cluster.err
+    assert "cannot reach" not in cluster.err
+    answers["ListFiles"] = [errors.RateLimited(
+        "the gateway is serving 64 long-lived calls, its limit: try again shortly")]
+    busy = signed_in.fails(9, "ls", "/")
+    assert "its limit: try again shortly" in busy.err and "cannot reach" not in busy.err
+    # nothing was left over: the same commands work again
+    assert "f.txt" in signed_in.ok("ls", "/").out
+    signed_in.ok("download", "/f.txt", str(tmp_path / "back.txt"))
+    assert (tmp_path / "back.txt").read_text() == "some bytes"
 
 
 def test_sign_in_stores_the_session_in_the_keyring(signed_in: Cli, gateway: Running) -> None:

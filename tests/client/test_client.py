@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
+from concurrent import futures
 
 import grpc
 import pytest
@@ -225,6 +227,30 @@ def test_known_chunks_are_sent_as_refs(gateway: Running, client: CloudClient) ->
     assert client.download(response.file_id).read_all() == data
 
 
+def test_refused_references_are_sent_again_as_bytes(
+    gateway: Running, client: CloudClient
+) -> None:
+    """A chunk FindChunks answered may lose its live copies before the upload references it:
+    the gateway refuses the reference (FAILED_PRECONDITION) and the client sends the bytes."""
+    chunk = gateway.fake.chunk_size
+    data = payload(3 * chunk + 10, seed=11)
+    client.upload(io.BytesIO(data), filename="first.bin")
+    gateway.fake.answers["UploadFile"] = [errors.FailedPrecondition(
+        "chunk 0123456789ab has no copy on a node that is online: send its bytes")]
+    stats = UploadStats()
+    response = client.upload(io.BytesIO(data), filename="again.bin", stats=stats)
+    assert gateway.fake.calls["UploadFile"] == 3  # first, refused, then every byte
+    log = gateway.fake.upload_log[-1]
+    assert log["bytes"] == len(data) and log["refs"] == 0
+    assert stats.bytes_sent == len(data) and stats.chunks_referenced == 0
+    assert client.download(response.file_id).read_all() == data
+    # a refusal of an upload that referenced nothing is the caller's error, not retried
+    gateway.fake.answers["UploadFile"] = [errors.FailedPrecondition("not in that state")]
+    with pytest.raises(errors.FailedPrecondition):
+        client.upload(io.BytesIO(b"tiny"), filename="tiny.txt")
+    assert gateway.fake.calls["UploadFile"] == 4
+
+
 def test_known_chunks_off_sends_bytes(gateway: Running, client: CloudClient) -> None:
     data = payload(600_000)
     client.upload(io.BytesIO(data), filename="one")
@@ -369,3 +395,38 @@ def test_large_upload_in_one_mib_messages(gateway: Running) -> None:
         c.close()
     finally:
         big.stop()
+
+
+def test_a_server_at_its_concurrency_cap_is_busy_not_a_full_quota() -> None:
+    """gRPC's own RESOURCE_EXHAUSTED (maximum_concurrent_rpcs, no mark of ours) is an
+    overloaded gateway: RateLimited (exit 9), never "quota exceeded"."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(request: bytes, context: grpc.ServicerContext) -> bytes:
+        entered.set()
+        release.wait(10)
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Hold", {"Call": grpc.unary_unary_rpc_method_handler(hold)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler],
+                         maximum_concurrent_rpcs=1)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_unary("/test.Hold/Call")
+        first = call.future(b"", timeout=10)
+        assert entered.wait(5)
+        with pytest.raises(grpc.RpcError) as refused:
+            call(b"", timeout=5)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        error = errors.from_rpc_error(refused.value)
+        assert isinstance(error, errors.RateLimited), error
+        assert "overloaded" in error.message and error.exit_code == 9
+        release.set()
+        first.result()
+    finally:
+        release.set()
+        channel.close()
+        server.stop(None)

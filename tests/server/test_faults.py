@@ -123,7 +123,7 @@ def test_every_replica_corrupt_is_an_error_not_bad_bytes(sqlite_cluster: Cluster
         p.write_bytes(b"garbage" + data[7:])
     with pytest.raises(grpc.RpcError) as err:
         acct.download(fid)
-    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
     assert "unreadable on every replica" in err.value.details()
 
 
