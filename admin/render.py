@@ -33,6 +33,7 @@ STATUS_STYLE = {"online": "green", "offline": "red", "draining": "yellow",
 EVENT_STYLE = {"upload": "green", "download": "cyan", "delete": "magenta", "restore": "magenta",
                "share": "cyan", "node_up": "green", "node_down": "bold red",
                "node_draining": "yellow", "node_drained": "yellow", "replica_repaired": "yellow",
+               "under_replicated": "bold yellow",
                "admin_denied": "bold red", "otp_failed": "red", "login": "blue",
                "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow"}
 
@@ -121,11 +122,30 @@ def status_view(st: pb.SystemStatusResponse) -> Table:
     t.add_row("Users", str(st.total_users))
     t.add_row("Nodes", f"{st.online_nodes} online / {st.total_nodes} total")
     t.add_row("Files", str(st.total_files))
-    t.add_row("Chunks", f"{st.total_chunks}  ({st.under_replicated_chunks} under-replicated)")
+    t.add_row("Chunks", f"{st.total_chunks}  ({st.under_replicated_chunks} under-replicated"
+              + (f", {st.garbage_chunks} referenced by no file" if st.garbage_chunks else "")
+              + ")")
+    if st.under_replicated_chunks:
+        t.add_row("Short", _styled(shortfall_line(st), "yellow"))
     t.add_row("Health", _styled(f"{st.system_health:.1f}%", health_style(st.system_health)))
     for i, warning in enumerate(st.security_warnings):
         t.add_row("Security" if i == 0 else "", _styled(warning, "bold red"))
     return t
+
+
+def shortfall_line(st: pb.SystemStatusResponse) -> str:
+    """Why chunks have fewer than ``replication_factor`` live copies, cause by cause."""
+    parts = []
+    if st.chunks_short_too_few_nodes:
+        parts.append(f"{st.chunks_short_too_few_nodes} too few nodes ({st.online_nodes} "
+                     f"online, replication {st.replication_factor})")
+    if st.chunks_short_no_room:
+        parts.append(f"{st.chunks_short_no_room} no node with room for a copy")
+    rest = (st.under_replicated_chunks - st.chunks_short_too_few_nodes
+            - st.chunks_short_no_room)
+    if rest > 0:
+        parts.append(f"{rest} being repaired or waiting for offline nodes")
+    return "; ".join(parts)
 
 
 def users_view(users: list[pb.UserInfo]) -> Table:

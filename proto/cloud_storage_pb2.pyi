@@ -977,7 +977,7 @@ class SystemStatusRequest(_message.Message):
     def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
 
 class SystemStatusResponse(_message.Message):
-    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes", "security_warnings")
+    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes", "security_warnings", "chunks_short_no_room", "chunks_short_too_few_nodes", "garbage_chunks")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -992,6 +992,9 @@ class SystemStatusResponse(_message.Message):
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     NODE_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SECURITY_WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_SHORT_NO_ROOM_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_SHORT_TOO_FEW_NODES_FIELD_NUMBER: _ClassVar[int]
+    GARBAGE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     success: bool
     global_capacity_bytes: int
     global_allocated_bytes: int
@@ -1006,7 +1009,10 @@ class SystemStatusResponse(_message.Message):
     replication_factor: int
     node_used_bytes: int
     security_warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ..., security_warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    chunks_short_no_room: int
+    chunks_short_too_few_nodes: int
+    garbage_chunks: int
+    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ..., security_warnings: _Optional[_Iterable[str]] = ..., chunks_short_no_room: _Optional[int] = ..., chunks_short_too_few_nodes: _Optional[int] = ..., garbage_chunks: _Optional[int] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ("admin_key",)

@@ -40,8 +40,12 @@ from .models import Chunk, FileChunk, Replica, StorageNode, utcnow
 from .node_pool import NodePool
 from .node_registry import DRAIN_OFFLINE, NodeRegistry
 from .placement import NodeView, rank
+from .shortfall import PENDING, ShortfallNotice, Tally, reason
 
 log = logging.getLogger(__name__)
+
+# While the chunks repair cannot place stay the same, their event repeats this rarely.
+SHORTFALL_EVENT_REPEAT_S = 3600.0
 
 
 @dataclass
@@ -51,6 +55,7 @@ class RepairReport:
     trimmed: int = 0
     failed: int = 0
     under_replicated: int = 0
+    short: Tally = field(default_factory=Tally)  # short of REPLICATION_FACTOR, by cause
     drained: list[str] = field(default_factory=list)
 
 
@@ -72,6 +77,7 @@ class Repairer:
         self.registry = registry
         self.pool = pool
         self.events = events
+        self._notice = ShortfallNotice(SHORTFALL_EVENT_REPEAT_S)
 
     def _nodes(self) -> dict[str, _Node]:
         with self.db.read() as s:
@@ -114,6 +120,10 @@ class Repairer:
                         and nodes[h].status == "draining"]
             sources = online + draining
             have = len(online) + len(waiting)
+            cause = reason(have, [w.free_bytes for w in writable if w.node_id not in holders],
+                           sizes[sha], self.settings.replication_factor)
+            if cause is not None and cause != PENDING:
+                report.short.add(cause, self.settings.replication_factor - have)
             if have < target:
                 report.under_replicated += 1
                 if not sources:
@@ -136,9 +146,26 @@ class Repairer:
                 f"{report.failed} failed", None, copied=report.copied,
                 bytes=report.copied_bytes, trimmed=report.trimmed, failed=report.failed,
                 under_replicated=report.under_replicated)
+        self._tell_shortfall(report.short, len(writable))
         if report.copied or report.trimmed:
             self.registry.invalidate()
         return report
+
+    def _tell_shortfall(self, short: Tally, online_nodes: int) -> None:
+        """One event when chunks repair cannot place change (or clear), never per chunk."""
+        if not self._notice.due(short, time.monotonic()):
+            return
+        factor = self.settings.replication_factor
+        if short.unplaceable:
+            message = (f"repair cannot place copies of {short.unplaceable} chunks "
+                       f"(short of {factor} copies): {short.describe(factor, online_nodes)}")
+        else:
+            message = f"repair: every chunk can be placed on {factor} nodes again"
+        self.events.emit("under_replicated", message, None, chunks=short.unplaceable,
+                         no_room=short.no_room, too_few_nodes=short.too_few_nodes,
+                         online_nodes=online_nodes, replication_factor=factor)
+        if short.unplaceable:
+            log.warning("%s", message)
 
     def _copy(self, copies: list[tuple[str, int, NodeView, _Node]], report: RepairReport
               ) -> None:

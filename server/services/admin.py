@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import grpc
-from sqlalchemy import case, func, select
+from sqlalchemy import exists, func, select
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
@@ -29,6 +29,7 @@ from ..grpc_edge import rpc
 from ..models import (
     Chunk,
     File,
+    FileChunk,
     Folder,
     Payment,
     Replica,
@@ -39,6 +40,7 @@ from ..models import (
     utcnow,
 )
 from ..node_registry import NodeRegistry
+from ..shortfall import Tally, reason
 from ..wire import iso, node_info, user_info
 
 log = logging.getLogger(__name__)
@@ -79,36 +81,29 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             nodes = list(s.scalars(select(StorageNode)))
             active = [n for n in nodes if n.status != "drained"]
             online = [n for n in nodes if n.status in ("online", "draining")]
-            online_ids = [n.id for n in online]
             users = s.scalar(select(func.count()).select_from(User)) or 0
             allocated = s.scalar(select(func.coalesce(func.sum(User.storage_allocated), 0))) or 0
             used = s.scalar(select(func.coalesce(func.sum(User.storage_used), 0))) or 0
             files = s.scalar(select(func.count()).select_from(File).where(
                 File.deleted_at.is_(None))) or 0
             chunks = s.scalar(select(func.count()).select_from(Chunk)) or 0
-            target = max(1, min(self.replication_factor, len(active) or 1))
-            # Per chunk with at least one replica: how many of them are on a live node.
-            replicated = s.scalar(select(func.count(func.distinct(Replica.chunk_sha256)))) or 0
-            if online_ids:
-                live = func.sum(case((Replica.node_id.in_(online_ids), 1), else_=0))
-                per_chunk = (select(Replica.chunk_sha256, live.label("live"))
-                             .group_by(Replica.chunk_sha256).subquery())
-                under = s.scalar(select(func.count()).select_from(per_chunk).where(
-                    per_chunk.c.live < target)) or 0
-            else:
-                under = replicated
+            short, referenced = _shortfall(s, nodes, self.replication_factor)
+            garbage = max(0, int(chunks) - referenced)
         capacity = sum(n.capacity_bytes for n in online)
         node_used = sum(n.used_bytes for n in online)
         node_part = len(online) / len(active) if active else 0.0
-        chunk_part = 1.0 - (under / replicated) if replicated else 1.0
+        # Missing copies, not short chunks: 2 of 3 copies is not a lost chunk.
+        wanted = referenced * self.replication_factor
+        chunk_part = 1.0 - short.missing_copies / wanted if wanted else 1.0
         health = round(100.0 * node_part * chunk_part, 1) if active else 0.0
         return pb.SystemStatusResponse(
             success=True, global_capacity_bytes=capacity, global_allocated_bytes=int(allocated),
             global_used_bytes=int(used), total_users=int(users), total_nodes=len(active),
             online_nodes=len(online), total_files=int(files), total_chunks=int(chunks),
-            system_health=health, under_replicated_chunks=int(under),
+            system_health=health, under_replicated_chunks=short.short,
             replication_factor=self.replication_factor, node_used_bytes=node_used,
-            security_warnings=self.security_warnings)
+            security_warnings=self.security_warnings, chunks_short_no_room=short.no_room,
+            chunks_short_too_few_nodes=short.too_few_nodes, garbage_chunks=garbage)
 
     # --- users ------------------------------------------------------------------------
 
@@ -386,6 +381,47 @@ def settle_drained_nodes(db: Database, events: EventBus) -> list[str]:
         events.emit("node_drained", f"node {name} drained: it holds no chunks", None,
                     node=name, node_id=node_id)
     return [name for _, name in done]
+
+
+def _shortfall(s: object, nodes: Sequence[StorageNode], factor: int) -> tuple[Tally, int]:
+    """Chunks a file references (trash included) with fewer than ``factor`` live copies,
+    by cause; and how many chunks files reference at all.
+
+    A copy is live on an online or draining node. Unreferenced chunks (an upload in
+    flight, a refused upload's leftovers awaiting collection) are left out: they are not
+    data anyone can lose. The database counts live copies; only the short chunks' holders
+    are read here to name a cause.
+    """
+    live_ids = [n.id for n in nodes if n.status in ("online", "draining")]
+    free = {n.id: max(0, n.capacity_bytes - n.used_bytes) for n in nodes
+            if n.status == "online"}
+    used = exists().where(FileChunk.chunk_sha256 == Chunk.sha256)
+    referenced = s.scalar(  # type: ignore[attr-defined]
+        select(func.count()).select_from(Chunk).where(used)) or 0
+    live = func.count(Replica.node_id)
+    short = (select(Chunk.sha256.label("sha"), Chunk.size.label("size"))
+             .outerjoin(Replica, (Replica.chunk_sha256 == Chunk.sha256)
+                        & Replica.node_id.in_(live_ids))
+             .where(used).group_by(Chunk.sha256, Chunk.size)
+             .having(live < factor).subquery())
+    sizes: dict[str, int] = {}
+    held: dict[str, set[str]] = {}
+    rows = s.execute(  # type: ignore[attr-defined]
+        select(short.c.sha, short.c.size, Replica.node_id)
+        .outerjoin(Replica, (Replica.chunk_sha256 == short.c.sha)
+                   & Replica.node_id.in_(live_ids)))
+    for sha, size, node_id in rows:
+        sizes[sha] = size
+        if node_id is not None:
+            held.setdefault(sha, set()).add(node_id)
+    tally = Tally()
+    for sha, size in sizes.items():
+        have = held.get(sha, set())
+        cause = reason(len(have), [f for node_id, f in free.items() if node_id not in have],
+                       size, factor)
+        if cause is not None:
+            tally.add(cause, factor - len(have))
+    return tally, int(referenced)
 
 
 def _user_by_email(s: object, email: str) -> User:
