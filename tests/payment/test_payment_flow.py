@@ -57,7 +57,11 @@ def test_successful_payment_adds_the_tier_once(pay: Payments) -> None:
     assert record.tier_name == "starter" and record.operator == "MTN"
     assert record.phone_number == MTN_PHONE and record.amount_xaf == 500
     assert record.completed_at
-    kinds = [k for k, _ in pay.events(started.payment_id)]
+    # Events are stored by the gateway's batching writer: give the last one a moment.
+    deadline = time.monotonic() + 10
+    while (kinds := [k for k, _ in pay.events(started.payment_id)]) != \
+            ["payment_initiated", "payment_completed"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert kinds == ["payment_initiated", "payment_completed"]
 
     # What Campay received: the tier's price from that number, with our reference.
