@@ -9,6 +9,7 @@ fresh database there. Without the variable those runs are skipped, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.cluster import Cluster
+from tests.cluster import Cluster, running_cluster
 
 PG_ADMIN_URL = os.environ.get("CLOUDGRPC_TEST_PG_URL", "")
 
@@ -39,10 +40,12 @@ def _drop_pg_database(name: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'gateway' / 'cloudgrpc.db'}"
+@contextlib.contextmanager
+def database_for(backend: str, root: Path) -> Iterator[str]:
+    """A database URL of ``backend``: a SQLite file under ``root``, or a fresh PostgreSQL
+    database dropped afterwards (skipped without a server, failed when one is required)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{root / 'gateway' / 'cloudgrpc.db'}"
         return
     if not PG_ADMIN_URL:
         if os.environ.get("CLOUDGRPC_REQUIRE_PG") == "1":
@@ -53,6 +56,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         _drop_pg_database(name)
+
+
+@contextlib.contextmanager
+def cluster_on(backend: str, root: Path, **kwargs: object) -> Iterator[Cluster]:
+    """A running cluster (``Cluster`` keyword arguments) on a fresh database of ``backend``,
+    for module-scoped fixtures that share one cluster per backend."""
+    with database_for(backend, root) as url, \
+            running_cluster(root, database_url=url, **kwargs) as c:
+        yield c
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with database_for(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

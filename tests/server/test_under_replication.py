@@ -20,7 +20,7 @@ from cloudgrpc_admin import render
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_server import shortfall
 from tests.cluster import ADMIN_KEY, Cluster, MiB
-from tests.conftest import PG_ADMIN_URL, _drop_pg_database, _fresh_pg_database
+from tests.conftest import cluster_on
 
 CHUNK = MiB
 SHORT_CLUSTER = {
@@ -37,22 +37,9 @@ SHORT_CLUSTER = {
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def short_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp(f"short-{request.param}")
-    url = pg_name = ""
-    if request.param == "postgres":
-        if not PG_ADMIN_URL:
-            if os.environ.get("CLOUDGRPC_REQUIRE_PG") == "1":
-                pytest.fail("CLOUDGRPC_REQUIRE_PG=1 but CLOUDGRPC_TEST_PG_URL is not set")
-            pytest.skip("no PostgreSQL: set CLOUDGRPC_TEST_PG_URL")
-        url, pg_name = _fresh_pg_database()
-    c = Cluster(root, database_url=url, nodes=2, env=SHORT_CLUSTER)
-    try:
-        c.start()
+    with cluster_on(request.param, tmp_path_factory.mktemp(f"short-{request.param}"),
+                    nodes=2, env=SHORT_CLUSTER) as c:
         yield c
-    finally:
-        c.stop()
-        if pg_name:
-            _drop_pg_database(pg_name)
 
 
 def _wait(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
