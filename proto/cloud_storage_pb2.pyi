@@ -970,6 +970,92 @@ class PaymentRecord(_message.Message):
     operator: str
     def __init__(self, payment_id: _Optional[str] = ..., tier_id: _Optional[str] = ..., tier_name: _Optional[str] = ..., provider: _Optional[str] = ..., phone_number: _Optional[str] = ..., amount_xaf: _Optional[int] = ..., status: _Optional[str] = ..., transaction_ref: _Optional[str] = ..., storage_bytes: _Optional[int] = ..., created_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., operator: _Optional[str] = ...) -> None: ...
 
+class FsckRequest(_message.Message):
+    __slots__ = ("admin_key", "repair")
+    ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    admin_key: str
+    repair: bool
+    def __init__(self, admin_key: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
+
+class FsckFinding(_message.Message):
+    __slots__ = ("kind", "chunk_sha256", "node_name", "path", "owner_email", "action", "detail", "file_id")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SHA256_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OWNER_EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    chunk_sha256: str
+    node_name: str
+    path: str
+    owner_email: str
+    action: str
+    detail: str
+    file_id: str
+    def __init__(self, kind: _Optional[str] = ..., chunk_sha256: _Optional[str] = ..., node_name: _Optional[str] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., action: _Optional[str] = ..., detail: _Optional[str] = ..., file_id: _Optional[str] = ...) -> None: ...
+
+class FsckSummary(_message.Message):
+    __slots__ = ("files_checked", "chunks_checked", "nodes_checked", "nodes_unreachable", "missing_copies", "corrupt_copies", "unknown_chunks", "under_replicated", "lost_files", "repaired", "unrepaired", "elapsed_s", "clean")
+    FILES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    NODES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    NODES_UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_COPIES_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_COPIES_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    UNDER_REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    LOST_FILES_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    UNREPAIRED_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_FIELD_NUMBER: _ClassVar[int]
+    files_checked: int
+    chunks_checked: int
+    nodes_checked: int
+    nodes_unreachable: int
+    missing_copies: int
+    corrupt_copies: int
+    unknown_chunks: int
+    under_replicated: int
+    lost_files: int
+    repaired: int
+    unrepaired: int
+    elapsed_s: float
+    clean: bool
+    def __init__(self, files_checked: _Optional[int] = ..., chunks_checked: _Optional[int] = ..., nodes_checked: _Optional[int] = ..., nodes_unreachable: _Optional[int] = ..., missing_copies: _Optional[int] = ..., corrupt_copies: _Optional[int] = ..., unknown_chunks: _Optional[int] = ..., under_replicated: _Optional[int] = ..., lost_files: _Optional[int] = ..., repaired: _Optional[int] = ..., unrepaired: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., clean: _Optional[bool] = ...) -> None: ...
+
+class FsckMessage(_message.Message):
+    __slots__ = ("finding", "summary", "progress")
+    FINDING_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    finding: FsckFinding
+    summary: FsckSummary
+    progress: str
+    def __init__(self, finding: _Optional[_Union[FsckFinding, _Mapping]] = ..., summary: _Optional[_Union[FsckSummary, _Mapping]] = ..., progress: _Optional[str] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ("admin_key",)
+    ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
+    admin_key: str
+    def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
+
+class BackupPiece(_message.Message):
+    __slots__ = ("data", "format", "total_bytes", "sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    format: str
+    total_bytes: int
+    sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[str] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
 class SystemStatusRequest(_message.Message):
     __slots__ = ("admin_key",)
     ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -977,7 +1063,7 @@ class SystemStatusRequest(_message.Message):
     def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
 
 class SystemStatusResponse(_message.Message):
-    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes", "security_warnings", "chunks_short_no_room", "chunks_short_too_few_nodes", "garbage_chunks")
+    __slots__ = ("success", "global_capacity_bytes", "global_allocated_bytes", "global_used_bytes", "total_users", "total_nodes", "online_nodes", "total_files", "total_chunks", "system_health", "under_replicated_chunks", "replication_factor", "node_used_bytes", "security_warnings", "chunks_short_no_room", "chunks_short_too_few_nodes", "garbage_chunks", "upload_bytes_per_s", "download_bytes_per_s", "speed_window_s", "active_sessions", "payment_success_rate", "payment_window_s", "stored_bytes", "logical_bytes")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_ALLOCATED_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -995,6 +1081,14 @@ class SystemStatusResponse(_message.Message):
     CHUNKS_SHORT_NO_ROOM_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_SHORT_TOO_FEW_NODES_FIELD_NUMBER: _ClassVar[int]
     GARBAGE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOAD_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    SPEED_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_SUCCESS_RATE_FIELD_NUMBER: _ClassVar[int]
+    PAYMENT_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     success: bool
     global_capacity_bytes: int
     global_allocated_bytes: int
@@ -1012,7 +1106,15 @@ class SystemStatusResponse(_message.Message):
     chunks_short_no_room: int
     chunks_short_too_few_nodes: int
     garbage_chunks: int
-    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ..., security_warnings: _Optional[_Iterable[str]] = ..., chunks_short_no_room: _Optional[int] = ..., chunks_short_too_few_nodes: _Optional[int] = ..., garbage_chunks: _Optional[int] = ...) -> None: ...
+    upload_bytes_per_s: float
+    download_bytes_per_s: float
+    speed_window_s: int
+    active_sessions: int
+    payment_success_rate: float
+    payment_window_s: int
+    stored_bytes: int
+    logical_bytes: int
+    def __init__(self, success: _Optional[bool] = ..., global_capacity_bytes: _Optional[int] = ..., global_allocated_bytes: _Optional[int] = ..., global_used_bytes: _Optional[int] = ..., total_users: _Optional[int] = ..., total_nodes: _Optional[int] = ..., online_nodes: _Optional[int] = ..., total_files: _Optional[int] = ..., total_chunks: _Optional[int] = ..., system_health: _Optional[float] = ..., under_replicated_chunks: _Optional[int] = ..., replication_factor: _Optional[int] = ..., node_used_bytes: _Optional[int] = ..., security_warnings: _Optional[_Iterable[str]] = ..., chunks_short_no_room: _Optional[int] = ..., chunks_short_too_few_nodes: _Optional[int] = ..., garbage_chunks: _Optional[int] = ..., upload_bytes_per_s: _Optional[float] = ..., download_bytes_per_s: _Optional[float] = ..., speed_window_s: _Optional[int] = ..., active_sessions: _Optional[int] = ..., payment_success_rate: _Optional[float] = ..., payment_window_s: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., logical_bytes: _Optional[int] = ...) -> None: ...
 
 class ListUsersRequest(_message.Message):
     __slots__ = ("admin_key",)
@@ -1083,7 +1185,7 @@ class ListNodesRequest(_message.Message):
     def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "name", "host", "port", "capacity_bytes", "used_bytes", "online", "last_heartbeat", "chunk_count", "health_score", "status", "registered_at")
+    __slots__ = ("node_id", "name", "host", "port", "capacity_bytes", "used_bytes", "online", "last_heartbeat", "chunk_count", "health_score", "status", "registered_at", "logical_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -1096,6 +1198,7 @@ class NodeInfo(_message.Message):
     HEALTH_SCORE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     host: str
@@ -1108,7 +1211,8 @@ class NodeInfo(_message.Message):
     health_score: float
     status: str
     registered_at: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., last_heartbeat: _Optional[str] = ..., chunk_count: _Optional[int] = ..., health_score: _Optional[float] = ..., status: _Optional[str] = ..., registered_at: _Optional[str] = ...) -> None: ...
+    logical_bytes: int
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., online: _Optional[bool] = ..., last_heartbeat: _Optional[str] = ..., chunk_count: _Optional[int] = ..., health_score: _Optional[float] = ..., status: _Optional[str] = ..., registered_at: _Optional[str] = ..., logical_bytes: _Optional[int] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
     __slots__ = ("success", "nodes")
@@ -1287,7 +1391,7 @@ class RegisterNodeResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., node_id: _Optional[str] = ..., heartbeat_interval_s: _Optional[int] = ..., node_key: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes", "corrupt_chunks", "node_key")
+    __slots__ = ("node_id", "used_bytes", "chunk_count", "cluster_secret", "capacity_bytes", "corrupt_chunks", "node_key", "logical_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -1295,6 +1399,7 @@ class HeartbeatRequest(_message.Message):
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CORRUPT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     NODE_KEY_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     used_bytes: int
     chunk_count: int
@@ -1302,7 +1407,8 @@ class HeartbeatRequest(_message.Message):
     capacity_bytes: int
     corrupt_chunks: _containers.RepeatedScalarFieldContainer[str]
     node_key: str
-    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., corrupt_chunks: _Optional[_Iterable[str]] = ..., node_key: _Optional[str] = ...) -> None: ...
+    logical_bytes: int
+    def __init__(self, node_id: _Optional[str] = ..., used_bytes: _Optional[int] = ..., chunk_count: _Optional[int] = ..., cluster_secret: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., corrupt_chunks: _Optional[_Iterable[str]] = ..., node_key: _Optional[str] = ..., logical_bytes: _Optional[int] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("success", "message", "reregister")

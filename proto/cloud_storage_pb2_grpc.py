@@ -1852,6 +1852,16 @@ class AdminServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeResponse.FromString,
                 _registered_method=True)
+        self.Fsck = channel.unary_stream(
+                '/cloudstorage.AdminService/Fsck',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.FsckRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.FsckMessage.FromString,
+                _registered_method=True)
+        self.BackupMetadata = channel.unary_stream(
+                '/cloudstorage.AdminService/BackupMetadata',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.BackupRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.BackupPiece.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -1916,6 +1926,22 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Fsck(self, request, context):
+        """Added (issue 15): metadata checked against what the nodes hold; with repair, fixed
+        where it can be. Findings stream as they are found, then one summary.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackupMetadata(self, request, context):
+        """Added (issue 15): an online, consistent snapshot of the metadata (and the keys the
+        cluster needs), streamed in pieces; `cloudgrpc-gateway --restore FILE` loads it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1963,6 +1989,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DrainNode,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeResponse.SerializeToString,
+            ),
+            'Fsck': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fsck,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.FsckRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.FsckMessage.SerializeToString,
+            ),
+            'BackupMetadata': grpc.unary_stream_rpc_method_handler(
+                    servicer.BackupMetadata,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.BackupRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.BackupPiece.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2212,6 +2248,60 @@ class AdminService:
             '/cloudstorage.AdminService/DrainNode',
             cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.DrainNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fsck(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cloudstorage.AdminService/Fsck',
+            cloudgrpc__proto_dot_cloud__storage__pb2.FsckRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.FsckMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackupMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cloudstorage.AdminService/BackupMetadata',
+            cloudgrpc__proto_dot_cloud__storage__pb2.BackupRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.BackupPiece.FromString,
             options,
             channel_credentials,
             insecure,

@@ -292,6 +292,8 @@ class StorageNode(Base):
     # re-registering, heartbeats and leaving need it. NULL for nodes registered before keys
     # existed; they get one at their next registration.
     key_hash: Mapped[str | None] = mapped_column(String(64))
+    # The stored chunks' size before compression (used_bytes is what the disk holds).
+    logical_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     @property
     def address(self) -> str:
@@ -375,3 +377,18 @@ class Event(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     user_id: Mapped[str | None] = mapped_column(String(36))
     details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class TrafficMinute(Base):
+    """Bytes one gateway received (uploads) and sent (downloads) in one minute.
+
+    Every gateway adds to its own row, so the admin status can tell the cluster's speeds
+    over the last minutes whichever gateway answers; rows older than an hour are pruned.
+    """
+
+    __tablename__ = "traffic_minutes"
+
+    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
