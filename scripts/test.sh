@@ -18,4 +18,5 @@ if [ -z "${CLOUDGRPC_TEST_PG_URL:-}" ]; then
 fi
 export CLOUDGRPC_REQUIRE_PG=1
 export PYTHON_KEYRING_BACKEND=${PYTHON_KEYRING_BACKEND:-keyrings.alt.file.PlaintextKeyring}
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+# The slowest tests are listed at the end, so the run's time budget (25 minutes) can be watched.
+"$PY" -m pytest -q -p no:cacheprovider --durations=30 "$@"
