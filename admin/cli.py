@@ -129,7 +129,7 @@ def _action(args: argparse.Namespace, client: CloudClient, key: str, since: int,
     def status() -> None:
         st = client.system_status(key)
         if as_json:
-            render.print_json(render.to_dict(st))
+            render.print_json({**render.to_dict(st), **render.activity_json(st)})
         else:
             console.print(render.status_view(st))
 

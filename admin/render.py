@@ -128,9 +128,39 @@ def status_view(st: pb.SystemStatusResponse) -> Table:
     if st.under_replicated_chunks:
         t.add_row("Short", _styled(shortfall_line(st), "yellow"))
     t.add_row("Health", _styled(f"{st.system_health:.1f}%", health_style(st.system_health)))
+    for label, value in activity_rows(st):
+        t.add_row(label, value)
     for i, warning in enumerate(st.security_warnings):
         t.add_row("Security" if i == 0 else "", _styled(warning, "bold red"))
     return t
+
+
+def activity_rows(st: pb.SystemStatusResponse) -> list[tuple[str, str]]:
+    """Traffic, sessions and payments (issue 17): speeds over the last minutes of every
+    gateway, signed-in sessions, and the share of settled payments that completed."""
+    window = _span(st.speed_window_s)
+    return [
+        ("Upload speed", f"{human_size(st.upload_bytes_per_s)}/s  (last {window})"),
+        ("Download speed", f"{human_size(st.download_bytes_per_s)}/s  (last {window}, "
+                           "through the gateways)"),
+        ("Active sessions", str(st.active_sessions)),
+        ("Payment success", (f"{st.payment_success_rate:.1f}%" if st.payment_success_rate >= 0
+                             else "n/a (no payment settled)")
+         + f"  (last {_span(st.payment_window_s)})"),
+    ]
+
+
+def activity_json(st: pb.SystemStatusResponse) -> dict[str, Any]:
+    """The JSON form's view of the same: ``null`` where the rate is n/a (sent as -1)."""
+    return {"payment_success_rate": None} if st.payment_success_rate < 0 else {}
+
+
+def _span(seconds: int) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min" if seconds % 60 == 0 else f"{seconds / 60:.1f} min"
+    return f"{seconds} s"
 
 
 def shortfall_line(st: pb.SystemStatusResponse) -> str:

@@ -1250,7 +1250,18 @@ class CloudFS(pyfuse3.Operations):
             report["direct_chunks"] = self.direct.fetched
             report["direct_failures"] = self.direct.failed
         report["pid"] = os.getpid()
+        report["metrics"] = self.metrics()
         return report
+
+    def metrics(self) -> dict[str, int]:
+        """The mount's own counts since it started (``cloudgrpc status --json``, README)."""
+        figures = {**self.writer.metrics(), **self.reader.metrics(),
+                   "chunk_cache_bytes": self.cache.size,
+                   "chunk_cache_capacity": self.cache.capacity}
+        if self.direct is not None:
+            figures["direct_chunks"] = self.direct.fetched
+            figures["direct_failures"] = self.direct.failed
+        return figures
 
     def status_text(self) -> bytes:
         return (json.dumps(self.status(), indent=2, sort_keys=True) + "\n").encode()

@@ -190,10 +190,25 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
+def _metrics_line(m: dict[str, Any]) -> str:
+    """The mount's counts in one line (``--json`` has them all, named as in the README)."""
+    return (f"  queue {m.get('upload_queue_depth', 0)} ({_human(m.get('bytes_pending_upload', 0))}"
+            f" to send); since mount {m.get('uploads_done', 0)} uploads "
+            f"({_human(m.get('bytes_uploaded', 0))}), {m.get('uploads_failed', 0)} failed, "
+            f"{_human(m.get('bytes_downloaded', 0))} downloaded; cache "
+            f"{m.get('chunk_cache_hits', 0)} hits / {m.get('chunk_cache_misses', 0)} misses, "
+            f"{_human(m.get('chunk_cache_bytes', 0))} of "
+            f"{_human(m.get('chunk_cache_capacity', 0))}; read-ahead "
+            f"{m.get('read_ahead_hits', 0)} hits")
+
+
 def _print_status(reply: dict[str, Any]) -> None:
     print(f"{reply.get('mountpoint')}: {reply.get('pending', 0)} pending, "
           f"{reply.get('running', 0)} running, {reply.get('retrying', 0)} retrying, "
           f"{reply.get('failed', 0)} failed; change feed {reply.get('watch')}")
+    metrics = reply.get("metrics")
+    if metrics:
+        print(_metrics_line(metrics))
     for job in reply.get("uploads", []):
         line = (f"  {job['state']:<8} {job['path']}  {_human(job['bytes_done'])} / "
                 f"{_human(job['bytes_total'])}")

@@ -47,6 +47,7 @@ DEFAULT_CACHE_BYTES = 2048 * MiB
 READ_AHEAD_CHUNKS = 8
 PREFETCH_PARALLEL = 4  # chunks in flight at once for read-ahead
 HOT_CHUNKS = 12  # chunks kept in memory as well as on disk
+AHEAD_REMEMBERED = 1024  # chunks read-ahead fetched, remembered until read (for the hits)
 CACHE_WRITERS = 2  # threads writing fetched chunks to the disk cache
 TOKEN_MARGIN_S = 30  # read tokens this close to expiry are renewed before use
 SMALL_FILE_MAX = 1 * MiB  # whole-file fast path at or below this size
@@ -301,6 +302,16 @@ class Reader:
         self.small_hits = 0
         self.small_fetches = 0
         self.prefetched = 0
+        # Since the mount (``cloudgrpc status --json``): every count below is kept on the
+        # trio thread. A chunk a reader asked for is a hit when it was in memory, on disk or
+        # already being fetched, a miss when the reader had to fetch it; a read-ahead hit
+        # is a chunk read-ahead fetched that a reader then asked for.
+        self.bytes_downloaded = 0
+        self.chunk_hits = 0
+        self.chunk_misses = 0
+        self.read_ahead_fetched = 0
+        self.read_ahead_hits = 0
+        self._ahead_unread: OrderedDict[str, None] = OrderedDict()
 
     # --- manifests ------------------------------------------------------------------------
 
@@ -362,6 +373,7 @@ class Reader:
         if got is None:
             return None
         found, data = got
+        self.bytes_downloaded += len(data)
         self.small.put(file_id, found, data)
         if version and found != version and self.on_version is not None:
             self.on_version(file_id, found)
@@ -394,11 +406,13 @@ class Reader:
 
     async def _prefetch_batch(self, events: dict[str, trio.Event]) -> None:
         token = trio.lowlevel.current_trio_token()
+        received = [0]  # bytes, added up on the worker thread, counted back on ours
 
         def fetch() -> None:
             stream = self.client.download_small_files(list(events), PREFETCH_FILE_MAX)
             try:
                 for item in stream:
+                    received[0] += len(item.data)
                     if not item.error:
                         self.small.put(item.file_id, int(item.version), item.data)
                         self.prefetched += 1
@@ -415,6 +429,7 @@ class Reader:
         except (errors.CloudError, OSError) as exc:  # readers fetch on their own
             log.debug("small-file prefetch failed: %s", exc)
         finally:
+            self.bytes_downloaded += received[0]
             for fid, ev in events.items():
                 self._small_done(fid, ev)
 
@@ -479,18 +494,23 @@ class Reader:
         with self._hot_lock:
             return self._hot.get(sha)
 
-    async def chunk(self, file_id: str, manifest: Manifest, index: int) -> Path | bytes:
-        """Chunk ``index`` in memory or its cached path, fetching it (once, however many ask)."""
+    async def chunk(self, file_id: str, manifest: Manifest, index: int,
+                    ahead: bool = False) -> Path | bytes:
+        """Chunk ``index`` in memory or its cached path, fetching it (once, however many ask).
+
+        ``ahead``: asked by read-ahead, not by a reader (the hit counts are the readers')."""
         sha = manifest.chunks[index][0]
         while True:
             hot = self._hot_get(sha)
             if hot is not None:
+                self._served(sha, ahead)
                 return hot
             if self.cache.unchecked(sha):  # hashing 4 MiB: not on the FUSE loop
                 path = await self.blocking(self.cache.get, sha)
             else:
                 path = self.cache.get(sha)
             if path is not None:
+                self._served(sha, ahead)
                 return path
             pending = self._inflight.get(sha)
             if pending is None:
@@ -505,10 +525,35 @@ class Reader:
         finally:
             del self._inflight[sha]
             done.set()
+        self.bytes_downloaded += len(data)
+        if ahead:
+            self.read_ahead_fetched += 1
+            self._ahead_unread[sha] = None
+            while len(self._ahead_unread) > AHEAD_REMEMBERED:
+                self._ahead_unread.popitem(last=False)
+        else:
+            self.chunk_misses += 1
         stored = self._store(sha, data)
         if self.nursery is None:  # no background to finish it in: wait here
             await trio.to_thread.run_sync(stored.result)
         return data
+
+    def _served(self, sha: str, ahead: bool) -> None:
+        """A chunk found without a fetch: a hit for a reader (and read-ahead's, if it was)."""
+        if ahead:
+            return
+        self.chunk_hits += 1
+        if sha in self._ahead_unread:
+            del self._ahead_unread[sha]
+            self.read_ahead_hits += 1
+
+    def metrics(self) -> dict[str, int]:
+        """The reader's counts since the mount, for ``cloudgrpc status --json``."""
+        return {"bytes_downloaded": self.bytes_downloaded,
+                "chunk_cache_hits": self.chunk_hits, "chunk_cache_misses": self.chunk_misses,
+                "read_ahead_chunks": self.read_ahead_fetched,
+                "read_ahead_hits": self.read_ahead_hits,
+                "small_file_hits": self.small_hits, "small_file_fetches": self.small_fetches}
 
     def _prefetch(self, file_id: str, manifest: Manifest, first: int) -> None:
         if self.nursery is None:
@@ -541,7 +586,7 @@ class Reader:
                 sha = manifest.chunks[index][0]
                 try:
                     if not self._have_or_getting(sha):  # else a reader got there first
-                        await self.chunk(file_id, manifest, index)
+                        await self.chunk(file_id, manifest, index, ahead=True)
                 except (errors.CloudError, OSError) as exc:  # the reader will ask again
                     log.debug("read-ahead of %s chunk %d failed: %s", file_id, index, exc)
                 finally:

@@ -166,6 +166,7 @@ class Writer:
         self.before_create: Callable[[], Awaitable[None]] = _nothing
         self.uploaded_bytes = 0
         self.uploads_done = 0
+        self.uploads_failed = 0  # given up for good (a retry is not a failure)
 
     @property
     def owns_dir(self) -> bool:
@@ -423,6 +424,19 @@ class Writer:
             "recovered": self.recovery,
         }
 
+    def metrics(self) -> dict[str, int]:
+        """The upload side's counts for ``cloudgrpc status --json``: what waits (files in
+        the queue and their unsent bytes, dirty files not queued yet included) and what was
+        done since the mount."""
+        active = {ino: j for ino, j in self.jobs.items()
+                  if j.state in ("pending", "waiting", "running", "retrying")}
+        pending = sum(max(0, j.bytes_total - j.bytes_done) for j in active.values())
+        pending += sum(st.size for ino, st in self.staging.items()
+                       if st.dirty and ino not in active)
+        return {"upload_queue_depth": len(active), "bytes_pending_upload": pending,
+                "bytes_uploaded": self.uploaded_bytes, "uploads_done": self.uploads_done,
+                "uploads_failed": self.uploads_failed}
+
     async def run(self) -> None:
         """The upload workers; runs until cancelled."""
         async with trio.open_nursery() as nursery:
@@ -666,12 +680,14 @@ class Writer:
         elif isinstance(exc, errors.NotFound):
             log.warning("upload of %s dropped: the file is gone (%s)", job.path, exc.message)
             job.state = "failed"
+            self.uploads_failed += 1
             self._finish(ino)
             st = self.staging.pop(ino, None)
             if st is not None:
                 self._retire(st)
         else:
             job.state = "failed"
+            self.uploads_failed += 1
             log.error("upload of %s failed: %s (the staged copy is kept)", job.path,
                       exc.message)
         self._notify()

@@ -49,6 +49,7 @@ from .services.auth import AuthServicer
 from .services.files import FileServicer
 from .services.node import NodeServicer
 from .services.storage import StorageServicer
+from .traffic import TrafficMeter
 from .upload_pipeline import UploadPipeline
 
 log = logging.getLogger("cloudgrpc_server")
@@ -77,6 +78,7 @@ class Gateway:
     server: grpc.Server
     health: health.HealthServicer
     port: int
+    traffic: TrafficMeter | None = None
 
     def stop(self, grace: float = 10.0) -> None:
         for name in [*SERVICE_NAMES, ""]:
@@ -87,6 +89,8 @@ class Gateway:
         self.server.stop(grace).wait()
         self.uploads.close()
         self.downloads.close()
+        if self.traffic is not None:
+            self.traffic.close()  # the last seconds' counts
         self.store.close()
         self.pool.close()
         close_payments = getattr(self.payments, "close", None)
@@ -155,6 +159,8 @@ def build(settings: Settings) -> Gateway:
     maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),
                               GarbageCollector(settings, db, pool, events), Leadership(db))
 
+    traffic = TrafficMeter(db, settings.traffic_flush_s)
+
     options = [
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -171,13 +177,15 @@ def build(settings: Settings) -> Gateway:
     pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
     pb_grpc.add_FileServiceServicer_to_server(
         FileServicer(accounts, namespace, uploads, downloads, changes, events,
-                     settings.chunk_size), server)
+                     settings.chunk_size, traffic), server)
     pb_grpc.add_StorageServiceServicer_to_server(
         StorageServicer(accounts, namespace, settings.chunk_size), server)
     pb_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(db, events, settings.admin_key, settings.replication_factor,
                       node_timeout_s=settings.node_timeout_s, registry=registry,
-                      security_warnings=security_warnings(settings)), server)
+                      security_warnings=security_warnings(settings), traffic=traffic,
+                      speed_window_s=settings.speed_window_s,
+                      payment_window_s=settings.payment_window_s), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)
@@ -201,11 +209,12 @@ def build(settings: Settings) -> Gateway:
     settings = replace(settings, port=port)
     registry.start()
     maintenance.start()
+    traffic.start()
     server.start()
     for name in [*SERVICE_NAMES, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
-                   downloads, maintenance, payments, server, health_servicer, port)
+                   downloads, maintenance, payments, server, health_servicer, port, traffic)
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,

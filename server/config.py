@@ -81,6 +81,11 @@ class Settings:
     # so clients read chunks from the nodes themselves (off when nodes are private).
     direct_reads: bool = True
     read_token_ttl_s: int = 600
+    # Admin status (issue 17): how often each gateway adds its traffic counts to the
+    # database, and the windows of the speeds and of the payment success rate.
+    traffic_flush_s: float = 5.0
+    speed_window_s: float = 300.0
+    payment_window_s: float = 86400.0
     # Payments.
     campay_username: str = ""
     campay_password: str = ""
@@ -181,6 +186,9 @@ def load_settings() -> Settings:
         node_tls_ca=get_str("NODE_TLS_CA"),
         direct_reads=get_bool("DIRECT_READS", True),
         read_token_ttl_s=max(30, get_int("READ_TOKEN_TTL_S", 600)),
+        traffic_flush_s=max(0.1, get_float("TRAFFIC_FLUSH_S", 5.0)),
+        speed_window_s=max(60.0, get_float("SPEED_WINDOW_S", 300.0)),
+        payment_window_s=max(60.0, get_float("PAYMENT_WINDOW_S", 86400.0)),
         campay_username=get_str("CAMPAY_APP_USERNAME"),
         campay_password=get_str("CAMPAY_APP_PASSWORD"),
         campay_base_url=get_str("CAMPAY_BASE_URL"),

@@ -6,7 +6,8 @@ read or returned.
 
 Units: ``system_health``, ``health_score`` and ``success_rate`` are percentages (0-100).
 A payment's success rate is completed / (completed + failed): payments still pending (or
-processing) are counted but do not lower it; with nothing settled it is 0.
+processing) are counted but do not lower it; with nothing settled it is 0 in the
+analytics, and -1 ("n/a") in the system status's ``payment_success_rate``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..models import (
 )
 from ..node_registry import NodeRegistry
 from ..shortfall import Tally, reason
+from ..traffic import TrafficMeter
 from ..wire import iso, node_info, user_info
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,14 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
     def __init__(self, db: Database, events: EventBus, admin_key: str,
                  replication_factor: int, node_timeout_s: float = 30.0,
                  registry: NodeRegistry | None = None,
-                 security_warnings: Sequence[str] = ()) -> None:
+                 security_warnings: Sequence[str] = (),
+                 traffic: TrafficMeter | None = None, speed_window_s: float = 300.0,
+                 payment_window_s: float = 86400.0) -> None:
         self.db = db
+        # The status's speeds (every gateway's traffic) and payment success rate windows.
+        self.traffic = traffic
+        self.speed_window_s = speed_window_s
+        self.payment_window_s = payment_window_s
         # Insecure modes the gateway runs with: shown by ``cloudgrpc-admin --status``.
         self.security_warnings = list(security_warnings)
         self.registry = registry
@@ -89,6 +97,10 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             chunks = s.scalar(select(func.count()).select_from(Chunk)) or 0
             short, referenced = _shortfall(s, nodes, self.replication_factor)
             garbage = max(0, int(chunks) - referenced)
+            sessions = active_sessions(s)
+            paid_rate = payment_success_rate(s, utcnow() - dt.timedelta(
+                seconds=self.payment_window_s))
+        speeds = self.traffic.speeds(self.speed_window_s) if self.traffic is not None else None
         capacity = sum(n.capacity_bytes for n in online)
         node_used = sum(n.used_bytes for n in online)
         node_part = len(online) / len(active) if active else 0.0
@@ -103,7 +115,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             system_health=health, under_replicated_chunks=short.short,
             replication_factor=self.replication_factor, node_used_bytes=node_used,
             security_warnings=self.security_warnings, chunks_short_no_room=short.no_room,
-            chunks_short_too_few_nodes=short.too_few_nodes, garbage_chunks=garbage)
+            chunks_short_too_few_nodes=short.too_few_nodes, garbage_chunks=garbage,
+            upload_bytes_per_s=speeds.upload_bytes_per_s if speeds else 0.0,
+            download_bytes_per_s=speeds.download_bytes_per_s if speeds else 0.0,
+            speed_window_s=round(speeds.window_s) if speeds else 0,
+            active_sessions=sessions, payment_success_rate=paid_rate,
+            payment_window_s=int(self.payment_window_s))
 
     # --- users ------------------------------------------------------------------------
 
@@ -422,6 +439,27 @@ def _shortfall(s: object, nodes: Sequence[StorageNode], factor: int) -> tuple[Ta
         if cause is not None:
             tally.add(cause, factor - len(have))
     return tally, int(referenced)
+
+
+def active_sessions(s: object) -> int:
+    """Sessions of every user that are neither expired nor ended (logout, device revoked)."""
+    live = select(func.count()).select_from(Session).where(
+        Session.revoked_at.is_(None), Session.expires_at > utcnow())
+    return int(s.scalar(live) or 0)  # type: ignore[attr-defined]
+
+
+def payment_success_rate(s: object, since: dt.datetime) -> float:
+    """Completed / (completed + failed) in percent, of the payments started since ``since``;
+    -1 ("n/a") when none of them has settled. Pending ones do not count either way."""
+    settled = (select(Payment.status, func.count())
+               .where(Payment.created_at >= since,
+                      Payment.status.in_(("completed", "failed")))
+               .group_by(Payment.status))
+    rows = dict(s.execute(settled).all())  # type: ignore[attr-defined]
+    completed, failed = int(rows.get("completed", 0)), int(rows.get("failed", 0))
+    if not completed + failed:
+        return -1.0
+    return round(100.0 * completed / (completed + failed), 2)
 
 
 def _user_by_email(s: object, email: str) -> User:

@@ -17,6 +17,7 @@ from ..download_pipeline import DownloadPipeline
 from ..events import EventBus
 from ..grpc_edge import request_origin, rpc
 from ..namespace import Namespace
+from ..traffic import TrafficMeter
 from ..upload_pipeline import UploadPipeline
 from ..wire import entry_response, file_entry, folder_entry, iso
 
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 class FileServicer(pb_grpc.FileServiceServicer):
     def __init__(self, accounts: Accounts, namespace: Namespace, uploads: UploadPipeline,
                  downloads: DownloadPipeline, changes: ChangeFeed, events: EventBus,
-                 chunk_size: int) -> None:
+                 chunk_size: int, traffic: TrafficMeter | None = None) -> None:
         self.accounts = accounts
+        # Counts the file bytes clients send and receive, for the admin status's speeds.
+        self.traffic = traffic
         self.ns = namespace
         self.uploads = uploads
         self.downloads = downloads
@@ -40,10 +43,27 @@ class FileServicer(pb_grpc.FileServiceServicer):
 
     # --- data -------------------------------------------------------------------------
 
+    def _received(self, n: int) -> None:
+        if self.traffic is not None:
+            self.traffic.received(n)
+
+    def _sent(self, n: int) -> None:
+        if self.traffic is not None:
+            self.traffic.sent(n)
+
+    def _counted(self, requests: Iterator[pb.UploadFileRequest]
+                 ) -> Iterator[pb.UploadFileRequest]:
+        """The upload's messages, counting the file bytes as they arrive (chunk references
+        carry none: those bytes did not travel)."""
+        for message in requests:
+            if message.chunk_data:
+                self._received(len(message.chunk_data))
+            yield message
+
     @rpc
     def UploadFile(self, request_iterator: Iterator[pb.UploadFileRequest],
                    context: grpc.ServicerContext) -> pb.UploadFileResponse:
-        result = self.uploads.run(request_iterator)
+        result = self.uploads.run(self._counted(request_iterator))
         f = result.file
         return pb.UploadFileResponse(
             success=True, message="File uploaded successfully", file_id=f.id,
@@ -53,6 +73,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
     @rpc
     def UploadSmallFiles(self, request: pb.UploadSmallFilesRequest,
                          context: grpc.ServicerContext) -> pb.UploadSmallFilesResponse:
+        self._received(sum(len(f.data) for f in request.files))
         results = []
         for outcome in self.uploads.run_small(request):
             if isinstance(outcome, CloudError):
@@ -80,6 +101,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         sent = 0
         for piece in self.downloads.stream(plan):
             sent += len(piece)
+            self._sent(len(piece))
             yield pb.DownloadFileResponse(chunk_data=piece)
         if plan.offset == 0 and plan.length == f.size:
             self.events.emit("download", f"{f.name} downloaded ({sent} bytes)", caller.user_id,
@@ -294,6 +316,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
             raise InvalidArgument("max_file_size is at most 16 MiB")
         for fid, version, data, error in self.downloads.small_files(
                 caller, list(request.file_ids), limit):
+            self._sent(len(data))
             yield pb.SmallFileContent(file_id=fid, version=version, data=data, error=error)
 
     # --- change feed ------------------------------------------------------------------
