@@ -257,7 +257,8 @@ def banner(gw: Gateway) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so deployment files can be checked against it."""
     parser = argparse.ArgumentParser(prog="cloudgrpc-gateway",
                                      description="Run the CloudGrpc gateway.")
     parser.add_argument("--host", help="address to bind (GRPC_SERVER_HOST)")
@@ -266,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", help="PEM certificate chain for TLS")
     parser.add_argument("--tls-key", help="PEM private key for TLS")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
