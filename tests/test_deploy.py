@@ -66,8 +66,13 @@ REQUIRED_HARDENING = {
 SECRET_WORDS = ("PASSWORD", "SECRET", "KEY")
 PATH_SETTINGS = {"TLS_KEY", "TLS_CERT"}  # file names, not values
 
-pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                reason="systemd-analyze is not installed")
+# systemd's tools are a test dependency (scripts/system-packages.sh test installs them): a
+# missing one fails its tests rather than skipping them silently.
+SYSTEMD_TOOLS = ("systemd-analyze", "systemd-escape", "systemd-sysusers")
+
+
+def test_systemd_tools_are_installed() -> None:
+    assert [tool for tool in SYSTEMD_TOOLS if shutil.which(tool) is None] == []
 
 
 # -- helpers ---------------------------------------------------------------------------------
