@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import configparser
 import ctypes
+import functools
 import importlib.resources
 import json
 import os
@@ -176,7 +177,8 @@ def console_scripts() -> set[str]:
     return {line.split("=")[0].strip() for line in entries.splitlines() if "=" in line}
 
 
-def settings_the_code_reads() -> set[str]:
+@functools.cache
+def settings_the_code_reads() -> frozenset[str]:
     """Environment variables the shipped code reads: literal names given to the environment
     helpers, os.environ and os.getenv, plus module constants named ENV_*. A secret read with
     get_secret("X") may also come as X_FILE."""
@@ -206,7 +208,7 @@ def settings_the_code_reads() -> set[str]:
                         and any(isinstance(t, ast.Name) and t.id.startswith("ENV_")
                                 for t in node.targets):
                     names.add(str(node.value.value))
-    return {name for name in names if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)}
+    return frozenset(name for name in names if re.fullmatch(r"[A-Z][A-Z0-9_]*", name))
 
 
 def is_secret_setting(name: str) -> bool:
@@ -513,6 +515,18 @@ def test_healthcheck_exit_status_follows_the_server(
 # -- MemoryDenyWriteExecute=yes: the units' programs must run without W+X memory ------------
 
 MDWE_CHILD = """
+import ctypes, os
+# SystemCallFilter=@system-service, stricter than the units: any other call kills the process.
+seccomp = ctypes.CDLL("libseccomp.so.2")
+seccomp.seccomp_init.restype = ctypes.c_void_p
+context = ctypes.c_void_p(seccomp.seccomp_init(ctypes.c_uint32(0x80000000)))  # KILL_PROCESS
+for name in os.environ["ALLOWED_SYSCALLS"].split():
+    number = seccomp.seccomp_syscall_resolve_name(name.encode())
+    if number >= 0:  # negative: not a system call on this architecture
+        seccomp.seccomp_rule_add(context, ctypes.c_uint32(0x7FFF0000), number, 0)  # ALLOW
+assert seccomp.seccomp_load(context) == 0  # also sets no_new_privs, as NoNewPrivileges=yes
+with open("/proc/self/status") as status:
+    assert "Seccomp:\t2" in status.read()
 import mmap, ssl, sys
 from concurrent import futures
 import grpc, psycopg2, sqlalchemy, zstandard
@@ -538,6 +552,25 @@ print("ok")
 """
 
 
+def system_service_syscalls() -> list[str]:
+    """The system calls systemd's @system-service group allows (nested groups expanded)."""
+    listing = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+    groups: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in listing.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.strip() and not line.strip().startswith("#"):
+            current.append(line.strip())
+
+    def expand(group: str) -> set[str]:
+        return {name for item in groups.get(group, [])
+                for name in (expand(item) if item.startswith("@") else {item})}
+
+    return sorted(expand("@system-service"))
+
+
 def _deny_write_execute() -> None:
     """In the child before exec: the kernel's equivalent of MemoryDenyWriteExecute=yes
     (prctl PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN; Linux 6.3+), kept across execve."""
@@ -546,12 +579,17 @@ def _deny_write_execute() -> None:
         raise OSError(ctypes.get_errno(), "PR_SET_MDWE")
 
 
-def test_python_grpc_and_native_libraries_run_without_write_execute_memory() -> None:
-    """Why the units may set MemoryDenyWriteExecute=yes: grpcio, psycopg2, zstandard, the SSL
-    stack and the interpreter serve a gRPC call with W+X memory refused. (A whole cluster,
-    gateway and nodes on SQLite and PostgreSQL, was also run under it by hand.)"""
+def test_python_grpc_and_native_libraries_run_in_the_units_sandbox() -> None:
+    """Why the units may set MemoryDenyWriteExecute=yes and SystemCallFilter=@system-service:
+    the interpreter, grpcio, psycopg2, zstandard and the SSL stack serve a gRPC call with W+X
+    memory refused and only @system-service's calls allowed (any other kills the process).
+    (A whole cluster, gateway and nodes on SQLite and PostgreSQL, was also run so by hand.)"""
+    allowed = system_service_syscalls()
+    assert {"openat", "mmap", "socket", "futex", "epoll_wait"} <= set(allowed)
+    assert "mount" not in allowed and "reboot" not in allowed
     if ctypes.CDLL(None, use_errno=True).prctl(66, 0, 0, 0, 0) < 0:  # PR_GET_MDWE
         pytest.skip("this kernel has no PR_SET_MDWE (before Linux 6.3)")
     done = subprocess.run([sys.executable, "-c", MDWE_CHILD], capture_output=True,
-                          text=True, timeout=60, preexec_fn=_deny_write_execute)
+                          text=True, timeout=60, preexec_fn=_deny_write_execute,
+                          env=dict(os.environ, ALLOWED_SYSCALLS=" ".join(allowed)))
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
