@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+from .private_files import read_private
+
 _loaded: dict[str, str] | None = None
 
 
@@ -81,3 +83,34 @@ def get_bool(name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def get_secret(name: str) -> str:
+    """A secret setting: ``NAME`` itself, else the contents of the file ``NAME_FILE`` names.
+
+    The file form keeps the value out of environment files, process listings and
+    ``docker inspect``: a compose secret (``/run/secrets/X``), a systemd credential
+    (``/run/credentials/UNIT/X``) or a root-owned file. Surrounding whitespace (the trailing
+    newline of ``echo``) is stripped. A named file that cannot be read is a ``ConfigError``
+    naming the file, never its contents.
+    """
+    value = get_str(name, "")
+    if value:
+        return value
+    path = get_str(f"{name}_FILE", "").strip()
+    if not path:
+        return ""
+    try:
+        return read_private(path).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{name}_FILE: cannot read {path}: {reason}") from None
+
+
+def secret_source(name: str) -> str:
+    """Which setting a secret came from (``NAME`` or ``NAME_FILE``), for banners; "" if none."""
+    if get_str(name, ""):
+        return name
+    if get_str(f"{name}_FILE", "").strip():
+        return f"{name}_FILE"
+    return ""

@@ -19,8 +19,9 @@ INSTALL_PACKAGES="make python3-venv gcc python3-dev pkg-config libfuse3-dev"
 # make demo: the mount needs fusermount3.
 DEMO_PACKAGES="$INSTALL_PACKAGES fuse3"
 # make test: a throwaway PostgreSQL server (scripts/postgres-throwaway.sh), `ss`/`ip` and openssl
-# (test certificates), Prometheus (the metrics scrape test), besides everything the demo's mount tests use.
-TEST_PACKAGES="$DEMO_PACKAGES postgresql iproute2 openssl prometheus"
+# (test certificates), Prometheus (the metrics scrape test), systemd's tools (systemd-analyze
+# verifies the deploy/ units), besides everything the demo's mount tests use.
+TEST_PACKAGES="$DEMO_PACKAGES postgresql iproute2 openssl prometheus systemd"
 
 usage() { echo "usage: $0 install|demo|test | list install|demo|test" >&2; exit 2; }
 

@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.environment import ConfigError, get_str
+from cloudgrpc_proto.environment import ConfigError, secret_source
 from cloudgrpc_proto.private_files import load_or_create_secret, private_dir
 
 from .accounts import Accounts
@@ -252,11 +252,11 @@ def banner(gw: Gateway) -> str:
                             if gw.settings.mail_configured
                             else "console (test mode fallback: no mail configured)"),
         f"Server listening on port {gw.port}",
-        "Admin key: " + ("from ADMIN_KEY" if get_str("ADMIN_KEY")
+        "Admin key: " + (f"from {secret_source('ADMIN_KEY')}" if secret_source("ADMIN_KEY")
                          else f"kept in {gw.settings.data_dir / ADMIN_KEY_FILE} (mode 0600)"),
         "Cluster secret: " + (
             "none" if not gw.settings.cluster_secret
-            else "from CLUSTER_SECRET" if get_str("CLUSTER_SECRET")
+            else f"from {secret_source('CLUSTER_SECRET')}" if secret_source("CLUSTER_SECRET")
             else f"kept in {gw.settings.data_dir / CLUSTER_SECRET_FILE} (mode 0600; nodes "
                  "take it with --cluster-secret-file)"),
         "Payments: " + (getattr(gw.payments, "mode", "") or "not available in this build"),
@@ -266,7 +266,8 @@ def banner(gw: Gateway) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, apart so deployment files can be checked against it."""
     parser = argparse.ArgumentParser(prog="cloudgrpc-gateway",
                                      description="Run the CloudGrpc gateway.")
     parser.add_argument("--host", help="address to bind (GRPC_SERVER_HOST)")
@@ -275,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", help="PEM certificate chain for TLS")
     parser.add_argument("--tls-key", help="PEM private key for TLS")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -287,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": args.host, "port": args.port,
         "data_dir": pathlib.Path(args.data_dir) if args.data_dir else None,
         "tls_cert": args.tls_cert, "tls_key": args.tls_key}.items() if v is not None}
-    if "data_dir" in overrides and not os.environ.get("DATABASE_URL") and \
+    if "data_dir" in overrides and not secret_source("DATABASE_URL") and \
             settings.database_url.startswith("sqlite"):
         overrides["database_url"] = f"sqlite:///{overrides['data_dir'] / 'cloudgrpc.db'}"
     settings = replace(settings, **overrides)

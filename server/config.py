@@ -2,7 +2,9 @@
 
 Names follow the original system (``DB_*``, ``GRPC_SERVER_*``, ``ADMIN_KEY``, ``GMAIL_*``,
 ``CAMPAY_*``) plus the operational timings of DESIGN.md, so tests and operators can shorten
-them without code changes.
+them without code changes. Every secret (``CLUSTER_SECRET``, ``DB_PASSWORD``,
+``SMTP_PASSWORD``...) may instead be given as a file by ``NAME_FILE`` (compose secrets,
+systemd credentials), so deployments never write the value into an environment file.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pathlib
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from cloudgrpc_proto.environment import get_bool, get_float, get_int, get_str
+from cloudgrpc_proto.environment import get_bool, get_float, get_int, get_secret, get_str
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -104,12 +106,12 @@ class Settings:
 
 
 def _database_url(data_dir: pathlib.Path) -> str:
-    url = get_str("DATABASE_URL")
+    url = get_secret("DATABASE_URL")
     if url:
         return url
     if get_str("DB_HOST") or get_str("DB_NAME"):
         user = quote_plus(get_str("DB_USER", "postgres"))
-        password = quote_plus(get_str("DB_PASSWORD", ""))
+        password = quote_plus(get_secret("DB_PASSWORD"))
         auth = f"{user}:{password}@" if password else f"{user}@"
         host = get_str("DB_HOST", "localhost")
         port = get_str("DB_PORT", "5432")
@@ -120,7 +122,7 @@ def _database_url(data_dir: pathlib.Path) -> str:
 
 def _smtp() -> tuple[str, int, str, str, str]:
     user = get_str("SMTP_USER") or get_str("GMAIL_USER")
-    password = get_str("SMTP_PASSWORD") or get_str("GMAIL_APP_PASSWORD")
+    password = get_secret("SMTP_PASSWORD") or get_secret("GMAIL_APP_PASSWORD")
     host = get_str("SMTP_HOST")
     if not host and user and password:
         host = "smtp.gmail.com"  # the original system's default: Gmail over SSL
@@ -132,15 +134,15 @@ def _smtp() -> tuple[str, int, str, str, str]:
 def load_settings() -> Settings:
     data_dir = pathlib.Path(get_str("DATA_DIR", "data")).expanduser()
     smtp_host, smtp_port, smtp_security, smtp_user, smtp_password = _smtp()
-    admin_key = get_str("ADMIN_KEY")
+    admin_key = get_secret("ADMIN_KEY")
     return Settings(
         host=get_str("GRPC_SERVER_HOST", "localhost"),
         port=get_int("GRPC_SERVER_PORT", 50051),
         data_dir=data_dir,
         database_url=_database_url(data_dir),
         admin_key=admin_key,
-        cluster_secret=get_str("CLUSTER_SECRET"),
-        otp_key=get_str("OTP_KEY"),
+        cluster_secret=get_secret("CLUSTER_SECRET"),
+        otp_key=get_secret("OTP_KEY"),
         insecure_open_cluster=get_bool("INSECURE_OPEN_CLUSTER", False),
         replication_factor=max(1, get_int("REPLICATION_FACTOR", 2)),
         chunk_size=max(64 * 1024, get_int("CHUNK_SIZE", 4 * MiB)),
@@ -190,9 +192,9 @@ def load_settings() -> Settings:
         speed_window_s=max(60.0, get_float("SPEED_WINDOW_S", 300.0)),
         payment_window_s=max(60.0, get_float("PAYMENT_WINDOW_S", 86400.0)),
         campay_username=get_str("CAMPAY_APP_USERNAME"),
-        campay_password=get_str("CAMPAY_APP_PASSWORD"),
+        campay_password=get_secret("CAMPAY_APP_PASSWORD"),
         campay_base_url=get_str("CAMPAY_BASE_URL"),
-        campay_webhook_key=get_str("CAMPAY_WEBHOOK_KEY"),
+        campay_webhook_key=get_secret("CAMPAY_WEBHOOK_KEY"),
         campay_demo_limit_xaf=get_int("CAMPAY_DEMO_LIMIT_XAF", 10),
         webhook_port=get_int("WEBHOOK_PORT", 0),
     )

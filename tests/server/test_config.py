@@ -53,3 +53,33 @@ def test_malformed_number_names_the_setting(clean_env: pytest.MonkeyPatch) -> No
     clean_env.setenv("REPLICATION_FACTOR", "two")
     with pytest.raises(environment.ConfigError, match="REPLICATION_FACTOR"):
         load_settings()
+
+
+def test_secrets_can_come_from_files(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Compose secrets and systemd credentials hand secrets over as files (NAME_FILE)."""
+    for name in ("CLUSTER_SECRET", "OTP_KEY", "SMTP_PASSWORD", "GMAIL_APP_PASSWORD"):
+        clean_env.delenv(name, raising=False)
+    db_password = tmp_path / "db_password"
+    db_password.write_text("s3cret pass\n")
+    cluster_secret = tmp_path / "cluster_secret"
+    cluster_secret.write_text("the-cluster-secret\n")
+    clean_env.setenv("DB_HOST", "postgres")
+    clean_env.setenv("DB_USER", "cloudgrpc")
+    clean_env.setenv("DB_NAME", "cloudgrpc")
+    clean_env.setenv("DB_PASSWORD_FILE", str(db_password))
+    clean_env.setenv("CLUSTER_SECRET_FILE", str(cluster_secret))
+    s = load_settings()
+    assert s.database_url == "postgresql+psycopg2://cloudgrpc:s3cret+pass@postgres:5432/cloudgrpc"
+    assert s.cluster_secret == "the-cluster-secret"
+    # The variable itself still wins over its file.
+    clean_env.setenv("CLUSTER_SECRET", "from-the-variable")
+    assert load_settings().cluster_secret == "from-the-variable"
+
+
+def test_unreadable_secret_file_names_the_file_not_a_value(clean_env: pytest.MonkeyPatch,
+                                                            tmp_path: Path) -> None:
+    clean_env.delenv("CLUSTER_SECRET", raising=False)
+    missing = tmp_path / "nowhere" / "cluster_secret"
+    clean_env.setenv("CLUSTER_SECRET_FILE", str(missing))
+    with pytest.raises(environment.ConfigError, match="CLUSTER_SECRET_FILE: cannot read .*nowhere"):
+        load_settings()
