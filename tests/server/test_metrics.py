@@ -476,16 +476,21 @@ def _exported_names(text: str) -> set[str]:
     return names
 
 
-def test_alerts_and_dashboard_use_only_exported_names(metrics_cluster: Cluster) -> None:
-    exported = set()
-    for process in ("gateway", "node1"):
-        exported |= _exported_names(_scrape(metrics_cluster, process))
+def test_alerts_dashboard_and_readme_use_only_exported_names(metrics_cluster: Cluster) -> None:
+    texts = [_scrape(metrics_cluster, process) for process in ("gateway", "node1")]
+    exported = set().union(*map(_exported_names, texts))
     rules = "\n".join(line for line in ALERTS.read_text().splitlines()
                       if not line.lstrip().startswith("#"))
     used = set(METRIC_NAME.findall(rules))
     used |= {name for q in _dashboard_queries() for name in METRIC_NAME.findall(q)}
     assert len(used) >= 20
     assert used - exported == set()
+    readme = (ROOT / "README.md").read_text()
+    documented = set(METRIC_NAME.findall(readme.split("### Metrics", 1)[1].split("\n## ")[0]))
+    assert len(documented) >= 30
+    families = {line.split()[2] for line in "\n".join(texts).splitlines()
+                if line.startswith("# TYPE ")}  # a histogram by its own name too
+    assert documented - exported - families == set()
     # and what operators most need is there
     assert {"cloudgrpc_cluster_node_up", "cloudgrpc_cluster_chunks_under_replicated",
             "cloudgrpc_gateway_repair_chunks_copied_total", "cloudgrpc_cluster_payments",
