@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cloudgrpc_proto.memory import reuse_chunk_buffers
+from cloudgrpc_proto.metrics_export import is_loopback
 
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
@@ -147,9 +148,12 @@ class NodeServer:
     def banner(self) -> str:
         cfg = self.config
         scheme = "tls" if cfg.tls else "insecure"
-        warnings = (
-            [f"  *** {INSECURE_WARNING} ***"] if cfg.insecure else []
-        )
+        warnings = [f"  *** {INSECURE_WARNING} ***"] if cfg.insecure else []
+        if self.metrics is not None and not is_loopback(cfg.metrics_host):
+            warnings.append(
+                f"  *** metrics endpoint on {cfg.metrics_host}:{cfg.metrics_port} is reachable "
+                "beyond this machine and has no authentication ***"
+            )
         return "\n".join(
             [
                 "=" * 60,

@@ -41,6 +41,11 @@ DEFAULT_METRICS_HOST = "127.0.0.1"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                    10.0, 30.0, 60.0, 300.0)
 
+# Not counted: health checks (probes, often every second) and reflection. Health's Watch is
+# also served "non-blocking" by gRPC, which a wrapper would hide: it would then hold a
+# worker for as long as the watch lasts.
+UNCOUNTED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
 # A message's payload size (the file or chunk bytes it carries), by full method name.
 PayloadSize = Callable[[Any], int]
 
@@ -105,6 +110,8 @@ class RpcMetrics(grpc.ServerInterceptor):
         if handler is None:  # unknown method: not ours to count (and never a label)
             return None
         method = details.method or ""
+        if method.startswith(UNCOUNTED_PREFIXES) or _non_blocking(handler):
+            return handler
         recorder = _CallRecorder(self, method)
         measure_in = self._payload_in.get(method)
         measure_out = self._payload_out.get(method)
@@ -203,6 +210,12 @@ class _CallRecorder:
             if failed and code == "UNKNOWN" and not context.is_active():
                 code = "CANCELLED"
             self._finish(started, code)
+
+
+def _non_blocking(handler: Any) -> bool:
+    behaviors = (handler.unary_unary, handler.unary_stream, handler.stream_unary,
+                 handler.stream_stream)
+    return any(getattr(b, "experimental_non_blocking", False) for b in behaviors if b)
 
 
 def _code_name(context: grpc.ServicerContext, failed: bool) -> str:

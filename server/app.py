@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.environment import ConfigError, get_str
+from cloudgrpc_proto.metrics_export import is_loopback
 from cloudgrpc_proto.private_files import load_or_create_secret, private_dir
 
 from .accounts import Accounts
@@ -130,6 +131,9 @@ def resolve_keys(settings: Settings) -> Settings:
 def security_warnings(settings: Settings) -> list[str]:
     """Insecure modes this gateway runs with, for the banner and ``--status``."""
     warnings = []
+    if settings.metrics_port and not is_loopback(settings.metrics_host):
+        warnings.append(f"metrics endpoint on {settings.metrics_host}:{settings.metrics_port} "
+                        "is reachable beyond this machine and has no authentication")
     if not settings.cluster_secret:
         warnings.append("INSECURE: open cluster (INSECURE_OPEN_CLUSTER=1, no CLUSTER_SECRET): "
                         "anyone who reaches a node can read, write and delete chunks")

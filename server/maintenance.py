@@ -22,6 +22,8 @@ from .repair import Repairer
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+REPAIR, GC = "repair", "gc"  # the tasks, as the failure metric's label names them
+TASK_NAMES = {REPAIR: "repair", GC: "garbage collection"}
 
 
 class Maintenance:
@@ -60,22 +62,22 @@ class Maintenance:
                 next_gc = now + self.settings.gc_interval_s
                 continue
             if now >= next_repair:
-                report = self._guarded("repair", self.repairer.run_once)
+                report = self._guarded(REPAIR, self.repairer.run_once)
                 if report is not None and self.metrics is not None:
                     self.metrics.record_repair(report)
                 next_repair = time.monotonic() + self.settings.repair_interval_s
             if now >= next_gc:
-                collected = self._guarded("garbage collection", self.collector.run_once)
+                collected = self._guarded(GC, self.collector.run_once)
                 if collected is not None and self.metrics is not None:
                     self.metrics.record_gc(collected)
                 next_gc = time.monotonic() + self.settings.gc_interval_s
 
-    def _guarded(self, what: str, action: Callable[[], T]) -> T | None:
+    def _guarded(self, task: str, action: Callable[[], T]) -> T | None:
         """The pass's report, or None when it failed (logged; the next pass tries again)."""
         try:
             return action()
         except Exception:  # noqa: BLE001 - the next pass tries again
-            log.exception("%s pass failed", what)
+            log.exception("%s pass failed", TASK_NAMES[task])
             if self.metrics is not None:
-                self.metrics.record_failure("repair" if what == "repair" else "gc")
+                self.metrics.record_failure(task)
             return None

@@ -42,6 +42,9 @@ from cloudgrpc_proto.metrics_export import (
 from .db import Database
 from .models import Chunk, Payment, Session, StorageNode, StorageTier, User, utcnow
 
+# The admin status's own count of short chunks, so the gauge and ``--status`` always agree.
+from .services.admin import _shortfall
+
 log = logging.getLogger(__name__)
 
 PREFIX = "cloudgrpc_gateway"
@@ -262,9 +265,6 @@ class ClusterCollector(Collector):
             return ClusterFigures(time.time(), False)
 
     def _read_figures(self) -> list[Metric]:
-        # Imported here: the admin service imports the edge, which imports nothing of ours.
-        from .services.admin import _shortfall
-
         now = utcnow()
         with self.db.read() as s:
             nodes = list(s.scalars(select(StorageNode)))

@@ -295,6 +295,19 @@ def test_refused_calls_are_counted_by_code(metrics_cluster: Cluster) -> None:
     assert after == before + 1
 
 
+def test_health_probes_are_not_counted(metrics_cluster: Cluster) -> None:
+    """Health checks (probes, every few seconds) and reflection stay out of the call
+    counts; health still answers through the metrics interceptor."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    reply = health_pb2_grpc.HealthStub(metrics_cluster.channel).Check(
+        health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    text = _scrape(metrics_cluster, "gateway")
+    assert 'method="Heartbeat"' in text  # the nodes' calls are counted meanwhile
+    assert 'service="Health"' not in text and 'method="Check"' not in text
+
+
 def test_database_gauges_are_cached_between_scrapes(metrics_cluster: Cluster) -> None:
     """Scrapes within METRICS_CACHE_S (30 s here) answer the same database read: a new
     account does not show until the cache expires, and the read time stays put."""
@@ -353,6 +366,18 @@ def test_a_wider_bind_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
     caplog.clear()
     assert serve_metrics(CollectorRegistry(), "192.0.2.1", 0, "gateway") is None  # 0: off
     assert caplog.text == ""
+
+
+def test_a_wider_bind_is_in_the_gateway_banner_and_status() -> None:
+    from cloudgrpc_server.app import security_warnings
+    from cloudgrpc_server.config import Settings
+
+    wide = Settings(cluster_secret="s", metrics_port=9450, metrics_host="0.0.0.0")
+    assert any("0.0.0.0:9450" in w and "no authentication" in w
+               for w in security_warnings(wide))
+    for quiet in (Settings(cluster_secret="s", metrics_port=9450),  # loopback
+                  Settings(cluster_secret="s", metrics_host="0.0.0.0")):  # off
+        assert not any("metrics" in w for w in security_warnings(quiet))
 
 
 def test_node_reads_its_own_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
