@@ -22,9 +22,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cloudgrpc_proto.memory import reuse_chunk_buffers
+from cloudgrpc_proto.metrics_export import is_loopback
 
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
+from .metrics import NodeMetrics
 from .registration import NODE_KEY_FILE, NodeIdentity, NodeKey, Registrar, cpu_cores
 from .scrubber import Scrubber
 from .service import SERVER_OPTIONS, SERVICE_NAME, ChunkService, add_to_server
@@ -44,11 +46,17 @@ class NodeServer:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.store = ChunkStore(config.data_dir, config.capacity_bytes)
+        self.scrubber = Scrubber(self.store, config.scrub_interval_s, config.scrub_rate_bytes_s)
+        # Off by default: no endpoint and no interceptor, so no per-call cost.
+        self.metrics = (
+            NodeMetrics(config.name, self.store, self.scrubber) if config.metrics_port else None
+        )
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=config.workers, thread_name_prefix=f"node-{config.name}"
             ),
             options=SERVER_OPTIONS,
+            interceptors=[self.metrics.rpc] if self.metrics is not None else None,
         )
         peer_credentials = (
             grpc.ssl_channel_credentials(root_certificates=_read_optional(config.gateway_ca))
@@ -71,7 +79,6 @@ class NodeServer:
         )
         self.port = 0
         self.registrar: Registrar | None = None
-        self.scrubber = Scrubber(self.store, config.scrub_interval_s, config.scrub_rate_bytes_s)
 
     @property
     def gateway_credentials(self) -> grpc.ChannelCredentials | None:
@@ -94,6 +101,8 @@ class NodeServer:
             self.port = self.server.add_insecure_port(address)
         if self.port == 0:  # older grpcio reports a failed bind this way instead of raising
             raise RuntimeError(f"failed to bind {address}")
+        if self.metrics is not None:
+            self.metrics.serve(self.config.metrics_host, self.config.metrics_port)
         self.server.start()
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -133,13 +142,18 @@ class NodeServer:
         if self.registrar is not None:
             self.registrar.stop()
         self.server.stop(grace=grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
 
     def banner(self) -> str:
         cfg = self.config
         scheme = "tls" if cfg.tls else "insecure"
-        warnings = (
-            [f"  *** {INSECURE_WARNING} ***"] if cfg.insecure else []
-        )
+        warnings = [f"  *** {INSECURE_WARNING} ***"] if cfg.insecure else []
+        if self.metrics is not None and not is_loopback(cfg.metrics_host):
+            warnings.append(
+                f"  *** metrics endpoint on {cfg.metrics_host}:{cfg.metrics_port} is reachable "
+                "beyond this machine and has no authentication ***"
+            )
         return "\n".join(
             [
                 "=" * 60,
@@ -151,6 +165,12 @@ class NodeServer:
                 f"  data dir   {cfg.data_dir.resolve()}",
                 f"  gateway    {cfg.gateway}",
                 f"  cluster    {'OPEN (no cluster secret)' if cfg.insecure else 'cluster secret'}",
+                "  metrics    "
+                + (
+                    f"{self.metrics.endpoint.url} (no authentication)"
+                    if self.metrics is not None and self.metrics.endpoint is not None
+                    else "off (--metrics-port / NODE_METRICS_PORT)"
+                ),
                 *warnings,
                 "=" * 60,
             ]

@@ -48,6 +48,10 @@ class NodeConfig:
     gateway_ca: Path | None = None
     # Explicit opt-in to run without a cluster secret (experiments only; loud in the banner).
     insecure: bool = False
+    # Prometheus endpoint: 0 = off. Not METRICS_PORT: the gateway reads that one, and both
+    # often share one machine's environment.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     @property
     def tls(self) -> bool:
@@ -116,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run without a cluster secret: anyone who reaches this node can read, write and "
         "delete its chunks (experiments only; env INSECURE_OPEN_CLUSTER=1)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="P",
+        type=_port,
+        help="serve Prometheus metrics at /metrics on this port, 0 = off (env "
+        "NODE_METRICS_PORT; default off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        metavar="H",
+        help="address of the metrics endpoint (env NODE_METRICS_HOST; default 127.0.0.1: it "
+        "has no authentication)",
+    )
     parser.add_argument("--tls-cert", metavar="F", type=Path, help="serve TLS with this cert")
     parser.add_argument("--tls-key", metavar="F", type=Path, help="private key for --tls-cert")
     parser.add_argument(
@@ -171,10 +188,16 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         workers = environment.get_int("NODE_WORKERS", DEFAULT_WORKERS)
         scrub_interval = environment.get_float("SCRUB_INTERVAL_S", 604800.0)
         scrub_rate = environment.get_float("SCRUB_RATE_MBPS", 20.0) * 1e6
+        metrics_port = (args.metrics_port if args.metrics_port is not None
+                        else environment.get_int("NODE_METRICS_PORT", 0))
+        metrics_host = (args.metrics_host
+                        or environment.get_str("NODE_METRICS_HOST", "") or "127.0.0.1")
     except environment.ConfigError as exc:
         parser.error(str(exc))
     if interval <= 0:
         parser.error("HEARTBEAT_INTERVAL_S must be positive")
+    if not 0 <= metrics_port <= 65535:
+        parser.error("NODE_METRICS_PORT must be 0..65535 (0 = off)")
     try:
         insecure = args.insecure or environment.get_bool("INSECURE_OPEN_CLUSTER", False)
     except environment.ConfigError as exc:
@@ -205,4 +228,6 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         tls_key=args.tls_key,
         gateway_ca=args.gateway_ca,
         insecure=insecure and not cluster_secret,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )

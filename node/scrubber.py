@@ -30,6 +30,7 @@ class Scrubber:
         self._thread: threading.Thread | None = None
         self.verified = 0
         self.corrupt = 0
+        self.last_pass_at = 0.0  # unix time the last complete pass ended (0: none yet)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="scrubber", daemon=True)
@@ -75,6 +76,8 @@ class Scrubber:
             wait = size / pace - (time.monotonic() - started)
             if wait > 0 and self._stop.wait(wait):
                 break
+        else:
+            self.last_pass_at = time.time()
         return found
 
     def _run(self) -> None:

@@ -16,6 +16,7 @@ import pathlib
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import grpc
@@ -25,6 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.environment import ConfigError, secret_source
+from cloudgrpc_proto.metrics_export import is_loopback
 from cloudgrpc_proto.private_files import load_or_create_secret, private_dir
 
 from .accounts import Accounts
@@ -38,6 +40,7 @@ from .grpc_edge import EdgeInterceptor
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
+from .metrics import GatewayMetrics
 from .namespace import Namespace
 from .node_pool import NodePool
 from .node_registry import NodeRegistry
@@ -79,6 +82,7 @@ class Gateway:
     health: health.HealthServicer
     port: int
     traffic: TrafficMeter | None = None
+    metrics: GatewayMetrics | None = None  # None: the metrics endpoint is off
 
     def stop(self, grace: float = 10.0) -> None:
         for name in [*SERVICE_NAMES, ""]:
@@ -87,6 +91,8 @@ class Gateway:
         self.maintenance.stop()
         self.events.close()  # ends the monitors' streams now instead of after the grace
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop()
         self.uploads.close()
         self.downloads.close()
         if self.traffic is not None:
@@ -129,6 +135,9 @@ def resolve_keys(settings: Settings) -> Settings:
 def security_warnings(settings: Settings) -> list[str]:
     """Insecure modes this gateway runs with, for the banner and ``--status``."""
     warnings = []
+    if settings.metrics_port and not is_loopback(settings.metrics_host):
+        warnings.append(f"metrics endpoint on {settings.metrics_host}:{settings.metrics_port} "
+                        "is reachable beyond this machine and has no authentication")
     if not settings.cluster_secret:
         warnings.append("INSECURE: open cluster (INSECURE_OPEN_CLUSTER=1, no CLUSTER_SECRET): "
                         "anyone who reaches a node can read, write and delete chunks")
@@ -148,16 +157,21 @@ def build(settings: Settings) -> Gateway:
     changes = ChangeFeed()
     accounts = Accounts(settings, db, events, OtpMailer(settings))
     accounts.start_revocation_listener()  # devices ended on other gateways: drop their cache
+    # Off by default: no endpoint, no interceptor, no per-call cost.
+    metrics = GatewayMetrics(db, settings.replication_factor, settings.node_timeout_s,
+                             settings.metrics_cache_s) if settings.metrics_port else None
     registry = NodeRegistry(settings, db, events)
     pool = NodePool(settings)
     registry.on_node_up = pool.forget
-    registry.on_corrupt_report = CorruptionReports(db, pool, events).submit
+    registry.on_corrupt_report = _counted_reports(CorruptionReports(db, pool, events).submit,
+                                                  metrics)
     store = ReplicatedStore(settings, db, registry, pool, events)
     namespace = Namespace(db, events, changes, Reservations(settings, db))
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
     downloads = DownloadPipeline(namespace, store)
     maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),
-                              GarbageCollector(settings, db, pool, events), Leadership(db))
+                              GarbageCollector(settings, db, pool, events), Leadership(db),
+                              metrics)
 
     traffic = TrafficMeter(db, settings.traffic_flush_s)
 
@@ -173,7 +187,9 @@ def build(settings: Settings) -> Gateway:
     server = grpc.server(
         cf.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         options=options, maximum_concurrent_rpcs=settings.max_workers * 4,
-        interceptors=[EdgeInterceptor.from_settings(settings, accounts.authenticate)])
+        # The metrics interceptor goes first: it sees the edge's refusals as clients do.
+        interceptors=[*([metrics.rpc] if metrics is not None else []),
+                      EdgeInterceptor.from_settings(settings, accounts.authenticate)])
     pb_grpc.add_AuthServiceServicer_to_server(AuthServicer(accounts), server)
     pb_grpc.add_FileServiceServicer_to_server(
         FileServicer(accounts, namespace, uploads, downloads, changes, events,
@@ -207,6 +223,12 @@ def build(settings: Settings) -> Gateway:
     if port == 0:
         raise SystemExit(f"cannot listen on {address}: address in use or not available")
     settings = replace(settings, port=port)
+    if metrics is not None:
+        try:
+            metrics.serve(settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            raise SystemExit(f"cannot serve metrics on {settings.metrics_host}:"
+                             f"{settings.metrics_port}: {exc}") from exc
     registry.start()
     maintenance.start()
     traffic.start()
@@ -214,7 +236,21 @@ def build(settings: Settings) -> Gateway:
     for name in [*SERVICE_NAMES, ""]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
-                   downloads, maintenance, payments, server, health_servicer, port, traffic)
+                   downloads, maintenance, payments, server, health_servicer, port, traffic,
+                   metrics)
+
+
+def _counted_reports(submit: Callable[[str, list[str]], None],
+                     metrics: GatewayMetrics | None) -> Callable[[str, list[str]], None]:
+    """The nodes' corrupt-chunk reports, counted on their way to being checked."""
+    if metrics is None:
+        return submit
+
+    def counted(node_id: str, hashes: list[str]) -> None:
+        metrics.record_corrupt_reports(len(hashes))
+        submit(node_id, hashes)
+
+    return counted
 
 
 def _payment_servicer(settings: Settings, db: Database, events: EventBus,
@@ -252,6 +288,9 @@ def banner(gw: Gateway) -> str:
                             if gw.settings.mail_configured
                             else "console (test mode fallback: no mail configured)"),
         f"Server listening on port {gw.port}",
+        "Metrics: " + (f"{gw.metrics.endpoint.url} (no authentication)"
+                       if gw.metrics is not None and gw.metrics.endpoint is not None
+                       else "off (--metrics-port / METRICS_PORT)"),
         "Admin key: " + (f"from {secret_source('ADMIN_KEY')}" if secret_source("ADMIN_KEY")
                          else f"kept in {gw.settings.data_dir / ADMIN_KEY_FILE} (mode 0600)"),
         "Cluster secret: " + (
@@ -275,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder for the embedded database (DATA_DIR)")
     parser.add_argument("--tls-cert", help="PEM certificate chain for TLS")
     parser.add_argument("--tls-key", help="PEM private key for TLS")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus metrics at /metrics on this port, 0 = off "
+                             "(METRICS_PORT; default off)")
+    parser.add_argument("--metrics-host",
+                        help="address of the metrics endpoint (METRICS_HOST; default "
+                             "127.0.0.1: it has no authentication)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     return parser
 
@@ -291,11 +336,17 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in {
         "host": args.host, "port": args.port,
         "data_dir": pathlib.Path(args.data_dir) if args.data_dir else None,
-        "tls_cert": args.tls_cert, "tls_key": args.tls_key}.items() if v is not None}
+        "tls_cert": args.tls_cert, "tls_key": args.tls_key,
+        "metrics_port": args.metrics_port, "metrics_host": args.metrics_host,
+    }.items() if v is not None}
     if "data_dir" in overrides and not secret_source("DATABASE_URL") and \
             settings.database_url.startswith("sqlite"):
         overrides["database_url"] = f"sqlite:///{overrides['data_dir'] / 'cloudgrpc.db'}"
     settings = replace(settings, **overrides)
+    if not 0 <= settings.metrics_port <= 65535:
+        print("cloudgrpc-gateway: bad setting: METRICS_PORT must be 0..65535 (0 = off)",
+              file=sys.stderr)
+        return 2
     try:
         gw = build(settings)
     except Exception as exc:  # noqa: BLE001 - one readable line, then exit

@@ -95,6 +95,10 @@ class Settings:
     campay_webhook_key: str = ""
     campay_demo_limit_xaf: int = 10
     webhook_port: int = 0
+    # Prometheus endpoint (port 0 = off; no authentication, so loopback unless told).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_cache_s: float = 15.0  # database-derived gauges are read at most this often
 
     @property
     def address(self) -> str:
@@ -197,4 +201,7 @@ def load_settings() -> Settings:
         campay_webhook_key=get_secret("CAMPAY_WEBHOOK_KEY"),
         campay_demo_limit_xaf=get_int("CAMPAY_DEMO_LIMIT_XAF", 10),
         webhook_port=get_int("WEBHOOK_PORT", 0),
+        metrics_port=max(0, get_int("METRICS_PORT", 0)),
+        metrics_host=get_str("METRICS_HOST", "127.0.0.1") or "127.0.0.1",
+        metrics_cache_s=max(0.0, get_float("METRICS_CACHE_S", 15.0)),
     )

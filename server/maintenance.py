@@ -10,19 +10,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from .config import Settings
 from .garbage import GarbageCollector
 from .leader import Leadership
+from .metrics import GatewayMetrics
 from .repair import Repairer
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+REPAIR, GC = "repair", "gc"  # the tasks, as the failure metric's label names them
+TASK_NAMES = {REPAIR: "repair", GC: "garbage collection"}
+
 
 class Maintenance:
     def __init__(self, settings: Settings, repairer: Repairer, collector: GarbageCollector,
-                 leadership: Leadership) -> None:
+                 leadership: Leadership, metrics: GatewayMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics  # progress counters, when the metrics endpoint is on
         self.repairer = repairer
         self.collector = collector
         self.leadership = leadership
@@ -46,19 +54,30 @@ class Maintenance:
             now = time.monotonic()
             if now < next_repair and now < next_gc:
                 continue
-            if not self.leadership.is_leader():
+            leader = self.leadership.is_leader()
+            if self.metrics is not None:
+                self.metrics.maintenance_leader.set(1 if leader else 0)
+            if not leader:
                 next_repair = now + self.settings.repair_interval_s
                 next_gc = now + self.settings.gc_interval_s
                 continue
             if now >= next_repair:
-                self._guarded("repair", self.repairer.run_once)
+                report = self._guarded(REPAIR, self.repairer.run_once)
+                if report is not None and self.metrics is not None:
+                    self.metrics.record_repair(report)
                 next_repair = time.monotonic() + self.settings.repair_interval_s
             if now >= next_gc:
-                self._guarded("garbage collection", self.collector.run_once)
+                collected = self._guarded(GC, self.collector.run_once)
+                if collected is not None and self.metrics is not None:
+                    self.metrics.record_gc(collected)
                 next_gc = time.monotonic() + self.settings.gc_interval_s
 
-    def _guarded(self, what: str, action) -> None:  # type: ignore[no-untyped-def]
+    def _guarded(self, task: str, action: Callable[[], T]) -> T | None:
+        """The pass's report, or None when it failed (logged; the next pass tries again)."""
         try:
-            action()
+            return action()
         except Exception:  # noqa: BLE001 - the next pass tries again
-            log.exception("%s pass failed", what)
+            log.exception("%s pass failed", TASK_NAMES[task])
+            if self.metrics is not None:
+                self.metrics.record_failure(task)
+            return None

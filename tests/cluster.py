@@ -144,8 +144,12 @@ class Cluster:
 
     def __init__(self, root: Path, database_url: str = "", nodes: int = 3,
                  node_capacity_gb: float = 2.0, env: dict[str, str] | None = None,
-                 mail_host: str = "127.0.0.1", umask: int = -1) -> None:
+                 mail_host: str = "127.0.0.1", umask: int = -1, metrics: bool = False) -> None:
         self.root = root
+        # With ``metrics``: the gateway (METRICS_PORT) and each node (--metrics-port) serve
+        # Prometheus metrics on loopback; their ports by process name ("gateway", "node1").
+        self.metrics = metrics
+        self.metrics_ports: dict[str, int] = {}
         self.umask = umask  # the processes' umask (-1: inherit ours)
         self.database_url = database_url or f"sqlite:///{root / 'gateway' / 'cloudgrpc.db'}"
         self.node_count = nodes
@@ -176,7 +180,7 @@ class Cluster:
             **(env or {}),
         }
         for key in ("GMAIL_USER", "GMAIL_APP_PASSWORD", "CAMPAY_APP_USERNAME",
-                    "CAMPAY_APP_PASSWORD"):
+                    "CAMPAY_APP_PASSWORD", "METRICS_PORT", "NODE_METRICS_PORT"):
             self.env.pop(key, None)
         self.gateway: Proc | None = None
         self.nodes: dict[str, Proc] = {}
@@ -198,6 +202,8 @@ class Cluster:
         env = dict(self.env)
         if self.port:
             env["GRPC_SERVER_PORT"] = str(self.port)
+        if self.metrics:
+            env["METRICS_PORT"] = str(self.metrics_ports.setdefault("gateway", free_port()))
         self.gateway = _spawn("gateway", [sys.executable, "-m", "cloudgrpc_server.app"], env,
                               self.root, self.umask)
         m = self.gateway.wait_for(r"Server listening on port (\d+)", timeout=60)
@@ -207,10 +213,12 @@ class Cluster:
     def start_node(self, name: str, capacity_gb: float | None = None) -> Proc:
         port = self.node_ports.setdefault(name, free_port())
         cap = capacity_gb if capacity_gb is not None else self.node_capacity_gb
+        extra = (["--metrics-port", str(self.metrics_ports.setdefault(name, free_port()))]
+                 if self.metrics else [])
         proc = _spawn(name, [sys.executable, "-m", "cloudgrpc_node.app", name, "127.0.0.1",
                              str(port), str(cap), "--gateway", self.address,
-                             "--data-dir", str(self.node_dir(name))], self.env, self.root,
-                      self.umask)
+                             "--data-dir", str(self.node_dir(name)), *extra], self.env,
+                      self.root, self.umask)
         self.nodes[name] = proc
         proc.wait_for(r"registered with gateway", timeout=60)
         return proc
