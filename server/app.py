@@ -33,6 +33,7 @@ from .config import Settings, load_settings
 from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
+from .fsck import Fsck
 from .garbage import GarbageCollector
 from .grpc_edge import EdgeInterceptor
 from .leader import Leadership
@@ -152,8 +153,10 @@ def build(settings: Settings) -> Gateway:
     namespace = Namespace(db, events, changes, Reservations(settings, db))
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
     downloads = DownloadPipeline(namespace, store)
-    maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),
-                              GarbageCollector(settings, db, pool, events), Leadership(db))
+    repairer = Repairer(settings, db, registry, pool, events)
+    collector = GarbageCollector(settings, db, pool, events)
+    maintenance = Maintenance(settings, repairer, collector, Leadership(db))
+    fsck = Fsck(settings, db, pool, repairer, collector, events)
 
     options = [
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -177,7 +180,7 @@ def build(settings: Settings) -> Gateway:
     pb_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(db, events, settings.admin_key, settings.replication_factor,
                       node_timeout_s=settings.node_timeout_s, registry=registry,
-                      security_warnings=security_warnings(settings)), server)
+                      security_warnings=security_warnings(settings), fsck=fsck), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)
