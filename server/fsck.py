@@ -444,11 +444,12 @@ class _Run:
         for node_id, files in self.held.items():
             node = self.nodes[node_id]
             old: list[str] = []
+            unrecorded: list[str] = []
             for sha, (_, mtime) in files.items():
                 if node_id in meta.holders.get(sha, ()):
                     continue
                 if sha in meta.referenced:
-                    yield self._unrecorded_copy(sha, node)
+                    unrecorded.append(sha)
                     continue
                 claimed = meta.claimed.get(sha)
                 if claimed is not None and claimed >= recent:
@@ -463,7 +464,22 @@ class _Run:
                         action="kept until it is older than GC_GRACE_S" if self.repair else "")
                     continue
                 old.append(sha)
+            for sha in self._still_unrecorded(node_id, unrecorded):
+                yield self._unrecorded_copy(sha, node)
             yield from self._old_strays(node, old, now, files)
+
+    def _still_unrecorded(self, node_id: str, hashes: list[str]) -> list[str]:
+        """Of ``hashes``, those still without a replica row on the node: a copy recorded
+        since the metadata was read (an upload or a repair finishing) is not a finding."""
+        recorded: set[str] = set()
+        with self.f.db.read() as s:
+            for i in range(0, len(hashes), BATCH):
+                part = hashes[i:i + BATCH]
+                recorded.update(s.scalars(select(Replica.chunk_sha256).where(
+                    Replica.node_id == node_id, Replica.chunk_sha256.in_(part))))
+        for sha in recorded:
+            self.good.setdefault(sha, set()).add(node_id)
+        return [sha for sha in hashes if sha not in recorded]
 
     def _unrecorded_copy(self, sha: str, node: _Node) -> pb.FsckMessage:
         """A copy of a referenced chunk no replica row knows: good data the metadata lost."""

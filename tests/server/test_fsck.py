@@ -23,6 +23,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from tests.cluster import ADMIN_KEY, Account, Cluster
@@ -222,6 +223,40 @@ def test_stray_chunk_file_is_deleted_only_past_the_grace(fsck_cluster: Cluster) 
     stray = [f for f in findings if f.chunk_sha256 == sha]
     assert stray[0].action == "deleted" and summary.problems_remaining == 0
     assert not path.exists()
+    assert_clean(c)
+
+
+def test_forgotten_copy_of_a_file_is_recorded_again(fsck_cluster: Cluster, owner: Account
+                                                   ) -> None:
+    """A copy a file needs whose replica row is gone (lost metadata) is good data: fsck
+    names it, --repair records it again, and it is never deleted as a stray."""
+    c = fsck_cluster
+    _, sha, _ = stored(owner)
+    holder = sorted(copies(c, sha))[0]
+    engine = sa.create_engine(c.database_url)
+    try:
+        with engine.begin() as db:
+            node_id = db.execute(sa.text("SELECT id FROM storage_nodes WHERE name = :n"),
+                                 {"n": holder}).scalar_one()
+            db.execute(sa.text("DELETE FROM replicas WHERE chunk_sha256 = :s AND "
+                               "node_id = :n"), {"s": sha, "n": node_id})
+
+        findings, summary = fsck(c)
+        mine = [f for f in findings if f.chunk_sha256 == sha]
+        assert kinds(mine) == ["unknown_to_metadata"] and mine[0].node_name == holder
+        assert "a file references" in mine[0].detail and not summary.clean
+
+        findings, summary = fsck(c, repair=True)
+        mine = [f for f in findings if f.chunk_sha256 == sha]
+        assert mine[0].action.startswith("recorded as a replica")
+        assert summary.problems_remaining == 0
+        with engine.connect() as db:
+            assert db.execute(sa.text("SELECT count(*) FROM replicas WHERE chunk_sha256 = :s "
+                                      "AND node_id = :n"), {"s": sha, "n": node_id}
+                              ).scalar_one() == 1
+    finally:
+        engine.dispose()
+    assert holder in copies(c, sha)
     assert_clean(c)
 
 
