@@ -35,7 +35,8 @@ EVENT_STYLE = {"upload": "green", "download": "cyan", "delete": "magenta", "rest
                "node_draining": "yellow", "node_drained": "yellow", "replica_repaired": "yellow",
                "under_replicated": "bold yellow",
                "admin_denied": "bold red", "otp_failed": "red", "login": "blue",
-               "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow"}
+               "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow",
+               "fsck": "cyan"}
 
 
 def make_console(file: IO[str] | None = None) -> Console:

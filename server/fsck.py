@@ -564,7 +564,7 @@ class _Run:
             outcome = self._copy_short(short, meta, target, writable)
         for sha, good, unknown in short:
             self.t.under += 1
-            detail = f"{good} good copies of {factor}"
+            detail = f"{good} good {'copy' if good == 1 else 'copies'} of {factor}"
             if unknown:
                 detail += f", {unknown} more on nodes that did not answer (unknown)"
             action = outcome.get(sha, "")
