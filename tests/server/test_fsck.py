@@ -324,7 +324,7 @@ def test_stopped_node_is_unreachable_not_missing(fsck_cluster: Cluster, owner: A
 def test_one_fsck_at_a_time(fsck_cluster: Cluster, owner: Account) -> None:
     """A second fsck is refused while one runs, and the running one is not disturbed."""
     c = fsck_cluster
-    stored(owner, size=512 * 1024)  # at 1 MB/s its two copies take about a second
+    stored(owner, size=2 * 1024 * 1024)  # at 1 MB/s its copies take about two seconds
     first = c.admin.Fsck(pb.FsckRequest(admin_key=ADMIN_KEY), timeout=60)
     assert next(first).WhichOneof("body") == "progress"  # it holds the gateway's fsck now
     rest: list[pb.FsckMessage] = []
@@ -336,4 +336,23 @@ def test_one_fsck_at_a_time(fsck_cluster: Cluster, owner: Account) -> None:
     assert "already running" in (err.value.details() or "")
     reader.join(timeout=60)
     assert rest and rest[-1].summary.clean
-    assert_clean(c)  # and the next one runs once the first is done
+    full_run_s = rest[-1].summary.elapsed_s
+    assert full_run_s > 1.5
+
+    # A caller that goes away mid-check does not keep the gateway's fsck: it stops, well
+    # before a whole check would have ended, and the next one runs.
+    abandoned = c.admin.Fsck(pb.FsckRequest(admin_key=ADMIN_KEY), timeout=60)
+    assert next(abandoned).WhichOneof("body") == "progress"
+    abandoned.cancel()
+    cancelled = time.monotonic()
+    while True:
+        try:
+            next_run = c.admin.Fsck(pb.FsckRequest(admin_key=ADMIN_KEY), timeout=60)
+            assert next(next_run).WhichOneof("body") == "progress"
+            break
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc
+            assert time.monotonic() - cancelled < 0.75 * full_run_s, \
+                "the abandoned fsck kept running"
+            time.sleep(0.1)
+    assert list(next_run)[-1].summary.clean
