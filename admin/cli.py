@@ -5,8 +5,10 @@ Without an action it opens the seed's interactive menu. Actions print a table (o
 ``--count`` events.
 
 Exit codes: 0 success; 2 bad usage or arguments; otherwise the ``exit_code`` of the typed
-error (``cloudgrpc_proto.errors``): 4 not found, 6 wrong or missing admin key, 12 gateway
-unreachable, ...
+error (``cloudgrpc_proto.errors``): 4 not found, 6 wrong or missing admin key, 10 an fsck
+already running, 12 gateway unreachable, ... ``--fsck`` adds: 14 a file is lost (a chunk
+with no readable copy), 16 other problems remain (found without ``--repair``, or not fixed
+by it, or a node did not answer, or the check stopped early).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from cloudgrpc_proto.channel import default_target
 from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.display import printable
 from cloudgrpc_proto.environment import ConfigError
-from cloudgrpc_proto.errors import CloudError
+from cloudgrpc_proto.errors import CloudError, DataLoss, Unavailable
 
 from . import render
 from .keys import resolve_admin_key
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG, description="Administer a CloudGrpc system: status, users, nodes, payments "
         "and the live event stream. Without an action: the interactive menu.",
         epilog="Exit codes: 0 ok, 2 usage, 4 not found, 6 wrong/missing admin key, "
-        "12 gateway unreachable.")
+        "10 an fsck is already running, 12 gateway unreachable; --fsck: 14 files lost, "
+        "16 problems remain.")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="gateway address (env CLOUDGRPC_SERVER, default localhost:50051)")
     p.add_argument("--admin-key", metavar="KEY",
@@ -64,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop placing new chunks on a node (its chunks move elsewhere)")
     act.add_argument("--set-tier", metavar="NAME",
                      help="create or update a storage tier (with --storage, --price ...)")
+    act.add_argument("--fsck", action="store_true",
+                     help="check the metadata against what the nodes hold (see --repair)")
     g = p.add_argument_group("--payments")
     g.add_argument("--since", metavar="WHEN", default="",
                    help="from: 7d, 24h, 2026-01-31, ISO time or unix seconds (default all)")
@@ -75,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recent events shown first (default 20, 0 = none)")
     g.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE",
                    help="only events of this type (repeatable), e.g. upload, node_down")
+    g = p.add_argument_group("--fsck")
+    g.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed: drop rows of missing/corrupt copies, copy "
+                   "short chunks, delete stray chunk files older than GC_GRACE_S")
+    g.add_argument("--quick", action="store_true",
+                   help="check presence only: do not re-hash each copy (corruption is "
+                   "then not found)")
     g = p.add_argument_group("--set-tier")
     g.add_argument("--storage", metavar="SIZE", help="storage the tier adds, e.g. 250MB")
     g.add_argument("--price", type=int, metavar="XAF", help="price in XAF")
@@ -106,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, console: Console) -> int:
     if args.count < 0:
         parser.error("--count cannot be negative")
+    if (args.repair or args.quick) and not args.fsck:
+        parser.error("--repair and --quick go with --fsck")
     since, until = parse_when(args.since), parse_when(args.until)
     key = resolve_admin_key(args.admin_key)
     client = CloudClient(default_target(args.server), tls_ca=args.tls_ca, admin_key=key,
@@ -113,6 +127,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, console: Con
     try:
         if args.monitor:
             return _monitor(client, key, args, console)
+        if args.fsck:
+            return _fsck(client, key, args, console)
         action = _action(args, client, key, since, until, console)
         if action is None:
             return AdminMenu(client, key, console).run()
@@ -233,6 +249,48 @@ def _monitor(client: CloudClient, key: str, args: argparse.Namespace,
     except KeyboardInterrupt:
         monitor.stop()
     return 0
+
+
+EXIT_FSCK_LOST = DataLoss.exit_code  # 14: a file has a chunk with no readable copy
+EXIT_FSCK_PROBLEMS = 16               # other problems remain
+
+
+def fsck_exit_code(summary: pb.FsckSummary) -> int:
+    """0 when nothing remains wrong (clean, or every problem repaired), 14 when a file is
+    lost, 16 when anything else remains (or the check did not run to its end)."""
+    if summary.lost_files:
+        return EXIT_FSCK_LOST
+    if summary.problems_remaining or not summary.complete:
+        return EXIT_FSCK_PROBLEMS
+    return 0
+
+
+def _fsck(client: CloudClient, key: str, args: argparse.Namespace, console: Console) -> int:
+    """Stream the findings as they come (progress on stderr), then the summary."""
+    notes = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    summary: pb.FsckSummary | None = None
+    with client.fsck(key, repair=args.repair, presence_only=args.quick) as stream:
+        for message in stream:
+            kind = message.WhichOneof("body")
+            if kind == "progress":
+                if not args.json:
+                    notes.print(printable(message.progress), style="dim", markup=False)
+            elif kind == "finding":
+                if args.json:
+                    render.print_json({"finding": render.to_dict(message.finding)},
+                                      indent=None)
+                else:
+                    console.print(render.fsck_finding_line(message.finding), soft_wrap=True)
+            elif kind == "summary":
+                summary = message.summary
+    if summary is None:
+        raise Unavailable("the gateway ended the fsck without a summary: see its log")
+    if args.json:
+        render.print_json({"summary": render.to_dict(summary)}, indent=None)
+    else:
+        for line in render.fsck_summary_lines(summary, args.repair):
+            console.print(line, soft_wrap=True)
+    return fsck_exit_code(summary)
 
 
 def _period(since: int, until: int) -> str:

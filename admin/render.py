@@ -35,7 +35,8 @@ EVENT_STYLE = {"upload": "green", "download": "cyan", "delete": "magenta", "rest
                "node_draining": "yellow", "node_drained": "yellow", "replica_repaired": "yellow",
                "under_replicated": "bold yellow",
                "admin_denied": "bold red", "otp_failed": "red", "login": "blue",
-               "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow"}
+               "enrollment": "blue", "quota_changed": "yellow", "tier_changed": "yellow",
+               "fsck": "cyan"}
 
 
 def make_console(file: IO[str] | None = None) -> Console:
@@ -295,3 +296,56 @@ def event_line(e: pb.SystemEvent) -> Text:
     if e.user_id:
         line.append(f"  [user {printable(e.user_id[:8])}]", style="dim")
     return line
+
+
+# --- fsck ------------------------------------------------------------------------------
+
+FSCK_STYLE = {"missing_on_node": "yellow", "corrupt": "red", "unknown_to_metadata": "yellow",
+              "under_replicated": "yellow", "lost_file": "bold red",
+              "node_unreachable": "bold red"}
+
+
+def fsck_finding_line(f: pb.FsckFinding) -> Text:
+    """One finding as one line: ``KIND  what: detail -> action`` (the action with --repair).
+
+    What: ``chunk SHA12 on NODE`` for a copy, ``PATH (owner EMAIL, file ID)`` for a lost
+    file, ``node NAME`` for a node; the full hashes are in the JSON form.
+    """
+    if f.kind == "lost_file":
+        what = f"{f.path} (owner {f.owner_email}, file {f.file_id})"
+    elif f.kind == "node_unreachable":
+        what = f"node {f.node_name}"
+    else:
+        what = f"chunk {f.chunk_sha256[:12]}" + (f" on {f.node_name}" if f.node_name else "")
+    text = f"{what}: {f.detail}" + (f" -> {f.action}" if f.action else "")
+    return Text.assemble((f"{printable(f.kind):<19}", FSCK_STYLE.get(f.kind, "bold")), " ",
+                         printable(text))
+
+
+def fsck_summary_lines(s: pb.FsckSummary, repair: bool) -> list[Text]:
+    """The closing lines: what was checked, what was found, and the verdict."""
+    verified = (f"{s.verified_copies} copies verified" if s.content_verified
+                else "presence only (content not verified)")
+    lines = [
+        f"fsck: {s.nodes_checked} nodes checked, {s.nodes_unreachable} unreachable; "
+        f"{s.files_checked} files, {s.chunks_checked} chunks; {verified}; "
+        f"{s.elapsed_s:.1f} s",
+        f"found: {s.missing_copies} missing copies, {s.corrupt_copies} corrupt copies, "
+        f"{s.unknown_chunks} unknown chunk files ({s.unknown_in_grace} more within "
+        f"GC_GRACE_S), {s.under_replicated} under-replicated chunks, {s.lost_files} lost "
+        "files",
+    ]
+    if repair:
+        lines.append(f"repair: {s.repaired} fixed, {s.unrepaired} not fixed")
+    if s.clean:
+        verdict, style = "clean", "green"
+    elif not s.problems_remaining and s.complete:
+        verdict, style = "every problem found was repaired", "green"
+    else:
+        verdict = f"{s.problems_remaining} problems remain"
+        if not s.complete:
+            verdict += " (check incomplete: stopped before its end)"
+        style = "bold red"
+    out = [Text(printable(line)) for line in lines]
+    out.append(Text.assemble(("result: ", "bold"), (verdict, style)))
+    return out

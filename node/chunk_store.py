@@ -353,6 +353,12 @@ class ChunkStore:
 
     def iter_chunks(self) -> Iterator[tuple[str, int]]:
         """Yield ``(sha256, size)`` of every stored chunk (files with other names are ignored)."""
+        for sha, size, _ in self.iter_chunk_entries():
+            yield sha, size
+
+    def iter_chunk_entries(self) -> Iterator[tuple[str, int, int]]:
+        """Yield ``(sha256, size, mtime unix seconds)`` of every stored chunk: the time
+        tells fsck a stray file an upload may still record from an old leftover."""
         for top in _subdirs(self._chunks):
             for mid in _subdirs(top.path):
                 try:
@@ -364,7 +370,8 @@ class ChunkStore:
                         continue
                     try:
                         if entry.is_file(follow_symlinks=False):
-                            yield entry.name, entry.stat(follow_symlinks=False).st_size
+                            st = entry.stat(follow_symlinks=False)
+                            yield entry.name, st.st_size, int(st.st_mtime)
                     except FileNotFoundError:
                         continue
 

@@ -247,14 +247,16 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         self._authorize(request.cluster_secret)
         shas: list[str] = []
         sizes: list[int] = []
-        for sha, size in self.store.iter_chunks():
+        modified: list[int] = []
+        for sha, size, mtime in self.store.iter_chunk_entries():
             shas.append(sha)
             sizes.append(size)
+            modified.append(mtime)
             if len(shas) >= LIST_BATCH:
-                yield pb.ListChunksResponse(sha256=shas, sizes=sizes)
-                shas, sizes = [], []
+                yield pb.ListChunksResponse(sha256=shas, sizes=sizes, modified_unix=modified)
+                shas, sizes, modified = [], [], []
         if shas:
-            yield pb.ListChunksResponse(sha256=shas, sizes=sizes)
+            yield pb.ListChunksResponse(sha256=shas, sizes=sizes, modified_unix=modified)
 
     @_edge
     def VerifyChunk(  # noqa: N802
@@ -264,6 +266,9 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         result = self.store.verify(request.sha256)
         if result.present and not result.valid:
             log.error("scrub: chunk %s is corrupt", request.sha256)
+            if request.quarantine_if_corrupt and self.store.quarantine(request.sha256):
+                log.error("chunk %s quarantined at the gateway's request (fsck --repair)",
+                          request.sha256)
         return pb.VerifyChunkResponse(present=result.present, valid=result.valid)
 
     @_edge

@@ -1237,6 +1237,27 @@ class CloudClient:
         )
         return ServerStream(call)
 
+    def fsck(
+        self,
+        admin_key: str | None = None,
+        *,
+        repair: bool = False,
+        presence_only: bool = False,
+        timeout: float | None = None,
+    ) -> ServerStream[pb.FsckMessage]:
+        """Check the metadata against the nodes (``--repair``: fix what can be fixed).
+
+        Messages stream as the gateway finds things: ``finding``, ``progress``, then one
+        ``summary`` last. The gateway bounds the call itself (``FSCK_MAX_S``), so no
+        deadline is set unless ``timeout`` is given. Not retried: a repair is not replayed.
+        """
+        key = self._admin_key(admin_key)
+        call = self._stubs.admin.Fsck(
+            pb.FsckRequest(admin_key=key, repair=repair, presence_only=presence_only),
+            timeout=timeout,
+        )
+        return ServerStream(call)
+
     def list_nodes(self, admin_key: str | None = None) -> pb.ListNodesResponse:
         key = self._admin_key(admin_key)
         return self._unary(

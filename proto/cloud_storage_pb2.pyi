@@ -971,12 +971,14 @@ class PaymentRecord(_message.Message):
     def __init__(self, payment_id: _Optional[str] = ..., tier_id: _Optional[str] = ..., tier_name: _Optional[str] = ..., provider: _Optional[str] = ..., phone_number: _Optional[str] = ..., amount_xaf: _Optional[int] = ..., status: _Optional[str] = ..., transaction_ref: _Optional[str] = ..., storage_bytes: _Optional[int] = ..., created_at: _Optional[str] = ..., completed_at: _Optional[str] = ..., operator: _Optional[str] = ...) -> None: ...
 
 class FsckRequest(_message.Message):
-    __slots__ = ("admin_key", "repair")
+    __slots__ = ("admin_key", "repair", "presence_only")
     ADMIN_KEY_FIELD_NUMBER: _ClassVar[int]
     REPAIR_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_ONLY_FIELD_NUMBER: _ClassVar[int]
     admin_key: str
     repair: bool
-    def __init__(self, admin_key: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
+    presence_only: bool
+    def __init__(self, admin_key: _Optional[str] = ..., repair: _Optional[bool] = ..., presence_only: _Optional[bool] = ...) -> None: ...
 
 class FsckFinding(_message.Message):
     __slots__ = ("kind", "chunk_sha256", "node_name", "path", "owner_email", "action", "detail", "file_id")
@@ -999,7 +1001,7 @@ class FsckFinding(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., chunk_sha256: _Optional[str] = ..., node_name: _Optional[str] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., action: _Optional[str] = ..., detail: _Optional[str] = ..., file_id: _Optional[str] = ...) -> None: ...
 
 class FsckSummary(_message.Message):
-    __slots__ = ("files_checked", "chunks_checked", "nodes_checked", "nodes_unreachable", "missing_copies", "corrupt_copies", "unknown_chunks", "under_replicated", "lost_files", "repaired", "unrepaired", "elapsed_s", "clean")
+    __slots__ = ("files_checked", "chunks_checked", "nodes_checked", "nodes_unreachable", "missing_copies", "corrupt_copies", "unknown_chunks", "under_replicated", "lost_files", "repaired", "unrepaired", "elapsed_s", "clean", "complete", "unknown_in_grace", "verified_copies", "problems_remaining", "content_verified")
     FILES_CHECKED_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_CHECKED_FIELD_NUMBER: _ClassVar[int]
     NODES_CHECKED_FIELD_NUMBER: _ClassVar[int]
@@ -1013,6 +1015,11 @@ class FsckSummary(_message.Message):
     UNREPAIRED_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_S_FIELD_NUMBER: _ClassVar[int]
     CLEAN_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_IN_GRACE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_COPIES_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     files_checked: int
     chunks_checked: int
     nodes_checked: int
@@ -1026,7 +1033,12 @@ class FsckSummary(_message.Message):
     unrepaired: int
     elapsed_s: float
     clean: bool
-    def __init__(self, files_checked: _Optional[int] = ..., chunks_checked: _Optional[int] = ..., nodes_checked: _Optional[int] = ..., nodes_unreachable: _Optional[int] = ..., missing_copies: _Optional[int] = ..., corrupt_copies: _Optional[int] = ..., unknown_chunks: _Optional[int] = ..., under_replicated: _Optional[int] = ..., lost_files: _Optional[int] = ..., repaired: _Optional[int] = ..., unrepaired: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., clean: _Optional[bool] = ...) -> None: ...
+    complete: bool
+    unknown_in_grace: int
+    verified_copies: int
+    problems_remaining: int
+    content_verified: bool
+    def __init__(self, files_checked: _Optional[int] = ..., chunks_checked: _Optional[int] = ..., nodes_checked: _Optional[int] = ..., nodes_unreachable: _Optional[int] = ..., missing_copies: _Optional[int] = ..., corrupt_copies: _Optional[int] = ..., unknown_chunks: _Optional[int] = ..., under_replicated: _Optional[int] = ..., lost_files: _Optional[int] = ..., repaired: _Optional[int] = ..., unrepaired: _Optional[int] = ..., elapsed_s: _Optional[float] = ..., clean: _Optional[bool] = ..., complete: _Optional[bool] = ..., unknown_in_grace: _Optional[int] = ..., verified_copies: _Optional[int] = ..., problems_remaining: _Optional[int] = ..., content_verified: _Optional[bool] = ...) -> None: ...
 
 class FsckMessage(_message.Message):
     __slots__ = ("finding", "summary", "progress")
@@ -1581,20 +1593,24 @@ class ListChunksRequest(_message.Message):
     def __init__(self, cluster_secret: _Optional[str] = ...) -> None: ...
 
 class ListChunksResponse(_message.Message):
-    __slots__ = ("sha256", "sizes")
+    __slots__ = ("sha256", "sizes", "modified_unix")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZES_FIELD_NUMBER: _ClassVar[int]
+    MODIFIED_UNIX_FIELD_NUMBER: _ClassVar[int]
     sha256: _containers.RepeatedScalarFieldContainer[str]
     sizes: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, sha256: _Optional[_Iterable[str]] = ..., sizes: _Optional[_Iterable[int]] = ...) -> None: ...
+    modified_unix: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, sha256: _Optional[_Iterable[str]] = ..., sizes: _Optional[_Iterable[int]] = ..., modified_unix: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class VerifyChunkRequest(_message.Message):
-    __slots__ = ("sha256", "cluster_secret")
+    __slots__ = ("sha256", "cluster_secret", "quarantine_if_corrupt")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINE_IF_CORRUPT_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     cluster_secret: str
-    def __init__(self, sha256: _Optional[str] = ..., cluster_secret: _Optional[str] = ...) -> None: ...
+    quarantine_if_corrupt: bool
+    def __init__(self, sha256: _Optional[str] = ..., cluster_secret: _Optional[str] = ..., quarantine_if_corrupt: _Optional[bool] = ...) -> None: ...
 
 class VerifyChunkResponse(_message.Message):
     __slots__ = ("present", "valid")

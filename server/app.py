@@ -35,6 +35,7 @@ from .config import Settings, load_settings
 from .db import Database
 from .download_pipeline import DownloadPipeline
 from .events import EventBus
+from .fsck import Fsck
 from .garbage import GarbageCollector
 from .grpc_edge import EdgeInterceptor
 from .leader import Leadership
@@ -169,9 +170,10 @@ def build(settings: Settings) -> Gateway:
     namespace = Namespace(db, events, changes, Reservations(settings, db))
     uploads = UploadPipeline(settings, accounts, namespace, store, events)
     downloads = DownloadPipeline(namespace, store)
-    maintenance = Maintenance(settings, Repairer(settings, db, registry, pool, events),
-                              GarbageCollector(settings, db, pool, events), Leadership(db),
-                              metrics)
+    repairer = Repairer(settings, db, registry, pool, events)
+    collector = GarbageCollector(settings, db, pool, events)
+    maintenance = Maintenance(settings, repairer, collector, Leadership(db), metrics)
+    fsck = Fsck(settings, db, pool, repairer, collector, events)
 
     traffic = TrafficMeter(db, settings.traffic_flush_s)
 
@@ -201,7 +203,7 @@ def build(settings: Settings) -> Gateway:
                       node_timeout_s=settings.node_timeout_s, registry=registry,
                       security_warnings=security_warnings(settings), traffic=traffic,
                       speed_window_s=settings.speed_window_s,
-                      payment_window_s=settings.payment_window_s), server)
+                      payment_window_s=settings.payment_window_s, fsck=fsck), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)

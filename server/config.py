@@ -65,6 +65,8 @@ class Settings:
     gc_idle_s: float = 60.0
     repair_rate_bytes_s: float = 50e6
     repair_concurrency: int = 4
+    fsck_max_s: float = 21600.0  # one fsck call stops (incomplete) after this long
+    fsck_verify_rate_bytes_s: float = 100e6  # content verification, whole cluster
     node_call_timeout_s: float = 30.0
     max_workers: int = 64
     # Bounded resources: who may hold a worker for long (see stream_admission).
@@ -175,6 +177,8 @@ def load_settings() -> Settings:
         gc_interval_s=get_float("GC_INTERVAL_S", 60.0),
         gc_idle_s=get_float("GC_IDLE_S", 60.0),
         repair_rate_bytes_s=get_float("REPAIR_RATE_MBPS", 50.0) * 1e6,
+        fsck_max_s=max(1.0, get_float("FSCK_MAX_S", 21600.0)),
+        fsck_verify_rate_bytes_s=max(0.1, get_float("FSCK_VERIFY_RATE_MBPS", 100.0)) * 1e6,
         repair_concurrency=max(1, get_int("REPAIR_CONCURRENCY", 4)),
         node_call_timeout_s=get_float("NODE_CALL_TIMEOUT_S", 30.0),
         max_workers=get_int("GRPC_MAX_WORKERS", 64),

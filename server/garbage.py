@@ -102,7 +102,7 @@ class GarbageCollector:
             return {n.id: n.address for n in s.scalars(
                 select(StorageNode).where(StorageNode.status.in_(("online", "draining"))))}
 
-    def _still_needed(self, hashes: list[str]) -> set[str]:
+    def still_needed(self, hashes: list[str]) -> set[str]:
         """Of ``hashes``, those a file references or an upload claimed again (a chunk row
         exists): never to be deleted from a node."""
         needed = self._still_needed_by_files(hashes)
@@ -122,7 +122,7 @@ class GarbageCollector:
                     FileChunk.chunk_sha256.in_(part)).distinct()))
         return needed
 
-    def _adopt(self, node_id: str, hashes: list[str]) -> None:
+    def adopt(self, node_id: str, hashes: list[str]) -> None:
         insert = postgresql.insert if self.db.is_postgres else sqlite.insert
         with self.db.write() as s:
             for sha in hashes:
@@ -135,7 +135,7 @@ class GarbageCollector:
             address = addresses.get(node_id)
             if address is None:
                 continue  # offline: the node sweep removes them when it is back
-            needed = self._still_needed(listed)
+            needed = self.still_needed(listed)
             hashes = [sha for sha in listed if sha not in needed]
             if not hashes:
                 continue
@@ -173,7 +173,7 @@ class GarbageCollector:
                 # Such a copy is adopted back as a replica (reads verify it anyway).
                 needed = self._still_needed_by_files(stray)
                 if needed:
-                    self._adopt(node_id, sorted(needed))
+                    self.adopt(node_id, sorted(needed))
                     log.warning("gc: %d chunk(s) on %s that files reference had no replica "
                                 "row: kept and recorded", len(needed), address)
                 stray = [sha for sha in stray if sha not in needed]

@@ -102,11 +102,16 @@ def _is_abort(exc: BaseException) -> bool:
 
 SESSION_HEADER = "x-cloudgrpc-session"
 UPLOAD_METHOD = "/cloudstorage.FileService/UploadFile"
-# Server-streaming calls that stay open for long: each holds a worker while it lasts.
+# Server-streaming calls that stay open for long: each holds a worker while it lasts, so
+# each takes a place among the long-lived calls. Their request is one message, read under
+# the request watchdog; the handler's own work afterwards is not watched (an fsck may
+# work for long between two findings) but bounded by the handler (FSCK_MAX_S, one fsck at
+# a time per gateway).
 LONG_LIVED = frozenset({
     "/cloudstorage.FileService/DownloadFile",
     "/cloudstorage.FileService/WatchChanges",
     "/cloudstorage.AdminService/StreamSystemEvents",
+    "/cloudstorage.AdminService/Fsck",
 })
 # The health service answers without our checks: its Watch does not hold a worker
 # (non-blocking) and Check must answer even when everything else is busy.

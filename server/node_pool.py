@@ -109,12 +109,23 @@ class NodePool:
             timeout=self.settings.node_call_timeout_s * 2,
         )
 
-    def verify_chunk(self, address: str, sha256: str) -> pb.VerifyChunkResponse:
-        """Have the node re-hash its copy of a chunk (present? intact?)."""
+    def verify_chunk(self, address: str, sha256: str, quarantine_if_corrupt: bool = False
+                     ) -> pb.VerifyChunkResponse:
+        """Have the node re-hash its copy of a chunk (present? intact?); with
+        ``quarantine_if_corrupt`` a damaged copy is moved aside on the node."""
         return self.stub(address).VerifyChunk(
-            pb.VerifyChunkRequest(sha256=sha256, cluster_secret=self.settings.cluster_secret),
+            pb.VerifyChunkRequest(sha256=sha256, cluster_secret=self.settings.cluster_secret,
+                                  quarantine_if_corrupt=quarantine_if_corrupt),
             timeout=self.settings.node_call_timeout_s,
         )
+
+    def has_chunks(self, address: str, hashes: list[str]) -> set[str]:
+        """Of ``hashes``, those the node holds (presence only, nothing is read)."""
+        reply = self.stub(address).HasChunks(
+            pb.HasChunksRequest(sha256=hashes, cluster_secret=self.settings.cluster_secret),
+            timeout=self.settings.node_call_timeout_s,
+        )
+        return set(reply.present)
 
     def delete_chunks_if_idle(self, address: str, hashes: list[str], idle_s: float
                               ) -> pb.DeleteChunksResponse:
@@ -130,6 +141,17 @@ class NodePool:
                 pb.ListChunksRequest(cluster_secret=self.settings.cluster_secret),
                 timeout=self.settings.node_call_timeout_s * 4):
             out.extend(zip(batch.sha256, batch.sizes, strict=False))
+        return out
+
+    def list_chunk_entries(self, address: str) -> list[tuple[str, int, int]]:
+        """``(sha256, size, mtime unix seconds)`` of every chunk file on the node (mtime 0
+        from a node too old to send it)."""
+        out: list[tuple[str, int, int]] = []
+        for batch in self.stub(address).ListChunks(
+                pb.ListChunksRequest(cluster_secret=self.settings.cluster_secret),
+                timeout=self.settings.node_call_timeout_s * 4):
+            times = list(batch.modified_unix) or [0] * len(batch.sha256)
+            out.extend(zip(batch.sha256, batch.sizes, times, strict=False))
         return out
 
     def close(self) -> None:

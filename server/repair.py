@@ -27,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -167,8 +168,36 @@ class Repairer:
         if short.unplaceable:
             log.warning("%s", message)
 
-    def _copy(self, copies: list[tuple[str, int, NodeView, _Node]], report: RepairReport
-              ) -> None:
+    def copy_now(self, wanted: list[tuple[str, int, str, str]]) -> dict[tuple[str, str], str]:
+        """Copy chunks at once, each ``(sha256, size, destination node id, source node
+        id)``, through the same throttled path as a repair pass (node to node, relayed by
+        the gateway when the nodes cannot reach each other), without waiting for
+        ``REPAIR_GRACE_S``: fsck --repair uses it. Returns, per ``(sha256, destination)``,
+        "" once the copy is made and recorded, else why not."""
+        nodes = self._nodes()
+        copies: list[tuple[str, int, NodeView, _Node]] = []
+        outcome: dict[tuple[str, str], str] = {}
+        for sha, size, dest_id, source_id in wanted:
+            dest, source = nodes.get(dest_id), nodes.get(source_id)
+            if dest is None or source is None:
+                outcome[(sha, dest_id)] = "node no longer registered"
+                continue
+            copies.append((sha, size, NodeView(dest.node_id, dest.name, dest.address,
+                                               dest.free), source))
+
+        def done(sha: str, node_id: str, error: str) -> None:
+            outcome[(sha, node_id)] = error
+
+        self._copy(copies, RepairReport(), done)
+        if any(not error for error in outcome.values()):
+            self.registry.invalidate()
+        return outcome
+
+    def _copy(self, copies: list[tuple[str, int, NodeView, _Node]], report: RepairReport,
+              on_done: Callable[[str, str, str], None] | None = None) -> None:
+        """Run the copies under the byte-rate cap; ``on_done(sha, node id, error)`` hears
+        each outcome ("" when the copy is made and its replica recorded)."""
+        tell = on_done or (lambda sha, node_id, error: None)
         if not copies:
             return
         rate = max(self.settings.repair_rate_bytes_s, 1.0)
@@ -214,19 +243,24 @@ class Repairer:
                     if error:
                         report.failed += 1
                         log.warning("repair of %s onto %s failed: %s", sha[:12], node_id, error)
+                        tell(sha, node_id, error)
                         continue
                     try:
                         with self.db.write() as s:
                             if s.get(Chunk, sha) is None:
-                                continue  # collected meanwhile; the node's copy is garbage
+                                # collected meanwhile; the node's copy is garbage
+                                tell(sha, node_id, "chunk collected meanwhile")
+                                continue
                             s.execute(insert(Replica).values(
                                 chunk_sha256=sha, node_id=node_id, created_at=utcnow())
                                 .on_conflict_do_nothing())
                         report.copied += 1
                         report.copied_bytes += size
+                        tell(sha, node_id, "")
                     except Exception:  # noqa: BLE001 - count it and go on with the pass
                         report.failed += 1
                         log.exception("recording repaired replica of %s failed", sha[:12])
+                        tell(sha, node_id, "recording the copy failed (see the gateway log)")
 
     def _trim(self, trims: list[tuple[str, _Node]], report: RepairReport) -> None:
         by_node: dict[str, list[str]] = {}

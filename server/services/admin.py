@@ -21,11 +21,17 @@ from sqlalchemy import exists, func, select
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import InvalidArgument, NotFound, PermissionDenied
+from cloudgrpc_proto.errors import (
+    InvalidArgument,
+    NotFound,
+    NotImplementedYet,
+    PermissionDenied,
+)
 
 from .. import security
 from ..db import Database
 from ..events import EventBus, EventRecord
+from ..fsck import Fsck
 from ..grpc_edge import rpc
 from ..models import (
     Chunk,
@@ -58,8 +64,9 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                  registry: NodeRegistry | None = None,
                  security_warnings: Sequence[str] = (),
                  traffic: TrafficMeter | None = None, speed_window_s: float = 300.0,
-                 payment_window_s: float = 86400.0) -> None:
+                 payment_window_s: float = 86400.0, fsck: Fsck | None = None) -> None:
         self.db = db
+        self.fsck = fsck
         # The status's speeds (every gateway's traffic) and payment success rate windows.
         self.traffic = traffic
         self.speed_window_s = speed_window_s
@@ -320,6 +327,20 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                                         "(it holds no chunks)")
         return pb.DrainNodeResponse(success=True, message=f"node {name} draining: "
                                     f"{replicas} replicas to move")
+
+    # --- fsck -------------------------------------------------------------------------
+
+    @rpc
+    def Fsck(self, request: pb.FsckRequest, context: grpc.ServicerContext
+             ) -> Iterator[pb.FsckMessage]:
+        """Metadata checked against the nodes (server/fsck.py); findings stream as found,
+        then one summary. One at a time per gateway; bounded by FSCK_MAX_S."""
+        self._guard(request.admin_key, context)
+        if self.fsck is None:
+            raise NotImplementedYet("this gateway was built without fsck")
+        log.info("fsck started by %s (repair=%s, presence_only=%s)", context.peer(),
+                 request.repair, request.presence_only)
+        yield from self.fsck.run(request.repair, not request.presence_only, context.is_active)
 
     # --- events -----------------------------------------------------------------------
 
