@@ -35,9 +35,11 @@ from .download_pipeline import DownloadPipeline
 from .events import EventBus
 from .garbage import GarbageCollector
 from .grpc_edge import EdgeInterceptor
+from .key_files import ADMIN_KEY_FILE, CLUSTER_SECRET_FILE, OTP_KEY_FILE, cluster_keys
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
+from .metadata_backup import MetadataBackup
 from .namespace import Namespace
 from .node_pool import NodePool
 from .node_registry import NodeRegistry
@@ -96,9 +98,6 @@ class Gateway:
         self.db.dispose()
 
 
-ADMIN_KEY_FILE = "admin_key"
-CLUSTER_SECRET_FILE = "cluster_secret"
-OTP_KEY_FILE = "otp_key"
 
 
 def resolve_keys(settings: Settings) -> Settings:
@@ -177,7 +176,8 @@ def build(settings: Settings) -> Gateway:
     pb_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(db, events, settings.admin_key, settings.replication_factor,
                       node_timeout_s=settings.node_timeout_s, registry=registry,
-                      security_warnings=security_warnings(settings)), server)
+                      security_warnings=security_warnings(settings),
+                      backup=MetadataBackup(db, lambda: cluster_keys(settings))), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)
@@ -266,7 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", help="PEM certificate chain for TLS")
     parser.add_argument("--tls-key", help="PEM private key for TLS")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument("--restore", metavar="FILE",
+                        help="load a metadata backup (cloudgrpc-admin --backup) into an empty "
+                        "database and its keys into DATA_DIR, then exit without serving")
+    parser.add_argument("--overwrite-keys", action="store_true",
+                        help="with --restore: replace key files in DATA_DIR that differ "
+                        "from the backup's")
     args = parser.parse_args(argv)
+    if args.overwrite_keys and not args.restore:
+        parser.error("--overwrite-keys goes with --restore")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -282,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             settings.database_url.startswith("sqlite"):
         overrides["database_url"] = f"sqlite:///{overrides['data_dir'] / 'cloudgrpc.db'}"
     settings = replace(settings, **overrides)
+    if args.restore:
+        from .metadata_restore import run_restore
+
+        return run_restore(settings, pathlib.Path(args.restore),
+                           overwrite_keys=args.overwrite_keys)
     try:
         gw = build(settings)
     except Exception as exc:  # noqa: BLE001 - one readable line, then exit
