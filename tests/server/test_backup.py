@@ -68,12 +68,43 @@ def admin_backup(cluster: Cluster, path: Path, *extra: str, key: str = ADMIN_KEY
         env=_env(), capture_output=True, text=True, timeout=60)
 
 
-def gateway_restore(path: Path, database_url: str, data_dir: Path, *extra: str,
-                    **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cloudgrpc_server.app", "--restore", str(path), *extra],
-        env=_env(DATABASE_URL=database_url, DATA_DIR=str(data_dir), **env),
-        capture_output=True, text=True, timeout=60)
+class InProcess:
+    """The same commands run inside the test process (fast: no interpreter start-up), with
+    the environment an operator's shell would give them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+                 ) -> None:
+        self.monkeypatch = monkeypatch
+        self.capsys = capsys
+        monkeypatch.setenv("CLOUDGRPC_ENV_FILE", os.devnull)
+        for name in ("ADMIN_KEY", "CLUSTER_SECRET", "OTP_KEY"):
+            monkeypatch.delenv(name, raising=False)
+
+    def _run(self, main: Any, argv: list[str]) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(argv)
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def restore(self, path: Path, database_url: str, data_dir: Path) -> tuple[int, str, str]:
+        from cloudgrpc_server.app import main
+
+        self.monkeypatch.setenv("DATABASE_URL", database_url)
+        self.monkeypatch.setenv("DATA_DIR", str(data_dir))
+        return self._run(main, ["--restore", str(path)])
+
+    def backup(self, cluster: Cluster, path: Path, key: str = ADMIN_KEY
+               ) -> tuple[int, str, str]:
+        from cloudgrpc_admin.cli import main
+
+        return self._run(main, ["--server", cluster.address, "--admin-key", key,
+                                "--backup", str(path)])
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+               ) -> InProcess:
+    return InProcess(monkeypatch, capsys)
 
 
 def table_rows(url: str, table: str) -> int:
@@ -172,8 +203,8 @@ def fsck_reports_files_written_after_backup(cluster: Cluster, restored_url: str,
 # --- end to end: backup during uploads, restore, serve again -------------------------------
 
 
-def test_backup_during_uploads_restores_every_committed_file(cluster: Cluster,
-                                                             tmp_path: Path) -> None:
+def test_backup_during_uploads_restores_every_committed_file(
+        cluster: Cluster, tmp_path: Path, in_process: InProcess) -> None:
     backend = _backend(cluster.database_url)
     alice = cluster.sign_up(device_name="laptop")
     bob = cluster.sign_up()
@@ -214,10 +245,11 @@ def test_backup_during_uploads_restores_every_committed_file(cluster: Cluster,
     digest = hashlib.sha256(backup.read_bytes()).hexdigest()
     assert f"SHA-256 {digest}" in done.stdout
     assert "rows" in done.stdout and "OTP key" in done.stdout
-    assert admin_backup(cluster, backup).returncode == 5  # never over an existing file
+    code, _, err = in_process.backup(cluster, backup)
+    assert code == 5 and "--overwrite" in err  # never over an existing file
     assert hashlib.sha256(backup.read_bytes()).hexdigest() == digest
-    refused = admin_backup(cluster, tmp_path / "nope.backup", key="wrong-key")
-    assert refused.returncode == 6 and not (tmp_path / "nope.backup").exists()
+    code, _, err = in_process.backup(cluster, tmp_path / "nope.backup", key="wrong-key")
+    assert code == 6 and not (tmp_path / "nope.backup").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
     before = first + [u for u in uploader.done if u.finished < begun]
@@ -226,7 +258,6 @@ def test_backup_during_uploads_restores_every_committed_file(cluster: Cluster,
     source_nodes = query(cluster.database_url,
                          "SELECT id, name, key_hash FROM storage_nodes ORDER BY name")
     otp_key = (Path(cluster.env["DATA_DIR"]) / "otp_key").read_text().strip()
-    cluster.gateway.stop()
 
     with database_for(backend, tmp_path / "restored") as restored_url:
         data_dir = tmp_path / "restored-data"
@@ -236,23 +267,23 @@ def test_backup_during_uploads_restores_every_committed_file(cluster: Cluster,
         for damaged, why in ((blob[:len(blob) // 2], "truncated"),
                              (blob[:600] + bytes([blob[600] ^ 0x40]) + blob[601:], "corrupt")):
             broken.write_bytes(damaged)
-            out = gateway_restore(broken, restored_url, data_dir)
-            assert out.returncode == 14, out.stderr
-            assert why in out.stderr, out.stderr
+            code, _, err = in_process.restore(broken, restored_url, data_dir)
+            assert code == 14 and why in err, err
             assert table_rows(restored_url, "users") == 0
             assert not (data_dir / "otp_key").exists()
-
-        out = gateway_restore(backup, restored_url, data_dir)
-        assert out.returncode == 0, out.stderr
-        assert "restored" in out.stdout and "cloudgrpc-admin --fsck" in out.stdout
+        code, out, err = in_process.restore(backup, restored_url, data_dir)
+        assert code == 0, err
+        assert "restored" in out and "cloudgrpc-admin --fsck" in out
+        assert "2 users" in out and "3 storage nodes" in out
         assert (data_dir / "otp_key").read_text().strip() == otp_key
         assert stat.S_IMODE((data_dir / "otp_key").stat().st_mode) == 0o600
 
-        again = gateway_restore(backup, restored_url, data_dir)
-        assert again.returncode == 10
-        assert "not empty" in again.stderr and "2 users" in again.stderr
-        assert "storage nodes" in again.stderr and "files" in again.stderr
-
+        code, _, err = in_process.restore(backup, restored_url, data_dir)
+        assert code == 10 and "not empty" in err and "2 users" in err, err
+        assert "3 storage nodes" in err and "files" in err
+        # The old gateway stops only now (the restore never touches it): the nodes, whose
+        # reconnect backoff grows while no gateway answers, find the new one sooner.
+        cluster.gateway.stop()
         cluster.env.update(DATABASE_URL=restored_url, DATA_DIR=str(data_dir))
         restarted = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         cluster.start_gateway()  # same port: the running nodes find it
