@@ -40,7 +40,7 @@ from cloudgrpc_proto.errors import (
 )
 
 from .config import Settings
-from .db import Database
+from .db import MIGRATIONS, Database
 from .key_files import KeyPlan, plan_key_restore, write_keys
 from .snapshot_format import SnapshotInfo, TableDump, check_snapshot, decode_value, read_records
 
@@ -70,12 +70,12 @@ def restore(settings: Settings, path: Path, *, overwrite_keys: bool = False) -> 
     if not path.is_file():
         raise NotFound(f"{path}: no such file")
     info = check_snapshot(str(path))
+    scripts = _scripts()
+    head = scripts.get_current_head() or ""
+    _check_known_revision(scripts, info.revision, head)
+    keys = plan_key_restore(settings.data_dir, info.keys, overwrite_keys)
     db = Database(settings.database_url)
     try:
-        scripts = _scripts(db)
-        head = scripts.get_current_head() or ""
-        _check_known_revision(scripts, info.revision, head)
-        keys = plan_key_restore(settings.data_dir, info.keys, overwrite_keys)
         with _database_errors():
             _refuse_unless_empty(db, scripts, info.revision)
             with db.engine.execution_options(sqlite_immediate=True).begin() as conn:
@@ -94,10 +94,11 @@ def restore(settings: Settings, path: Path, *, overwrite_keys: bool = False) -> 
 # --- checks before anything is written ----------------------------------------------------
 
 
-def _scripts(db: Database) -> Any:
+def _scripts() -> Any:
+    """The migrations this code carries (Alembic's script directory)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(db.alembic_config())
+    return ScriptDirectory(str(MIGRATIONS))
 
 
 def _lineage(scripts: Any, revision: str) -> list[str]:
@@ -328,8 +329,8 @@ def report(summary: RestoreSummary, path: Path) -> list[str]:
         "nodes",
     ]
     if summary.cleared:
-        lines.append("  replaced rows that were there before: " + ", ".join(
-            f"{table} {n}" for table, n in summary.cleared.items()))
+        lines.append("  cleared first (seeded by the migrations or left by an earlier start): "
+                     + ", ".join(f"{table} {n}" for table, n in summary.cleared.items()))
     keys = summary.keys
     if keys.write:
         lines.append(f"  keys written to {keys.data_dir} (0600): {', '.join(sorted(keys.write))}"

@@ -39,7 +39,8 @@ from cloudgrpc_server.config import Settings
 from cloudgrpc_server.db import Database
 from cloudgrpc_server.metadata_backup import MetadataBackup
 from cloudgrpc_server.metadata_restore import run_restore
-from cloudgrpc_server.models import Base, Event, Folder, User
+from cloudgrpc_server.models import Base, Event, Folder, StorageNode, User
+from cloudgrpc_server.snapshot_format import SnapshotEncoder, read_records
 from tests.cluster import ADMIN_KEY, CLUSTER_SECRET, Cluster
 from tests.conftest import database_for
 
@@ -424,3 +425,75 @@ def test_restore_across_databases_keeps_every_value(source_db: Database, tmp_pat
                 s.add(Event(event_type="new", message="after the restore"))
         finally:
             restored.dispose()
+
+
+def _rewritten(blob: bytes, path: Path, change: Any) -> Path:
+    """The backup ``blob`` re-encoded with ``change(records)`` applied: a snapshot as an
+    older or newer version would have written it."""
+    source = path.with_suffix(".source")
+    source.write_bytes(blob)
+    with source.open("rb") as f:
+        records = [r for r in read_records(f, str(source)) if not (
+            isinstance(r, dict) and r.get("kind") == "end")]
+    encoder = SnapshotEncoder()
+    out = [encoder.add(r) for r in change(records)]
+    counts: dict[str, int] = {}
+    table = ""
+    for r in change(records):
+        if isinstance(r, dict) and r.get("kind") == "table":
+            table = r["name"]
+            counts[table] = 0
+        elif isinstance(r, list):
+            counts[table] += 1
+    out.append(encoder.finish({"tables": counts, "rows": sum(counts.values())}))
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> None:
+    """A backup made at revision 0005 (before storage_nodes.logical_bytes and
+    traffic_minutes) loads under 0005 and is upgraded to head; one from a schema this code
+    does not know is refused before the database is touched."""
+    db = Database(f"sqlite:///{tmp_path / 'source' / 'db.sqlite'}")
+    db.migrate()
+    _seed(db)
+    with db.write() as s:
+        s.add(StorageNode(name="n1", host="127.0.0.1", port=1, capacity_bytes=10,
+                          key_hash="ab" * 32))
+    blob = _take(MetadataBackup(db, lambda: dict(KEYS)))
+    db.dispose()
+
+    def as_0005(records: list[Any]) -> Iterator[Any]:
+        table, drop = "", None
+        for r in records:
+            if isinstance(r, dict) and r.get("kind") == "header":
+                yield {**r, "revision": "0005_upload_reservations"}
+            elif isinstance(r, dict) and r.get("kind") == "table":
+                table = r["name"]
+                names = [c[0] for c in r["columns"]]
+                drop = names.index("logical_bytes") if table == "storage_nodes" else None
+                if table != "traffic_minutes":
+                    yield {**r, "columns": [c for c in r["columns"]
+                                            if c[0] != "logical_bytes"]}
+            elif isinstance(r, list):
+                if table != "traffic_minutes":
+                    yield [v for i, v in enumerate(r) if i != drop]
+            else:
+                yield r
+
+    old = _rewritten(blob, tmp_path / "old.backup", as_0005)
+    target = f"sqlite:///{tmp_path / 'target' / 'db.sqlite'}"
+    settings = Settings(data_dir=tmp_path / "keys", database_url=target)
+    assert run_restore(settings, old) == 0
+    assert query(target, "SELECT version_num FROM alembic_version")[0][0] == \
+        "0007_traffic_minutes"
+    assert query(target, "SELECT name, key_hash, logical_bytes FROM storage_nodes") == [
+        ("n1", "ab" * 32, 0)]
+    assert table_rows(target, "folders") == 6
+
+    newer = _rewritten(blob, tmp_path / "newer.backup", lambda records: (
+        {**r, "revision": "9999_from_the_future"} if isinstance(r, dict)
+        and r.get("kind") == "header" else r for r in records))
+    fresh = f"sqlite:///{tmp_path / 'fresh' / 'db.sqlite'}"
+    assert run_restore(Settings(data_dir=tmp_path / "keys2", database_url=fresh), newer) == 10
+    assert table_rows(fresh, "users") == 0 and not (tmp_path / "keys2").exists()
