@@ -176,16 +176,20 @@ def _clear_seeded_rows(conn: Connection, info: SnapshotInfo) -> dict[str, int]:
 
 def _load(conn: Connection, path: Path, info: SnapshotInfo) -> None:
     tables = _reflect(conn, info)
+    dumps = {t.name: t for t in info.tables}
     with path.open("rb") as f:
         current: _TableLoader | None = None
         for record in read_records(f, str(path)):  # checks the SHA-256 again at the end
             if isinstance(record, list):
-                assert current is not None
+                if current is None:
+                    raise DataLoss(f"{path} changed while it was being restored")
                 current.add(record)
             elif record.get("kind") == "table":
                 if current is not None:
                     current.finish()
-                dump = next(t for t in info.tables if t.name == record["name"])
+                dump = dumps.get(str(record.get("name")))
+                if dump is None:  # the file changed since it was checked
+                    raise DataLoss(f"{path} changed while it was being restored")
                 current = _TableLoader(conn, tables[dump.name], dump)
         if current is not None:
             current.finish()
