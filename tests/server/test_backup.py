@@ -6,8 +6,10 @@ uploads files through the client library, stops the gateway, restores the file w
 same running nodes: every file committed before the backup reads back byte-identical with
 the sessions, quotas, folders, shares and trash of the time, and the nodes come back with
 their keys. Broken backup files and a database that is not empty are refused and change
-nothing. The snapshot's consistency and the cross-database restore are checked in-process
-on real databases, which is fast and exact about timing.
+nothing. Both commands run in the test process through their ``main()`` (an interpreter
+start-up each is seconds of CI time); gateway and nodes are real processes. The
+snapshot's consistency and the cross-database restore are checked in-process on real
+databases, which is fast and exact about timing.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import hashlib
 import io
 import os
 import stat
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -41,7 +41,7 @@ from cloudgrpc_server.metadata_backup import MetadataBackup
 from cloudgrpc_server.metadata_restore import run_restore
 from cloudgrpc_server.models import Base, Event, Folder, StorageNode, User
 from cloudgrpc_server.snapshot_format import SnapshotEncoder, read_records
-from tests.cluster import ADMIN_KEY, CLUSTER_SECRET, Cluster
+from tests.cluster import ADMIN_KEY, CLUSTER_SECRET, Cluster, running_cluster
 from tests.conftest import database_for
 
 GiB = 1024 ** 3
@@ -51,22 +51,6 @@ KEYS = {"admin_key": "backup-test-admin", "cluster_secret": "backup-test-secret"
 
 def _backend(url: str) -> str:
     return "sqlite" if url.startswith("sqlite") else "postgres"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_KEY", "DATA_DIR",
-                                                            "DATABASE_URL")}
-    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1", "COLUMNS": "200",
-                "CLOUDGRPC_ENV_FILE": os.devnull, **extra})
-    return env
-
-
-def admin_backup(cluster: Cluster, path: Path, *extra: str, key: str = ADMIN_KEY
-                 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cloudgrpc_admin.cli", "--server", cluster.address,
-         "--admin-key", key, "--backup", str(path), *extra],
-        env=_env(), capture_output=True, text=True, timeout=60)
 
 
 class InProcess:
@@ -204,6 +188,13 @@ def fsck_reports_files_written_after_backup(cluster: Cluster, restored_url: str,
 # --- end to end: backup during uploads, restore, serve again -------------------------------
 
 
+@pytest.fixture
+def cluster(tmp_path: Path, database_url: str) -> Iterator[Cluster]:
+    """Gateway + two nodes (replication 2): every chunk is on both, none is spare."""
+    with running_cluster(tmp_path, database_url=database_url, nodes=2) as c:
+        yield c
+
+
 def test_backup_during_uploads_restores_every_committed_file(
         cluster: Cluster, tmp_path: Path, in_process: InProcess) -> None:
     backend = _backend(cluster.database_url)
@@ -230,9 +221,9 @@ def test_backup_during_uploads_restores_every_committed_file(
         uploader.wait_for(2)
         backup = tmp_path / "metadata.backup"
         begun = time.monotonic()
-        done = admin_backup(cluster, backup)
+        code, printed, err = in_process.backup(cluster, backup)
         ended = time.monotonic()
-        assert done.returncode == 0, done.stderr
+        assert code == 0, err
         count = len(uploader.done)
         uploader.wait_for(count + 2)  # and some more once the backup is over
         uploader.stop_now.set()
@@ -244,8 +235,8 @@ def test_backup_during_uploads_restores_every_committed_file(
     # The file: private, as announced, and the CLI says what it holds.
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     digest = hashlib.sha256(backup.read_bytes()).hexdigest()
-    assert f"SHA-256 {digest}" in done.stdout
-    assert "rows" in done.stdout and "OTP key" in done.stdout
+    assert f"SHA-256 {digest}" in printed
+    assert "rows" in printed and "OTP key" in printed
     code, _, err = in_process.backup(cluster, backup)
     assert code == 5 and "--overwrite" in err  # never over an existing file
     assert hashlib.sha256(backup.read_bytes()).hexdigest() == digest
@@ -275,13 +266,13 @@ def test_backup_during_uploads_restores_every_committed_file(
         code, out, err = in_process.restore(backup, restored_url, data_dir)
         assert code == 0, err
         assert "restored" in out and "cloudgrpc-admin --fsck" in out
-        assert "2 users" in out and "3 storage nodes" in out
+        assert "2 users" in out and "2 storage nodes" in out
         assert (data_dir / "otp_key").read_text().strip() == otp_key
         assert stat.S_IMODE((data_dir / "otp_key").stat().st_mode) == 0o600
 
         code, _, err = in_process.restore(backup, restored_url, data_dir)
         assert code == 10 and "not empty" in err and "2 users" in err, err
-        assert "3 storage nodes" in err and "files" in err
+        assert "2 storage nodes" in err and "files" in err
         # The old gateway stops only now (the restore never touches it): the nodes, whose
         # reconnect backoff grows while no gateway answers, find the new one sooner.
         cluster.gateway.stop()
