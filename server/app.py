@@ -98,8 +98,6 @@ class Gateway:
         self.db.dispose()
 
 
-
-
 def resolve_keys(settings: Settings) -> Settings:
     """Fill in the gateway's secrets: from the environment, else generated once into the
     private data folder (0600 files in a 0700 folder) so the operator invents nothing.

@@ -102,8 +102,8 @@ def _is_abort(exc: BaseException) -> bool:
 
 SESSION_HEADER = "x-cloudgrpc-session"
 UPLOAD_METHOD = "/cloudstorage.FileService/UploadFile"
-# Server-streaming calls that stay open for long: each holds a worker while it lasts.
 BACKUP_METHOD = "/cloudstorage.AdminService/BackupMetadata"
+# Server-streaming calls that stay open for long: each holds a worker while it lasts.
 LONG_LIVED = frozenset({
     "/cloudstorage.FileService/DownloadFile",
     "/cloudstorage.FileService/WatchChanges",

@@ -347,7 +347,6 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         finally:
             sub.close()
 
-
     # --- backup -----------------------------------------------------------------------
 
     @rpc
