@@ -256,8 +256,11 @@ def banner(gw: Gateway) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cloudgrpc-gateway",
-                                     description="Run the CloudGrpc gateway.")
+    parser = argparse.ArgumentParser(
+        prog="cloudgrpc-gateway", description="Run the CloudGrpc gateway.",
+        epilog="--restore exits 0 restored, 1 the load failed (rolled back), 2 bad setting, "
+        "4 no such file, 5 a different key in DATA_DIR, 10 the database is not empty or a "
+        "schema is too new, 12 database unreachable, 14 not a usable backup.")
     parser.add_argument("--host", help="address to bind (GRPC_SERVER_HOST)")
     parser.add_argument("--port", type=int, help="port to bind, 0 = any (GRPC_SERVER_PORT)")
     parser.add_argument("--data-dir", help="folder for the embedded database (DATA_DIR)")
