@@ -37,6 +37,7 @@ from cloudgrpc_proto.client import CloudClient
 from cloudgrpc_proto.errors import RateLimited
 from cloudgrpc_server.config import Settings
 from cloudgrpc_server.db import Database
+from cloudgrpc_server.key_files import cluster_keys
 from cloudgrpc_server.metadata_backup import MetadataBackup
 from cloudgrpc_server.metadata_restore import run_restore
 from cloudgrpc_server.models import Base, Event, Folder, StorageNode, User
@@ -390,8 +391,8 @@ def test_snapshot_is_one_point_in_time_and_one_at_a_time(source_db: Database,
 
 
 def test_restore_across_databases_keeps_every_value(source_db: Database, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]
-                                                    ) -> None:
+                                                    capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite -> PostgreSQL and PostgreSQL -> SQLite: the same rows, typed the same."""
     _seed(source_db)
     path = tmp_path / "cross.backup"
@@ -405,8 +406,11 @@ def test_restore_across_databases_keeps_every_value(source_db: Database, tmp_pat
         assert run_restore(settings, path) == 5  # a different key is never overwritten
         assert "--overwrite-keys" in capsys.readouterr().err
         assert table_rows(target, "users") == 0
+        monkeypatch.setenv("CLUSTER_SECRET", "not the backup's")
         assert run_restore(settings, path, overwrite_keys=True) == 0
-        assert "otp_key" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "replaced: otp_key" in out
+        assert "warning: CLUSTER_SECRET is set in the environment" in out
         assert {n: (keys / n).read_text().strip() for n in KEYS} == KEYS
 
         restored = Database(target)
@@ -492,3 +496,13 @@ def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> Non
     fresh = f"sqlite:///{tmp_path / 'fresh' / 'db.sqlite'}"
     assert run_restore(Settings(data_dir=tmp_path / "keys2", database_url=fresh), newer) == 10
     assert table_rows(fresh, "users") == 0 and not (tmp_path / "keys2").exists()
+
+
+def test_backup_carries_the_keys_the_gateway_runs_with(tmp_path: Path) -> None:
+    """The resolved keys, and the Campay stand-in's key file when the stand-in runs."""
+    settings = Settings(data_dir=tmp_path, admin_key="a", cluster_secret="c", otp_key="o")
+    assert cluster_keys(settings) == {"admin_key": "a", "cluster_secret": "c", "otp_key": "o"}
+    (tmp_path / "campay_standin_key").write_text("s\n")
+    assert cluster_keys(settings)["campay_standin_key"] == "s"
+    assert "cluster_secret" not in cluster_keys(Settings(data_dir=tmp_path, admin_key="a",
+                                                         otp_key="o"))  # open cluster
