@@ -5,10 +5,12 @@ Without an action it opens the seed's interactive menu. Actions print a table (o
 ``--count`` events.
 
 Exit codes: 0 success; 2 bad usage or arguments; otherwise the ``exit_code`` of the typed
-error (``cloudgrpc_proto.errors``): 4 not found, 6 wrong or missing admin key, 10 an fsck
-already running, 12 gateway unreachable, ... ``--fsck`` adds: 14 a file is lost (a chunk
-with no readable copy), 16 other problems remain (found without ``--repair``, or not fixed
-by it, or a node did not answer, or the check stopped early).
+error (``cloudgrpc_proto.errors``): 4 not found, 5 the ``--backup`` file exists, 6 wrong or
+missing admin key, 9 a backup is already running, 10 an fsck is already running, 12 gateway
+unreachable, 14 the backup received did not match its checksum (nothing written), ...
+``--fsck`` adds: 14 a file is lost (a chunk with no readable copy), 16 other problems remain
+(found without ``--repair``, or not fixed by it, or a node did not answer, or the check
+stopped early).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cloudgrpc_proto.environment import ConfigError
 from cloudgrpc_proto.errors import CloudError, DataLoss, Unavailable
 
 from . import render
+from .backup import write_backup
 from .keys import resolve_admin_key
 from .menu import AdminMenu
 from .monitor import EventMonitor
@@ -40,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Administer a CloudGrpc system: status, users, nodes, payments "
         "and the live event stream. Without an action: the interactive menu.",
-        epilog="Exit codes: 0 ok, 2 usage, 4 not found, 6 wrong/missing admin key, "
-        "10 an fsck is already running, 12 gateway unreachable; --fsck: 14 files lost, "
-        "16 problems remain.")
+        epilog="Exit codes: 0 ok, 2 usage, 4 not found, 5 --backup FILE exists, 6 wrong/"
+        "missing admin key, 9 a backup is already running, 10 an fsck is already running, "
+        "12 gateway unreachable, 14 the backup received did not match its checksum; --fsck: "
+        "14 files lost, 16 problems remain.")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="gateway address (env CLOUDGRPC_SERVER, default localhost:50051)")
     p.add_argument("--admin-key", metavar="KEY",
@@ -69,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="create or update a storage tier (with --storage, --price ...)")
     act.add_argument("--fsck", action="store_true",
                      help="check the metadata against what the nodes hold (see --repair)")
+    act.add_argument("--backup", metavar="FILE",
+                     help="write an online snapshot of the metadata and the cluster's keys to "
+                     "FILE (0600; it holds secrets: keep it like the gateway's DATA_DIR)")
     g = p.add_argument_group("--payments")
     g.add_argument("--since", metavar="WHEN", default="",
                    help="from: 7d, 24h, 2026-01-31, ISO time or unix seconds (default all)")
@@ -87,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quick", action="store_true",
                    help="check presence only: do not re-hash each copy (corruption is "
                    "then not found)")
+    g = p.add_argument_group("--backup")
+    g.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     g = p.add_argument_group("--set-tier")
     g.add_argument("--storage", metavar="SIZE", help="storage the tier adds, e.g. 250MB")
     g.add_argument("--price", type=int, metavar="XAF", help="price in XAF")
@@ -120,6 +129,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, console: Con
         parser.error("--count cannot be negative")
     if (args.repair or args.quick) and not args.fsck:
         parser.error("--repair and --quick go with --fsck")
+    if args.overwrite and not args.backup:
+        parser.error("--overwrite goes with --backup")
     since, until = parse_when(args.since), parse_when(args.until)
     key = resolve_admin_key(args.admin_key)
     client = CloudClient(default_target(args.server), tls_ca=args.tls_ca, admin_key=key,
@@ -209,6 +220,22 @@ def _action(args: argparse.Namespace, client: CloudClient, key: str, since: int,
                                     f"{human_size(t.storage_bytes)} for {t.price_xaf} XAF"
                                     + ("" if t.active else ", not for sale")), markup=False)
 
+    def backup() -> None:
+        r = write_backup(client, key, args.backup, overwrite=args.overwrite,
+                         stall_s=max(args.timeout, 5.0))
+        if as_json:
+            render.print_json({"file": str(r.path), "bytes": r.size, "sha256": r.sha256,
+                               "tables": r.tables, "rows": r.rows, "revision": r.revision,
+                               "created_at": r.created_at, "contains_secrets": True})
+            return
+        console.print(printable(
+            f"Backup written to {r.path} (mode 0600): {human_size(r.size)}, {r.tables} "
+            f"tables, {r.rows} rows, schema {r.revision}, taken {r.created_at}"), markup=False)
+        console.print(f"SHA-256 {r.sha256}", markup=False)
+        console.print("It holds the cluster secret, the OTP key, the admin key and every "
+                      "account's metadata: keep it as private as the gateway's DATA_DIR. "
+                      "Restore with: cloudgrpc-gateway --restore FILE", markup=False)
+
     if args.status:
         return status
     if args.users:
@@ -225,6 +252,8 @@ def _action(args: argparse.Namespace, client: CloudClient, key: str, since: int,
         return drain
     if args.set_tier:
         return set_tier
+    if args.backup:
+        return backup
     return None
 
 

@@ -1258,6 +1258,14 @@ class CloudClient:
         )
         return ServerStream(call)
 
+    def backup_metadata(self, admin_key: str | None = None) -> ServerStream[pb.BackupPiece]:
+        """The gateway's metadata snapshot in pieces (the last one carries its size and
+        SHA-256); no deadline: the caller watches for a stall and ``cancel()``s."""
+        key = self._admin_key(admin_key)
+        call = self._stubs.admin.BackupMetadata(pb.BackupRequest(admin_key=key),
+                                                metadata=_origin_metadata())
+        return ServerStream(call)
+
     def list_nodes(self, admin_key: str | None = None) -> pb.ListNodesResponse:
         key = self._admin_key(admin_key)
         return self._unary(

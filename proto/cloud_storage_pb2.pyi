@@ -1057,16 +1057,24 @@ class BackupRequest(_message.Message):
     def __init__(self, admin_key: _Optional[str] = ...) -> None: ...
 
 class BackupPiece(_message.Message):
-    __slots__ = ("data", "format", "total_bytes", "sha256")
+    __slots__ = ("data", "format", "total_bytes", "sha256", "tables", "rows", "revision", "created_at")
     DATA_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     format: str
     total_bytes: int
     sha256: str
-    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[str] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+    tables: int
+    rows: int
+    revision: str
+    created_at: str
+    def __init__(self, data: _Optional[bytes] = ..., format: _Optional[str] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., tables: _Optional[int] = ..., rows: _Optional[int] = ..., revision: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
 
 class SystemStatusRequest(_message.Message):
     __slots__ = ("admin_key",)

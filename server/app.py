@@ -38,9 +38,11 @@ from .events import EventBus
 from .fsck import Fsck
 from .garbage import GarbageCollector
 from .grpc_edge import EdgeInterceptor
+from .key_files import ADMIN_KEY_FILE, CLUSTER_SECRET_FILE, OTP_KEY_FILE, cluster_keys
 from .leader import Leadership
 from .mailer import OtpMailer
 from .maintenance import Maintenance
+from .metadata_backup import MetadataBackup
 from .metrics import GatewayMetrics
 from .namespace import Namespace
 from .node_pool import NodePool
@@ -105,11 +107,6 @@ class Gateway:
             close_payments()
         self.events.flush()
         self.db.dispose()
-
-
-ADMIN_KEY_FILE = "admin_key"
-CLUSTER_SECRET_FILE = "cluster_secret"
-OTP_KEY_FILE = "otp_key"
 
 
 def resolve_keys(settings: Settings) -> Settings:
@@ -203,7 +200,8 @@ def build(settings: Settings) -> Gateway:
                       node_timeout_s=settings.node_timeout_s, registry=registry,
                       security_warnings=security_warnings(settings), traffic=traffic,
                       speed_window_s=settings.speed_window_s,
-                      payment_window_s=settings.payment_window_s, fsck=fsck), server)
+                      payment_window_s=settings.payment_window_s, fsck=fsck,
+                      backup=MetadataBackup(db, lambda: cluster_keys(settings))), server)
     pb_grpc.add_NodeServiceServicer_to_server(NodeServicer(registry), server)
     payments = _payment_servicer(settings, db, events, accounts)
     pb_grpc.add_PaymentServiceServicer_to_server(payments, server)
@@ -309,8 +307,11 @@ def banner(gw: Gateway) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, apart so deployment files can be checked against it."""
-    parser = argparse.ArgumentParser(prog="cloudgrpc-gateway",
-                                     description="Run the CloudGrpc gateway.")
+    parser = argparse.ArgumentParser(
+        prog="cloudgrpc-gateway", description="Run the CloudGrpc gateway.",
+        epilog="--restore exits 0 restored, 1 the load failed (rolled back), 2 bad setting, "
+        "4 no such file, 5 a different key in DATA_DIR, 10 the database is not empty or a "
+        "schema is too new, 12 database unreachable, 14 not a usable backup.")
     parser.add_argument("--host", help="address to bind (GRPC_SERVER_HOST)")
     parser.add_argument("--port", type=int, help="port to bind, 0 = any (GRPC_SERVER_PORT)")
     parser.add_argument("--data-dir", help="folder for the embedded database (DATA_DIR)")
@@ -322,12 +323,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-host",
                         help="address of the metrics endpoint (METRICS_HOST; default "
                              "127.0.0.1: it has no authentication)")
+    parser.add_argument("--restore", metavar="FILE",
+                        help="load a metadata backup (cloudgrpc-admin --backup) into an empty "
+                        "database and its keys into DATA_DIR, then exit without serving")
+    parser.add_argument("--overwrite-keys", action="store_true",
+                        help="with --restore: replace key files in DATA_DIR that differ "
+                        "from the backup's")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.overwrite_keys and not args.restore:
+        parser.error("--overwrite-keys goes with --restore")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -349,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         print("cloudgrpc-gateway: bad setting: METRICS_PORT must be 0..65535 (0 = off)",
               file=sys.stderr)
         return 2
+    if args.restore:
+        from .metadata_restore import run_restore
+
+        return run_restore(settings, pathlib.Path(args.restore),
+                           overwrite_keys=args.overwrite_keys)
     try:
         gw = build(settings)
     except Exception as exc:  # noqa: BLE001 - one readable line, then exit

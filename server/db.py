@@ -3,7 +3,8 @@
 Two kinds of transaction: ``read()`` for lookups and ``write()`` for changes. On SQLite a
 write transaction starts with ``BEGIN IMMEDIATE`` so that concurrent writers queue on the
 busy timeout instead of failing when a read lock is upgraded; on PostgreSQL both are plain
-transactions and row locks (``with_for_update``) order concurrent writers.
+transactions and row locks (``with_for_update``) order concurrent writers. A third,
+``snapshot()``, is one read-only view of a single point in time for the metadata backup.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import contextlib
 import logging
 import pathlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudgrpc_proto.errors import Unavailable
 from cloudgrpc_proto.private_files import private_dir, private_file
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -108,17 +113,43 @@ class Database:
         with _unavailable_on_connect_error(), self._write() as session, session.begin():
             yield session
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration (creating it on an empty database)."""
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """One read-only transaction that sees a single point in time, however long it
+        lasts and whatever commits meanwhile (the metadata backup reads every table in it).
+
+        PostgreSQL: REPEATABLE READ, READ ONLY. SQLite (WAL): a deferred transaction whose
+        first read fixes the snapshot; writers go on, the WAL only grows until it ends.
+        """
+        with _unavailable_on_connect_error(), self.engine.connect() as conn:
+            if self.is_postgres:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ",
+                                              postgresql_readonly=True)
+            with conn.begin():
+                yield conn
+
+    def migrate(self, target: str = "head", connection: Connection | None = None) -> None:
+        """Bring the schema to ``target`` (the newest migration by default), creating it on
+        an empty database; on ``connection``, inside the caller's transaction."""
         from alembic import command
+
+        cfg = self.alembic_config()
+        if connection is not None:
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, target)
+            return
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, target)
+
+    def alembic_config(self) -> Config:
+        """Alembic's configuration for this database and the gateway's migrations."""
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        return cfg
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -35,6 +35,7 @@ from .db import Database
 from .events import EventBus
 from .models import Chunk, FileChunk, Replica, StorageNode, utcnow
 from .node_pool import NodePool
+from .restore_guard import sweep_held_since
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class GarbageCollector:
         self.db = db
         self.pool = pool
         self.events = events
+        self._held_logged = ""  # the restore the paused sweep was last logged for
 
     @property
     def _idle_window_s(self) -> float:
@@ -146,6 +148,16 @@ class GarbageCollector:
                             exc.details())
 
     def _sweep_nodes(self) -> int:
+        with self.db.read() as s:
+            held_since = sweep_held_since(s)
+        if held_since is not None:
+            if self._held_logged != held_since:
+                self._held_logged = held_since
+                log.warning("gc: node sweep paused since the metadata restore of %s: run "
+                            "cloudgrpc-admin --fsck to see the chunks the backup did not "
+                            "know (files written after it) before they are collected",
+                            held_since)
+            return 0
         removed = 0
         for node_id, address in self._addresses().items():
             try:

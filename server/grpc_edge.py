@@ -102,17 +102,23 @@ def _is_abort(exc: BaseException) -> bool:
 
 SESSION_HEADER = "x-cloudgrpc-session"
 UPLOAD_METHOD = "/cloudstorage.FileService/UploadFile"
+BACKUP_METHOD = "/cloudstorage.AdminService/BackupMetadata"
 # Server-streaming calls that stay open for long: each holds a worker while it lasts, so
 # each takes a place among the long-lived calls. Their request is one message, read under
 # the request watchdog; the handler's own work afterwards is not watched (an fsck may
 # work for long between two findings) but bounded by the handler (FSCK_MAX_S, one fsck at
-# a time per gateway).
+# a time per gateway; one backup at a time, paced by its reader, below).
 LONG_LIVED = frozenset({
     "/cloudstorage.FileService/DownloadFile",
     "/cloudstorage.FileService/WatchChanges",
     "/cloudstorage.AdminService/StreamSystemEvents",
     "/cloudstorage.AdminService/Fsck",
+    BACKUP_METHOD,
 })
+# Server streams that hold more than a worker while they last (the backup holds a database
+# transaction open): each message must be taken by the client within STREAM_IDLE_S, or
+# the call is cancelled. A client that keeps reading is never cut off, however long.
+READER_PACED = frozenset({BACKUP_METHOD})
 # The health service answers without our checks: its Watch does not hold a worker
 # (non-blocking) and Check must answer even when everything else is busy.
 UNGUARDED_PREFIXES = ("/grpc.health.v1.Health/",)
@@ -179,12 +185,16 @@ class EdgeInterceptor(grpc.ServerInterceptor):
 
         inner_stream = handler.unary_stream
         long_lived = method in LONG_LIVED
+        reader_paced = method in READER_PACED
 
         def streaming(request_iterator: Any, context: grpc.ServicerContext) -> Any:
             request = self._read_request(request_iterator, context, method)
             ticket = self._admit_stream(request, context, method) if long_lived else None
             try:
-                yield from inner_stream(request, context)
+                responses = inner_stream(request, context)
+                if reader_paced:
+                    responses = self._paced_by_reader(responses, context)
+                yield from responses
             finally:
                 if ticket is not None:
                     ticket.release()
@@ -192,6 +202,26 @@ class EdgeInterceptor(grpc.ServerInterceptor):
         return grpc.stream_stream_rpc_method_handler(
             streaming, request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer)
+
+    def _paced_by_reader(self, responses: Iterator[Any], context: grpc.ServicerContext
+                         ) -> Iterator[Any]:
+        """``responses``, each under the watchdog until the client has taken it: the server
+        resumes the handler only once the previous message is sent, so a client that stops
+        reading holds it at that ``yield``; after the idle limit the call is cancelled and
+        the handler closed (its ``finally`` blocks and transactions end)."""
+        try:
+            for response in responses:
+                watch = self.watchdog.arm(self.timings.idle_s, context.cancel)
+                try:
+                    yield response
+                finally:
+                    if self.watchdog.disarm(watch):
+                        log.info("a stream's client took no message within %g s: cancelled",
+                                 self.timings.idle_s)
+        finally:
+            close = getattr(responses, "close", None)
+            if close is not None:
+                close()
 
     def _read_request(self, request_iterator: Any, context: grpc.ServicerContext,
                       method: str) -> Any:

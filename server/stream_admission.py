@@ -11,8 +11,10 @@ health. Two parts keep that from happening:
   in its first message, as the seed's clients do) takes one of a few pre-authentication slots
   and moves to its account's count once its first message authenticates it.
 - ``StallWatchdog`` cancels a call that waits too long for its client's next message: the
-  first message within a few seconds, then an idle limit between messages. One thread
-  watches every call, so a guarded call costs a dict entry, not a thread.
+  first message within a few seconds, then an idle limit between messages; and a stream
+  that holds more than a worker (the metadata backup's read transaction) when its client
+  stops taking messages. One thread watches every call, so a guarded call costs a dict
+  entry, not a thread.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from cloudgrpc_proto.errors import RateLimited
 log = logging.getLogger(__name__)
 
 UPLOAD = "upload"
-STREAM = "stream"  # downloads, change feeds, event streams
+STREAM = "stream"  # downloads, change feeds, event streams, metadata backups
 PREAUTH = "preauth"
 
 
@@ -100,7 +102,7 @@ class StreamAdmission:
         if kind == STREAM and held >= self.limits.streams_per_user:
             raise RateLimited(
                 f"too many open streams for this account (downloads, change feeds, event "
-                f"streams): at most {self.limits.streams_per_user} at once")
+                f"streams, backups): at most {self.limits.streams_per_user} at once")
 
     def _release(self, kind: str, owner: str) -> None:
         with self._lock:

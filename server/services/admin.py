@@ -1,4 +1,5 @@
-"""AdminService: system status, users, nodes, tiers, payment analytics and the event stream.
+"""AdminService: system status, users, nodes, tiers, payment analytics, the event stream
+and the metadata backup.
 
 Every call is guarded by the admin key, compared in constant time; a wrong key is refused
 with PERMISSION_DENIED and recorded as an event (``admin_denied``), and nothing else is
@@ -33,6 +34,7 @@ from ..db import Database
 from ..events import EventBus, EventRecord
 from ..fsck import Fsck
 from ..grpc_edge import rpc
+from ..metadata_backup import MetadataBackup
 from ..models import (
     Chunk,
     File,
@@ -48,6 +50,7 @@ from ..models import (
 )
 from ..node_registry import NodeRegistry
 from ..shortfall import Tally, reason
+from ..snapshot_format import FORMAT_LABEL
 from ..traffic import TrafficMeter
 from ..wire import iso, node_info, user_info
 
@@ -64,9 +67,11 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                  registry: NodeRegistry | None = None,
                  security_warnings: Sequence[str] = (),
                  traffic: TrafficMeter | None = None, speed_window_s: float = 300.0,
-                 payment_window_s: float = 86400.0, fsck: Fsck | None = None) -> None:
+                 payment_window_s: float = 86400.0, fsck: Fsck | None = None,
+                 backup: MetadataBackup | None = None) -> None:
         self.db = db
         self.fsck = fsck
+        self.backup = backup
         # The status's speeds (every gateway's traffic) and payment success rate windows.
         self.traffic = traffic
         self.speed_window_s = speed_window_s
@@ -374,6 +379,35 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
                 yield _event(record)
         finally:
             sub.close()
+
+    # --- backup -----------------------------------------------------------------------
+
+    @rpc
+    def BackupMetadata(self, request: pb.BackupRequest, context: grpc.ServicerContext
+                       ) -> Iterator[pb.BackupPiece]:
+        """A consistent snapshot of the metadata and the cluster's keys, in pieces; the
+        last piece carries the file's size and SHA-256 for the client to check.
+
+        The stream holds one read transaction open while it lasts; the edge cancels it
+        when the client stops reading (STREAM_IDLE_S), and one backup runs at a time.
+        """
+        self._guard(request.admin_key, context)
+        if self.backup is None:
+            raise NotImplementedYet("this gateway was started without metadata backups")
+        with self.backup.take() as snapshot:
+            first = True
+            for data in snapshot.pieces():
+                yield pb.BackupPiece(data=data, format=FORMAT_LABEL if first else "")
+                first = False
+            done = snapshot.summary
+            assert done is not None
+        self.events.emit("metadata_backup", f"metadata backup taken: {done.rows} rows in "
+                         f"{done.tables} tables, {done.size} bytes (schema {done.revision})",
+                         None, rows=done.rows, tables=done.tables, bytes=done.size,
+                         sha256=done.sha256, revision=done.revision, peer=context.peer())
+        yield pb.BackupPiece(total_bytes=done.size, sha256=done.sha256, tables=done.tables,
+                             rows=done.rows, revision=done.revision,
+                             created_at=done.created_at)
 
 
 # --- helpers ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from ..config import Settings
 from ..db import Database
 from ..events import EventBus
 from ..grpc_edge import rpc
+from ..key_files import STANDIN_KEY_FILE
 from ..payments import LedgerOptions, PaymentLedger, PaymentView, Reconciler, TierView
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,6 @@ class PaymentServicer(pb_grpc.PaymentServiceServicer):
             payments=[record_pb(v) for v in self.ledger.history(caller, request.limit)])
 
 
-STANDIN_KEY_FILE = "campay_standin_key"
 STANDIN_MODE = "LOCAL CAMPAY STAND-IN, no real money (CAMPAY_STANDIN=1)"
 STANDIN_BANNER = f"payments: {STANDIN_MODE}"
 
