@@ -41,7 +41,7 @@ from ..models import (
 )
 from ..node_registry import NodeRegistry
 from ..shortfall import Tally, reason
-from ..wire import iso, node_info, user_info
+from ..wire import iso, logical_size, node_info, user_info
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             garbage = max(0, int(chunks) - referenced)
         capacity = sum(n.capacity_bytes for n in online)
         node_used = sum(n.used_bytes for n in online)
+        node_logical = sum(logical_size(n) for n in online)
         node_part = len(online) / len(active) if active else 0.0
         # Missing copies, not short chunks: 2 of 3 copies is not a lost chunk.
         wanted = referenced * self.replication_factor
@@ -103,7 +104,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             system_health=health, under_replicated_chunks=short.short,
             replication_factor=self.replication_factor, node_used_bytes=node_used,
             security_warnings=self.security_warnings, chunks_short_no_room=short.no_room,
-            chunks_short_too_few_nodes=short.too_few_nodes, garbage_chunks=garbage)
+            chunks_short_too_few_nodes=short.too_few_nodes, garbage_chunks=garbage,
+            stored_bytes=node_used, logical_bytes=node_logical)
 
     # --- users ------------------------------------------------------------------------
 

@@ -21,23 +21,9 @@ from cloudgrpc_node.chunk_store import ChunkCorrupt, ChunkStore
 from cloudgrpc_node.scrubber import Scrubber
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors, read_tokens
+from tests.node.node_testkit import text_like
 
 MIB = 1024 * 1024
-
-
-def text_like(size: int, seed: int = 0) -> bytes:
-    """Log-like lines: compress several times, as text does (not a repeated block)."""
-    lines = []
-    total = 0
-    i = seed * 1_000_003
-    while total < size:
-        line = (f"2026-12-07T17:{i % 60:02d}:{(i * 7) % 60:02d}Z INFO request {i:08d} user="
-                f"u{(i * 2654435761) % 99991} path=/docs/report-{i % 313}.txt "
-                f"bytes={(i * 7919) % 1_000_000} ok\n").encode()
-        lines.append(line)
-        total += len(line)
-        i += 1
-    return b"".join(lines)[:size]
 
 
 def sha(data: bytes) -> str:
