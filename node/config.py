@@ -219,7 +219,7 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
 
 def _compression(parser: argparse.ArgumentParser) -> tuple[bool, int]:
     """``CHUNK_COMPRESSION`` (zstd, the default, or off) and ``CHUNK_COMPRESSION_LEVEL``
-    (1..19, default 3); a wrong value exits with the setting's name."""
+    (1..19, default 1); a wrong value exits with the setting's name."""
     raw = environment.get_str("CHUNK_COMPRESSION", "").strip().lower() or "zstd"
     if raw not in COMPRESSION_CHOICES:
         parser.error(f"CHUNK_COMPRESSION must be zstd or off, got {raw!r}")

@@ -256,7 +256,7 @@ def test_config_chunk_compression(clean_env, capsys) -> None:
     clean_env.setenv("CLUSTER_SECRET", "s")
     argv = ["n1", "h", "1", "1"]
     cfg = parse_config(argv)
-    assert (cfg.compression, cfg.compression_level) == (True, 3)  # zstd by default
+    assert (cfg.compression, cfg.compression_level) == (True, 1)  # zstd by default
     clean_env.setenv("CHUNK_COMPRESSION", "off")
     assert parse_config(argv).compression is False
     clean_env.setenv("CHUNK_COMPRESSION", "ZSTD")
