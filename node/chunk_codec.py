@@ -33,6 +33,9 @@ SAMPLE_LEVEL = 1  # the fastest level: only a verdict is wanted from the sample
 # with the gateway on small set-ups, so the default buys speed (CHUNK_COMPRESSION_LEVEL).
 DEFAULT_LEVEL = 1
 MAX_LEVEL = 19  # beyond this zstd's "ultra" levels need windows no chunk has use for
+# Contexts up to this level are kept per thread (about 1.4 MB at level 1, 3.7 MB at 3);
+# higher levels take 15-70 MB each, so those are made per chunk and freed right after.
+CACHED_LEVEL_MAX = 3
 # zstd frame header: at most 18 bytes (magic 4, descriptor 1, window 1, dict id 4, size 8)
 FRAME_HEADER_MAX = 18
 ZSTD_MAGIC = zstandard.FRAME_HEADER  # b"\x28\xb5\x2f\xfd"
@@ -78,8 +81,10 @@ class ChunkCodec:
         if ctx is None:
             # The plaintext size goes in the header (decoding relies on it); no zstd
             # checksum: every read already proves the plaintext against its SHA-256.
-            ctx = cache[level] = zstandard.ZstdCompressor(
-                level=level, write_content_size=True, write_checksum=False)
+            ctx = zstandard.ZstdCompressor(level=level, write_content_size=True,
+                                           write_checksum=False)
+            if level <= CACHED_LEVEL_MAX:
+                cache[level] = ctx
         return ctx
 
     def _decompressor(self) -> zstandard.ZstdDecompressor:

@@ -261,6 +261,11 @@ def test_codec_settings_are_checked() -> None:
     with pytest.raises(ValueError):
         ChunkCodec(level=20)
     assert ChunkCodec(enabled=False).encode(text_like(MIB)) is None
+    text = text_like(MIB, seed=5)
+    fast, small = ChunkCodec(level=1), ChunkCodec(level=9)  # level 9: no cached context
+    frame = small.encode(text)
+    assert frame is not None and fast.decode(frame) == text
+    assert len(frame) < len(fast.encode(text) or b"")
     assert ChunkCodec(level=1).name == "zstd level 1" and ChunkCodec(enabled=False).name == "off"
 
 
