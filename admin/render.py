@@ -120,6 +120,8 @@ def status_view(st: pb.SystemStatusResponse) -> Table:
     t.add_row("On the nodes", f"{human_size(st.node_used_bytes)}  "
               f"({_pct(st.node_used_bytes, st.global_capacity_bytes)} of capacity, "
               f"replication {st.replication_factor})")
+    if st.stored_bytes or st.logical_bytes:
+        t.add_row("Compression", compression_line(st.logical_bytes, st.stored_bytes))
     t.add_row("Users", str(st.total_users))
     t.add_row("Nodes", f"{st.online_nodes} online / {st.total_nodes} total")
     t.add_row("Files", str(st.total_files))
@@ -164,6 +166,20 @@ def _span(seconds: int) -> str:
     return f"{seconds} s"
 
 
+def saved_fraction(logical: int, stored: int) -> float:
+    """The share of the plaintext compression keeps off the disk (0 when none)."""
+    return max(0.0, 1.0 - stored / logical) if logical > 0 else 0.0
+
+
+def compression_line(logical: int, stored: int) -> str:
+    """What the nodes hold before and after compression, and the saving."""
+    saved = saved_fraction(logical, stored)
+    if saved <= 0:
+        return f"{human_size(stored)} on disk, nothing saved"
+    return (f"{human_size(logical)} of chunks in {human_size(stored)} on disk "
+            f"({100.0 * saved:.0f}% saved)")
+
+
 def shortfall_line(st: pb.SystemStatusResponse) -> str:
     """Why chunks have fewer than ``replication_factor`` live copies, cause by cause."""
     parts = []
@@ -206,13 +222,15 @@ def nodes_view(nodes: list[pb.NodeInfo]) -> Table:
     t.add_column("ADDRESS", overflow="ellipsis", max_width=21)
     t.add_column("USED/CAPACITY", justify="right", no_wrap=True)
     t.add_column("CHUNKS", justify="right", no_wrap=True)
+    t.add_column("SAVED", justify="right", no_wrap=True)  # by compression
     t.add_column("HEALTH", justify="right", no_wrap=True)
     t.add_column("BEAT", justify="right", no_wrap=True)
     for n in nodes:
+        saved = saved_fraction(n.logical_bytes, n.used_bytes)
         t.add_row(_elide(n.name), _styled(n.status, STATUS_STYLE.get(n.status)),
                   _elide(f"{n.host}:{n.port}"),
                   f"{human_size(n.used_bytes)}/{human_size(n.capacity_bytes)}",
-                  str(n.chunk_count),
+                  str(n.chunk_count), f"{100.0 * saved:.0f}%" if saved > 0 else "-",
                   _styled(f"{n.health_score:.0f}%", health_style(n.health_score)),
                   ago(n.last_heartbeat, suffix=""))
     return t

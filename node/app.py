@@ -24,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from cloudgrpc_proto.memory import reuse_chunk_buffers
 from cloudgrpc_proto.metrics_export import is_loopback
 
+from .chunk_codec import ChunkCodec
 from .chunk_store import ChunkStore
 from .config import NodeConfig, parse_config
 from .metrics import NodeMetrics
@@ -45,7 +46,8 @@ class NodeServer:
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.store = ChunkStore(config.data_dir, config.capacity_bytes)
+        self.store = ChunkStore(config.data_dir, config.capacity_bytes,
+                                ChunkCodec(config.compression, config.compression_level))
         self.scrubber = Scrubber(self.store, config.scrub_interval_s, config.scrub_rate_bytes_s)
         # Off by default: no endpoint and no interceptor, so no per-call cost.
         self.metrics = (
@@ -163,6 +165,8 @@ class NodeServer:
                 f"  capacity   {cfg.capacity_bytes / 1024**3:.2f} GiB "
                 f"({self.store.used_bytes} bytes used in {self.store.chunk_count} chunks)",
                 f"  data dir   {cfg.data_dir.resolve()}",
+                f"  compress   {self.store.codec.name} "
+                f"({self.store.logical_bytes} bytes before compression)",
                 f"  gateway    {cfg.gateway}",
                 f"  cluster    {'OPEN (no cluster secret)' if cfg.insecure else 'cluster secret'}",
                 "  metrics    "

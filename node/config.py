@@ -16,7 +16,10 @@ from pathlib import Path
 from cloudgrpc_proto import environment
 from cloudgrpc_proto.private_files import read_private
 
+from .chunk_codec import DEFAULT_LEVEL, MAX_LEVEL
+
 GIB = 1024**3
+COMPRESSION_CHOICES = {"zstd": True, "off": False}
 DEFAULT_WORKERS = 16
 _WILDCARDS = {"", "0.0.0.0", "::", "[::]"}
 # One line, said when no cluster secret is found: how to pass the one the gateway generated.
@@ -52,6 +55,9 @@ class NodeConfig:
     # often share one machine's environment.
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    # CHUNK_COMPRESSION (zstd|off) and CHUNK_COMPRESSION_LEVEL: see node.chunk_codec.
+    compression: bool = True
+    compression_level: int = DEFAULT_LEVEL
 
     @property
     def tls(self) -> bool:
@@ -198,6 +204,7 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         parser.error("HEARTBEAT_INTERVAL_S must be positive")
     if not 0 <= metrics_port <= 65535:
         parser.error("NODE_METRICS_PORT must be 0..65535 (0 = off)")
+    compression, level = _compression(parser)
     try:
         insecure = args.insecure or environment.get_bool("INSECURE_OPEN_CLUSTER", False)
     except environment.ConfigError as exc:
@@ -230,4 +237,21 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         insecure=insecure and not cluster_secret,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
+        compression=compression,
+        compression_level=level,
     )
+
+
+def _compression(parser: argparse.ArgumentParser) -> tuple[bool, int]:
+    """``CHUNK_COMPRESSION`` (zstd, the default, or off) and ``CHUNK_COMPRESSION_LEVEL``
+    (1..19, default 1); a wrong value exits with the setting's name."""
+    raw = environment.get_str("CHUNK_COMPRESSION", "").strip().lower() or "zstd"
+    if raw not in COMPRESSION_CHOICES:
+        parser.error(f"CHUNK_COMPRESSION must be zstd or off, got {raw!r}")
+    try:
+        level = environment.get_int("CHUNK_COMPRESSION_LEVEL", DEFAULT_LEVEL)
+    except environment.ConfigError as exc:
+        parser.error(str(exc))
+    if not 1 <= level <= MAX_LEVEL:
+        parser.error(f"CHUNK_COMPRESSION_LEVEL must be 1..{MAX_LEVEL}, got {level}")
+    return COMPRESSION_CHOICES[raw], level

@@ -97,6 +97,7 @@ class Usage(Protocol):
     """What a heartbeat reports; the ``ChunkStore`` satisfies this shape."""
 
     used_bytes: int
+    logical_bytes: int
     chunk_count: int
 
 
@@ -262,6 +263,7 @@ class Registrar:
         request = pb.HeartbeatRequest(
             node_id=node_id or "",
             used_bytes=self._usage.used_bytes,
+            logical_bytes=self._usage.logical_bytes,
             chunk_count=self._usage.chunk_count,
             cluster_secret=self.identity.cluster_secret,
             capacity_bytes=self.identity.capacity_bytes,

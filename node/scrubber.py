@@ -9,7 +9,6 @@ gateway with the next heartbeat, which then copies a good replica back into plac
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -51,8 +50,8 @@ class Scrubber:
 
     def scrub_once(self) -> int:
         """Verify every chunk once, pacing reads; returns how many were found corrupt."""
-        chunks = list(self.store.iter_chunks())
-        total = sum(size for _, size in chunks) or 1
+        chunks = [(e.sha256, e.stored_bytes) for e in self.store.iter_entries()]
+        total = sum(size for _, size in chunks) or 1  # disk bytes: what the pace is about
         # Spread one pass over the interval, but never read faster than the rate cap.
         pace = max(total / self.interval_s, 1.0)
         pace = min(pace, self.rate_bytes_s)
@@ -61,11 +60,11 @@ class Scrubber:
             if self._stop.is_set():
                 break
             started = time.monotonic()
-            try:
-                data = self.store.path_for(sha).read_bytes()
-            except FileNotFoundError:
+            # Decoded (a compressed chunk) and hashed exactly as a read would.
+            result = self.store.verify(sha)
+            if not result.present:
                 continue  # deleted meanwhile
-            if hashlib.sha256(data).hexdigest() != sha:
+            if not result.valid:
                 found += 1
                 self.corrupt += 1
                 log.error("scrub: chunk %s is corrupt: quarantined", sha)

@@ -145,8 +145,14 @@ class NodeRegistry:
         return node
 
     def heartbeat(self, node_id: str, used: int, chunk_count: int, capacity: int,
-                  secret: str, corrupt: Sequence[str] = (), node_key: str = "") -> None:
+                  secret: str, corrupt: Sequence[str] = (), node_key: str = "",
+                  logical: int = 0) -> None:
         """Liveness and usage from a node that proves its key.
+
+        ``used`` is what the node's disk holds (capacity and placement go by it);
+        ``logical`` the same chunks before compression, for the admin's view of the
+        saving. A node that does not report it (an older version) compresses nothing, so
+        its logical size is its used size.
 
         Chunks it reports corrupt are not forgotten here: they go to ``on_corrupt_report``,
         which confirms each one on the node before its replica row goes (a report alone
@@ -164,6 +170,7 @@ class NodeRegistry:
                     Replica.node_id == node_id, Replica.chunk_sha256.in_(wanted))))
             node.last_heartbeat = utcnow()
             node.used_bytes, node.chunk_count = used, chunk_count
+            node.logical_bytes = logical if logical > 0 else used
             if capacity > 0:
                 node.capacity_bytes = capacity
             if node.status in ("offline", DRAIN_OFFLINE):

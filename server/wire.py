@@ -58,5 +58,11 @@ def node_info(n: StorageNode, health: float) -> pb.NodeInfo:
         node_id=n.id, name=n.name, host=n.host, port=n.port, capacity_bytes=n.capacity_bytes,
         used_bytes=n.used_bytes, online=n.status in ("online", "draining"),
         last_heartbeat=iso(n.last_heartbeat), chunk_count=n.chunk_count, health_score=health,
-        status=n.status, registered_at=iso(n.registered_at),
+        status=n.status, registered_at=iso(n.registered_at), logical_bytes=logical_size(n),
     )
+
+
+def logical_size(n: StorageNode) -> int:
+    """A node's chunks before compression; until its first heartbeat says (or from a node
+    too old to say), what it holds on disk."""
+    return n.logical_bytes or n.used_bytes

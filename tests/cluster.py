@@ -144,7 +144,8 @@ class Cluster:
 
     def __init__(self, root: Path, database_url: str = "", nodes: int = 3,
                  node_capacity_gb: float = 2.0, env: dict[str, str] | None = None,
-                 mail_host: str = "127.0.0.1", umask: int = -1, metrics: bool = False) -> None:
+                 mail_host: str = "127.0.0.1", umask: int = -1, metrics: bool = False,
+                 node_env: dict[str, dict[str, str]] | None = None) -> None:
         self.root = root
         # With ``metrics``: the gateway (METRICS_PORT) and each node (--metrics-port) serve
         # Prometheus metrics on loopback; their ports by process name ("gateway", "node1").
@@ -153,6 +154,7 @@ class Cluster:
         self.umask = umask  # the processes' umask (-1: inherit ours)
         self.database_url = database_url or f"sqlite:///{root / 'gateway' / 'cloudgrpc.db'}"
         self.node_count = nodes
+        self.node_env = node_env or {}  # node name -> settings of that node only
         self.node_capacity_gb = node_capacity_gb
         self.mail = MailSink(mail_host)
         self.env = {
@@ -217,8 +219,8 @@ class Cluster:
                  if self.metrics else [])
         proc = _spawn(name, [sys.executable, "-m", "cloudgrpc_node.app", name, "127.0.0.1",
                              str(port), str(cap), "--gateway", self.address,
-                             "--data-dir", str(self.node_dir(name)), *extra], self.env,
-                      self.root, self.umask)
+                             "--data-dir", str(self.node_dir(name)), *extra],
+                      {**self.env, **self.node_env.get(name, {})}, self.root, self.umask)
         self.nodes[name] = proc
         proc.wait_for(r"registered with gateway", timeout=60)
         return proc

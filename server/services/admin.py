@@ -52,7 +52,7 @@ from ..node_registry import NodeRegistry
 from ..shortfall import Tally, reason
 from ..snapshot_format import FORMAT_LABEL
 from ..traffic import TrafficMeter
-from ..wire import iso, node_info, user_info
+from ..wire import iso, logical_size, node_info, user_info
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
         speeds = self.traffic.speeds(self.speed_window_s) if self.traffic is not None else None
         capacity = sum(n.capacity_bytes for n in online)
         node_used = sum(n.used_bytes for n in online)
+        node_logical = sum(logical_size(n) for n in online)
         node_part = len(online) / len(active) if active else 0.0
         # Missing copies, not short chunks: 2 of 3 copies is not a lost chunk.
         wanted = referenced * self.replication_factor
@@ -132,7 +133,8 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             download_bytes_per_s=speeds.download_bytes_per_s if speeds else 0.0,
             speed_window_s=round(speeds.window_s) if speeds else 0,
             active_sessions=sessions, payment_success_rate=paid_rate,
-            payment_window_s=int(self.payment_window_s))
+            payment_window_s=int(self.payment_window_s),
+            stored_bytes=node_used, logical_bytes=node_logical)
 
     # --- users ------------------------------------------------------------------------
 

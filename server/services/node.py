@@ -39,7 +39,8 @@ class NodeServicer(pb_grpc.NodeServiceServicer):
         try:
             self.registry.heartbeat(request.node_id, request.used_bytes, request.chunk_count,
                                     request.capacity_bytes, request.cluster_secret,
-                                    list(request.corrupt_chunks), request.node_key)
+                                    list(request.corrupt_chunks), request.node_key,
+                                    logical=request.logical_bytes)
         except NotFound:
             return pb.HeartbeatResponse(success=False, message="unknown node", reregister=True)
         return pb.HeartbeatResponse(success=True)

@@ -77,7 +77,8 @@ def test_tables_fit_80_columns_and_have_no_colour() -> None:
     nodes = [pb.NodeInfo(name="storage-node-with-a-long-name", host="203.0.113.200",
                          port=65535, capacity_bytes=1024 * GB, used_bytes=999 * GB,
                          chunk_count=123456789, health_score=87.5, status="draining",
-                         online=True, last_heartbeat="2026-01-31T11:59:55Z")]
+                         online=True, last_heartbeat="2026-01-31T11:59:55Z",
+                         logical_bytes=2500 * GB)]
     details = pb.GetUserDetailsResponse(user=users[0], payments=[pb.PaymentRecord(
         tier_name="premium-plus", provider="orange_money", amount_xaf=250000,
         status="completed", storage_bytes=2 * GB, created_at="2026-01-31T11:59:55Z")])
@@ -85,7 +86,8 @@ def test_tables_fit_80_columns_and_have_no_colour() -> None:
         key="premium", count=123456, completed=100000, failed=20000, pending=3456,
         revenue_xaf=1_000_000_000, success_rate=83.33, storage_sold_bytes=200 * 1024 * GB)])
     status = pb.SystemStatusResponse(global_capacity_bytes=6 * 1024 * GB, total_nodes=3,
-                                     online_nodes=2, system_health=66.7)
+                                     online_nodes=2, system_health=66.7,
+                                     stored_bytes=999 * GB, logical_bytes=2500 * GB)
     lines = _render(render.users_view(users), render.nodes_view(nodes),
                     *render.user_view(details), *render.payments_view(analytics, "all time"),
                     render.status_view(status))
@@ -95,6 +97,16 @@ def test_tables_fit_80_columns_and_have_no_colour() -> None:
     text = "\n".join(lines)
     assert "\x1b[" not in text
     assert "draining" in text and "1,000,000,000" in text
+    assert "60% saved" in text  # the status's compression line
+    node_row = next(line for line in lines if "draining" in line)
+    assert "60%" in node_row  # the node's SAVED column
+
+
+def test_compression_line_says_what_was_saved() -> None:
+    assert render.compression_line(4 * GB, GB) == "4.00 GB of chunks in 1.00 GB on disk (75% saved)"
+    assert render.compression_line(GB, GB) == "1.00 GB on disk, nothing saved"
+    assert render.compression_line(0, 0) == "0 B on disk, nothing saved"
+    assert render.saved_fraction(0, 5) == 0.0  # an old node that reports no logical size
 
 
 def test_json_keeps_numbers_and_every_field() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from cloudgrpc_node.chunk_codec import ChunkCodec
 from cloudgrpc_node.chunk_store import ChunkStore
 from cloudgrpc_node.service import CHANNEL_OPTIONS, SERVER_OPTIONS, ChunkService, add_to_server
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
@@ -36,8 +37,9 @@ def start_node(tmp_path: Path) -> Iterator[Callable[..., RunningNode]]:
         secret: str = "s3cret",
         capacity: int = 64 * 1024 * 1024,
         insecure: bool = False,
+        compression: bool = False,
     ) -> RunningNode:
-        store = ChunkStore(tmp_path / name, capacity)
+        store = ChunkStore(tmp_path / name, capacity, ChunkCodec(enabled=compression))
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=SERVER_OPTIONS)
         add_to_server(
             ChunkService(store, secret, insecure=insecure, fetch_timeout_s=5.0), server
@@ -102,6 +104,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         "INSECURE_OPEN_CLUSTER",
         "HEARTBEAT_INTERVAL_S",
         "NODE_WORKERS",
+        "CHUNK_COMPRESSION",
+        "CHUNK_COMPRESSION_LEVEL",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(environment, "_loaded", {})  # ignore any .env in the working dir

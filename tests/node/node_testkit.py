@@ -21,6 +21,21 @@ def chunk(seed: int, size: int = 4096) -> tuple[str, bytes]:
     return hashlib.sha256(data).hexdigest(), data
 
 
+def text_like(size: int, seed: int = 0) -> bytes:
+    """Log-like lines: compress several times, as text does (not a repeated block)."""
+    lines = []
+    total = 0
+    i = seed * 1_000_003
+    while total < size:
+        line = (f"2026-12-07T17:{i % 60:02d}:{(i * 7) % 60:02d}Z INFO request {i:08d} user="
+                f"u{(i * 2654435761) % 99991} path=/docs/report-{i % 313}.txt "
+                f"bytes={(i * 7919) % 1_000_000} ok\n").encode()
+        lines.append(line)
+        total += len(line)
+        i += 1
+    return b"".join(lines)[:size]
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

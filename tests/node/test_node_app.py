@@ -92,10 +92,16 @@ def test_node_process_registers_heartbeats_and_deregisters_on_sigterm(
             pb_grpc.ChunkServiceStub(channel).PutChunk(
                 pb.PutChunkRequest(sha256=sha, data=data, cluster_secret="k"), timeout=5
             )
-        assert (data_dir / "chunks" / sha[:2] / sha[2:4] / sha).read_bytes() == data
+        # Compression is on by default: this repetitive chunk is kept as a zstd frame,
+        # heartbeats report the disk bytes as used and the plaintext as logical.
+        folder = data_dir / "chunks" / sha[:2] / sha[2:4]
+        assert not (folder / sha).exists()
+        stored = (folder / f"{sha}.zst").stat().st_size
+        assert stored < 50_000 // 10
 
         wait_for(
-            lambda: any(h.used_bytes == 50_000 for h in gw.fake.heartbeats),
+            lambda: any(h.used_bytes == stored and h.logical_bytes == 50_000
+                        for h in gw.fake.heartbeats),
             timeout=10,
             what="a heartbeat reporting the stored chunk",
         )
@@ -244,6 +250,28 @@ def test_config_from_environment(clean_env, tmp_path: Path) -> None:
     assert parse_config(["n1", "h", "1", "1"]).gateway == "other:1"
     explicit = parse_config(["n1", "h", "1", "1", "--gateway", "x:2", "--data-dir", "/d"])
     assert explicit.gateway == "x:2" and explicit.data_dir == Path("/d")
+
+
+def test_config_chunk_compression(clean_env, capsys) -> None:
+    clean_env.setenv("CLUSTER_SECRET", "s")
+    argv = ["n1", "h", "1", "1"]
+    cfg = parse_config(argv)
+    assert (cfg.compression, cfg.compression_level) == (True, 1)  # zstd by default
+    clean_env.setenv("CHUNK_COMPRESSION", "off")
+    assert parse_config(argv).compression is False
+    clean_env.setenv("CHUNK_COMPRESSION", "ZSTD")
+    clean_env.setenv("CHUNK_COMPRESSION_LEVEL", "9")
+    cfg = parse_config(argv)
+    assert (cfg.compression, cfg.compression_level) == (True, 9)
+    for name, bad in (("CHUNK_COMPRESSION", "gzip"), ("CHUNK_COMPRESSION_LEVEL", "0"),
+                      ("CHUNK_COMPRESSION_LEVEL", "22"), ("CHUNK_COMPRESSION_LEVEL", "x")):
+        clean_env.setenv("CHUNK_COMPRESSION", "zstd")
+        clean_env.setenv("CHUNK_COMPRESSION_LEVEL", "3")
+        clean_env.setenv(name, bad)
+        with pytest.raises(SystemExit) as info:
+            parse_config(argv)
+        assert info.value.code == 2
+        assert name in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

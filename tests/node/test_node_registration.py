@@ -13,6 +13,7 @@ from tests.node.node_testkit import FakeGateway, wait_for
 class Usage:
     used_bytes: int = 0
     chunk_count: int = 0
+    logical_bytes: int = 0
 
 
 IDENTITY = NodeIdentity(
@@ -47,10 +48,11 @@ def test_registers_heartbeats_with_usage_and_deregisters(start_gateway) -> None:
         assert (first.name, first.host, first.port) == ("n1", "127.0.0.1", 41234)
         assert (first.capacity_bytes, first.used_bytes, first.chunk_count) == (10**9, 123, 4)
         assert first.cpu_cores == 2 and first.cluster_secret == "k"
-        usage.used_bytes, usage.chunk_count = 456, 5
+        usage.used_bytes, usage.chunk_count, usage.logical_bytes = 456, 5, 900
         wait_for(lambda: any(h.used_bytes == 456 for h in gw.fake.heartbeats), what="heartbeat")
         hb = gw.fake.heartbeats[-1]
         assert hb.node_id == "node-id-1" and hb.chunk_count == 5 and hb.cluster_secret == "k"
+        assert hb.logical_bytes == 900  # before compression, beside used_bytes on disk
         assert hb.capacity_bytes == 10**9
     finally:
         reg.stop()
