@@ -388,6 +388,7 @@ class FaultReport:
     corrupted_chunk: str = ""
     corrupted_file: str = ""
     corrupted_at_s: float | None = None
+    corrupted_copy_after: str = ""  # what became of the overwritten file by the end
     gateway_killed_at_s: float | None = None
     gateway_listening_s: float | None = None  # kill -> listening again
     gateway_serving_s: float | None = None  # kill -> status answers with the nodes back
@@ -430,6 +431,7 @@ def corrupt_a_chunk(cluster: Cluster, ledger: Ledger, clients: dict[int, CloudCl
 
 
 def flip_bytes(path: Path, count: int = 64) -> None:
+    """Invert ``count`` bytes in the middle of the file, in place (as bit rot would)."""
     with open(path, "r+b") as handle:
         size = os.fstat(handle.fileno()).st_size
         at = max(0, size // 2 - count // 2)
@@ -439,6 +441,24 @@ def flip_bytes(path: Path, count: int = 64) -> None:
         handle.write(bytes(b ^ 0xFF for b in old))
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def sha_of(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return ""
+
+
+def corrupted_copy_state(path: Path, corrupted_sha: str) -> str:
+    """What became of the overwritten chunk file: the scrubber quarantines it, a read or
+    fsck repair replaces it; still the same bytes means nobody noticed."""
+    now = sha_of(path)
+    if not now:
+        return "gone from the node (quarantined or dropped)"
+    if now == corrupted_sha:
+        return "STILL the corrupted bytes"
+    return "replaced by a good copy"
 
 
 def restart_gateway(cluster: Cluster, watch: ReplicationWatch, nodes_up: int, t0: float,
@@ -672,7 +692,7 @@ def main() -> int:
             # and our 0700 root folder would keep it out.
             pg_dir = Path(tempfile.mkdtemp(prefix="cloudgrpc-load-pg-"))
             url = subprocess.run([str(ROOT / "scripts" / "postgres-throwaway.sh"), "start",
-                                  str(pg_dir / "pg")], check=True, capture_output=True,
+                                  str(pg_dir)], check=True, capture_output=True,
                                  text=True).stdout.strip()
         env = {"LOG_LEVEL": "WARNING", "GRPC_MAX_WORKERS": "96", **BENCH_TIMINGS}
         print("timings: " + ", ".join(f"{k}={v}" for k, v in BENCH_TIMINGS.items())
@@ -704,6 +724,7 @@ def main() -> int:
         schedule = ([(0.25, "kill node"), (0.40, "corrupt chunk"), (0.60, "kill gateway")]
                     if opts.faults else [])
         node_down = False
+        corrupted_sha = ""
         end = t0 + opts.seconds
         while time.monotonic() < end or (node_down and watch.healed_at is None
                                          and time.monotonic() < end + opts.heal_limit):
@@ -724,6 +745,7 @@ def main() -> int:
                     log(t0, f"{victim} killed (SIGKILL), it held {faults.node_held_mb:.0f} MB")
                 elif action == "corrupt chunk":
                     sha, path = corrupt_a_chunk(cluster, ledger, owners, other, witness)
+                    corrupted_sha = sha_of(chunk_path(cluster, other, sha)) if sha else ""
                     faults.corrupted_node, faults.corrupted_chunk = other, sha
                     faults.corrupted_file, faults.corrupted_at_s = path, time.monotonic() - t0
                     log(t0, f"chunk {sha[:12] or '(none found)'} overwritten on {other}"
@@ -749,9 +771,14 @@ def main() -> int:
         if node_down:
             cluster.start_node(victim)
             faults.node_restarted_at_s = time.monotonic() - t0
-            log(t0, f"{victim} started again (the cluster had not healed without it)")
+            log(t0, f"{victim} started again" + (
+                "" if watch.healed_at is not None
+                else f" (no full replication without it within {opts.heal_limit:.0f} s)"))
         cluster.wait_nodes_online(3, timeout=60)
         healed = wait_full_replication(watch, opts.heal_limit, t0)
+        if faults.corrupted_chunk:
+            faults.corrupted_copy_after = corrupted_copy_state(
+                chunk_path(cluster, other, faults.corrupted_chunk), corrupted_sha)
         log(t0, "auditing every acknowledged file" + ("" if healed else
                                                        " (replication not complete)"))
         result = audit(ledger, owners)
@@ -776,7 +803,7 @@ def main() -> int:
             cluster.stop()
         if pg_dir is not None:
             subprocess.run([str(ROOT / "scripts" / "postgres-throwaway.sh"), "stop",
-                            str(pg_dir / "pg")], check=False, capture_output=True)
+                            str(pg_dir)], check=False, capture_output=True)
             shutil.rmtree(pg_dir, ignore_errors=True)
         if opts.keep:
             print(f"kept {root}", file=sys.stderr)
@@ -804,7 +831,8 @@ def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: Fau
               + f"; started again at {fmt_s(faults.node_restarted_at_s)}")
         print(f"corruption: chunk {faults.corrupted_chunk[:16] or '-'} on "
               f"{faults.corrupted_node} at {fmt_s(faults.corrupted_at_s)}"
-              + (f" ({faults.corrupted_file})" if faults.corrupted_file else ""))
+              + (f" ({faults.corrupted_file})" if faults.corrupted_file else "")
+            + f"; by the end: {faults.corrupted_copy_after or '-'}")
         print(f"gateway restart: killed at {fmt_s(faults.gateway_killed_at_s)}, listening "
               f"after {fmt_s(faults.gateway_listening_s)}, serving with the nodes after "
               f"{fmt_s(faults.gateway_serving_s)}")
