@@ -85,6 +85,9 @@ BENCH_TIMINGS = {
     "SCRUB_RATE_MBPS": "40",
     "GC_GRACE_S": "30",
     "GC_INTERVAL_S": "5",
+    # Below GC_GRACE_S, as with the defaults (60 s < 3600 s): chunk files a returning node
+    # holds for files deleted meanwhile are swept before fsck would call them stray.
+    "GC_IDLE_S": "20",
 }
 
 
@@ -569,7 +572,7 @@ class FsckResult:
 
 def run_fsck(address: str, t0: float) -> FsckResult:
     """``cloudgrpc-admin --fsck`` when this build has it; ``--fsck --repair`` and a second
-    check when the first one is not clean."""
+    check when the first one is not clean (exit 0 = nothing remains wrong)."""
     admin = Path(sys.executable).with_name("cloudgrpc-admin")
     argv = [str(admin)] if admin.exists() else [sys.executable, "-m", "cloudgrpc_admin.cli"]
     # The admin key travels in the environment, never on a command line (ps shows those).
@@ -582,16 +585,35 @@ def run_fsck(address: str, t0: float) -> FsckResult:
     result = FsckResult(available=True)
     for extra in ([], ["--repair"], []):
         started = time.monotonic()
-        proc = subprocess.run([*argv, "--server", address, "--fsck", *extra], env=env,
-                              capture_output=True, text=True, timeout=900)
-        out = (proc.stdout + proc.stderr).strip()
-        result.runs.append({"command": "cloudgrpc-admin --fsck " + " ".join(extra),
-                            "exit": proc.returncode, "seconds": time.monotonic() - started,
-                            "output_tail": out.splitlines()[-12:]})
-        log(t0, f"cloudgrpc-admin --fsck {' '.join(extra)}: exit {proc.returncode} "
-                f"({time.monotonic() - started:.1f} s)")
-        for line in out.splitlines()[-12:]:
+        proc = subprocess.run([*argv, "--server", address, "--json", "--fsck", *extra],
+                              env=env, capture_output=True, text=True, timeout=1800)
+        kinds: collections.Counter[str] = collections.Counter()
+        summary: dict[str, object] = {}
+        examples: list[str] = []
+        for line in proc.stdout.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and isinstance(item.get("finding"), dict):
+                finding = item["finding"]
+                kinds[str(finding.get("kind", "?"))] += 1
+                if len(examples) < 5:
+                    examples.append(json.dumps(finding, sort_keys=True)[:300])
+            elif isinstance(item, dict) and isinstance(item.get("summary"), dict):
+                summary = item["summary"]
+        run = {"command": " ".join(["cloudgrpc-admin --fsck", *extra]),
+               "exit": proc.returncode, "seconds": round(time.monotonic() - started, 1),
+               "findings": dict(kinds), "summary": summary}
+        if not summary:  # not the JSON we expected: keep what it said
+            run["output_tail"] = (proc.stdout + proc.stderr).strip().splitlines()[-12:]
+        result.runs.append(run)
+        log(t0, f"{run['command']}: exit {proc.returncode} in {run['seconds']} s; findings "
+                f"{dict(kinds) or 'none'}")
+        for line in examples + list(run.get("output_tail", [])):  # type: ignore[arg-type]
             print(f"    {line}")
+        if summary:
+            print("    summary: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
         if proc.returncode == 0 and not extra:
             break
     return result
@@ -783,6 +805,11 @@ def main() -> int:
                                                        " (replication not complete)"))
         result = audit(ledger, owners)
         log(t0, f"audit done: {result.checked} files read back")
+        # Let garbage collection pass over the node that came back (its copies of chunks
+        # deleted meanwhile) before fsck looks.
+        settle = (faults.node_restarted_at_s or 0.0) + t0 + 3 * float(
+            BENCH_TIMINGS["GC_INTERVAL_S"]) + float(BENCH_TIMINGS["GC_IDLE_S"])
+        time.sleep(max(0.0, settle - time.monotonic()))
         fsck = run_fsck(address, t0)
         return report(opts, ledger, elapsed, faults, result, fsck, healed)
     except KeyboardInterrupt:
