@@ -78,7 +78,7 @@ RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 # within a two-minute run (an operator would keep the defaults of DESIGN.md).
 BENCH_TIMINGS = {
     "HEARTBEAT_INTERVAL_S": "0.5",
-    "NODE_TIMEOUT_S": "3",
+    "NODE_TIMEOUT_S": "6",  # 3 s made loaded nodes flap offline on 2 shared cores
     "REPAIR_GRACE_S": "5",
     "REPAIR_INTERVAL_S": "1",
     "SCRUB_INTERVAL_S": "20",
@@ -337,6 +337,7 @@ class ReplicationWatch(threading.Thread):
         self.saw_offline = False
         self.healed_at: float | None = None
         self.max_short = 0
+        self.series: list[tuple[float, int, int]] = []  # (s since start, online, short)
 
     def run(self) -> None:
         while not self.stop_event.wait(1.0):
@@ -351,6 +352,8 @@ class ReplicationWatch(threading.Thread):
         now = time.monotonic()
         with self.lock:
             self.last = st
+            self.series.append((round(now - self.t0, 1), int(st.online_nodes),
+                                int(st.under_replicated_chunks)))
             if self.node_killed_at is not None and self.healed_at is None:
                 # Only copies on online nodes count as live: once the gateway has marked
                 # the killed node offline, the short figure is the truth.
@@ -811,7 +814,7 @@ def main() -> int:
             BENCH_TIMINGS["GC_INTERVAL_S"]) + float(BENCH_TIMINGS["GC_IDLE_S"])
         time.sleep(max(0.0, settle - time.monotonic()))
         fsck = run_fsck(address, t0)
-        return report(opts, ledger, elapsed, faults, result, fsck, healed)
+        return report(opts, ledger, elapsed, faults, result, fsck, healed, list(watch.series))
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         return 130
@@ -839,8 +842,18 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def thin(series: list[tuple[float, int, int]], step: float) -> list[tuple[float, int, int]]:
+    """One sample per ``step`` seconds, plus every change of the online node count."""
+    out: list[tuple[float, int, int]] = []
+    for sample in series:
+        if not out or sample[0] - out[-1][0] >= step or sample[1] != out[-1][1]:
+            out.append(sample)
+    return out
+
+
 def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: FaultReport,
-           result: AuditReport, fsck: FsckResult, healed: bool) -> int:
+           result: AuditReport, fsck: FsckResult, healed: bool,
+           series: list[tuple[float, int, int]]) -> int:
     rows = print_table(opts, ledger, elapsed)
     print(f"hangs (> {HANG_S:g} s): {len(ledger.hung)}"
           + "".join(f"\n  client {i} {op} {s:.0f} s" for i, op, s in ledger.hung))
@@ -863,6 +876,9 @@ def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: Fau
         print(f"gateway restart: killed at {fmt_s(faults.gateway_killed_at_s)}, listening "
               f"after {fmt_s(faults.gateway_listening_s)}, serving with the nodes after "
               f"{fmt_s(faults.gateway_serving_s)}")
+    if series:
+        print("chunks short over time (s: short/online): " + ", ".join(
+            f"{t:.0f}: {short}/{online}" for t, online, short in thin(series, 10.0)))
     print(f"full replication at the end: {'yes' if healed else 'NO'}")
     print("fsck: " + ("not available in this build" if not fsck.available else
                       "clean" if fsck.clean else "NOT clean")
@@ -877,7 +893,7 @@ def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: Fau
                    "faults": opts.faults, "timings": BENCH_TIMINGS, "operations": rows,
                    "hangs": len(ledger.hung), "hang_threshold_s": HANG_S,
                    "audit": asdict(result), "fault_report": asdict(faults),
-                   "full_replication_at_end": healed,
+                   "full_replication_at_end": healed, "short_chunks_series": series,
                    "fsck": {"available": fsck.available, "clean": fsck.clean,
                             "runs": fsck.runs},
                    "ok": ok}
