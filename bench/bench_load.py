@@ -669,6 +669,12 @@ def print_table(opts: argparse.Namespace, ledger: Ledger, elapsed: float) -> dic
 # --- the run -------------------------------------------------------------------------------
 
 
+def shown(name: str, value: str) -> str:
+    """A setting's value as printed: never a secret's (a --set could name one)."""
+    secret = any(w in name.upper() for w in ("KEY", "SECRET", "PASSWORD", "TOKEN"))
+    return "(set)" if secret else value
+
+
 class Stopped(Exception):
     """SIGTERM: leave through the same clean-up as Ctrl-C."""
 
@@ -691,12 +697,20 @@ def main() -> int:
     parser.add_argument("--node-gb", type=float, default=20.0, help="capacity of each node")
     parser.add_argument("--heal-limit", type=float, default=300,
                         help="longest wait for full replication after the load")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="NAME=VALUE", help="a setting for gateway and nodes, over "
+                        "the bench's timings (e.g. REPAIR_CONCURRENCY=16); repeatable")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", metavar="FILE", help="also write a JSON summary here")
     parser.add_argument("--keep", action="store_true",
                         help="keep the cluster's folder (logs, chunks) for a post-mortem")
     opts = parser.parse_args()
     HANG_S = opts.hang_s
+    for item in opts.overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--set wants NAME=VALUE, got {item!r}")
+        BENCH_TIMINGS[name] = value
     accounts_n = opts.accounts or max(1, (opts.clients + 3) // 4)
 
     def on_term(signum: int, frame: object) -> None:
@@ -720,7 +734,7 @@ def main() -> int:
                                   str(pg_dir)], check=True, capture_output=True,
                                  text=True).stdout.strip()
         env = {"LOG_LEVEL": "WARNING", "GRPC_MAX_WORKERS": "96", **BENCH_TIMINGS}
-        print("timings: " + ", ".join(f"{k}={v}" for k, v in BENCH_TIMINGS.items())
+        print("settings: " + ", ".join(f"{k}={shown(k, v)}" for k, v in BENCH_TIMINGS.items())
               + f"; hang threshold {HANG_S:g} s; database "
               + ("postgres (throwaway)" if pg_dir else ("given URL" if url else "sqlite")),
               flush=True)
@@ -890,7 +904,8 @@ def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: Fau
           and not ledger.corrupt_reads and not ledger.hung and fsck.clean is not False)
     if opts.json:
         summary = {"clients": opts.clients, "seconds": elapsed, "database": opts.database,
-                   "faults": opts.faults, "timings": BENCH_TIMINGS, "operations": rows,
+                   "faults": opts.faults, "operations": rows,
+                   "settings": {k: shown(k, v) for k, v in BENCH_TIMINGS.items()},
                    "hangs": len(ledger.hung), "hang_threshold_s": HANG_S,
                    "audit": asdict(result), "fault_report": asdict(faults),
                    "full_replication_at_end": healed, "short_chunks_series": series,
