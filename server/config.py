@@ -40,6 +40,9 @@ class Settings:
     otp_resend_cooldown_s: int = 30
     session_ttl_s: int = 24 * 3600
     session_cache_s: float = 5.0
+    # A change stream with nothing to say repeats its "hello" this often, so proxies in
+    # between (HAProxy's `timeout server`/`timeout client`) do not cut it as idle.
+    change_keepalive_s: float = 30.0
     refresh_ttl_s: int = 90 * 24 * 3600
     # A rotated refresh token is still accepted once this long after its rotation (two
     # processes sharing one keyring entry may race to renew); any later reuse ends the device.
@@ -156,6 +159,7 @@ def load_settings() -> Settings:
         otp_resend_cooldown_s=get_int("OTP_RESEND_COOLDOWN_S", 30),
         session_ttl_s=get_int("SESSION_TTL_S", 24 * 3600),
         session_cache_s=get_float("SESSION_CACHE_S", 5.0),
+        change_keepalive_s=max(1.0, get_float("CHANGE_KEEPALIVE_S", 30.0)),
         refresh_ttl_s=get_int("REFRESH_TTL_S", 90 * 24 * 3600),
         refresh_reuse_grace_s=max(0, get_int("REFRESH_REUSE_GRACE_S", 30)),
         otp_sends_per_address_hour=get_int("OTP_SENDS_PER_ADDRESS_HOUR", 30),
