@@ -39,8 +39,8 @@ HAPROXY_CFG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 OTP_KEY = "test-otp-key-shared-by-both-gateways"
 LEADER_LOCK = 0x436C6F7564  # server/leader.py
-# What a client of the library does by default (3 tries), with the waits of a test.
-RETRY = RetryPolicy(attempts=4, initial_backoff=0.2, max_backoff=1.0)
+# The client library's own retry policy (3 tries, backoff from 0.25 s): what users get.
+RETRY = RetryPolicy()
 
 
 def haproxy_config(front_port: int, gateway_ports: list[int]) -> str:
@@ -371,6 +371,25 @@ def test_exactly_one_maintenance_leader(site: Site) -> None:
     assert _leaders(site) == 1 and len(_leading(site)) == 1
 
 
+def test_a_silent_node_goes_offline_on_every_gateway_once(site: Site) -> None:
+    """Liveness lives in the database: a node killed stops heartbeating (through HAProxy,
+    to either gateway), and both gateways see it offline, with one node_down event."""
+    site.front.stop_node("node3", signal.SIGKILL)
+    for name, gateway in site.gateways.items():
+        wait_until(lambda g=gateway: g.status().online_nodes == 2, 10,
+                   f"node3 offline on gateway {name}")
+    time.sleep(1.0)  # both gateways' liveness rounds have run since
+    engine = sa.create_engine(site.database_url)
+    try:
+        with engine.connect() as conn:
+            downs = conn.execute(sa.text(
+                "SELECT count(*) FROM events WHERE event_type = 'node_down' "
+                "AND message LIKE 'node node3 %'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert downs == 1
+
+
 def test_a_gateway_killed_mid_run(site: Site) -> None:
     """SIGKILL the maintenance leader while a client uploads through HAProxy: the client
     carries on through the other gateway, the change stream that was on the killed one
@@ -386,25 +405,41 @@ def test_a_gateway_killed_mid_run(site: Site) -> None:
     def keep_uploading() -> None:
         i = 0
         while not stop.is_set():
-            data = os.urandom(200_000 + i)
+            data = os.urandom(100_000 + i)
             try:
                 acknowledged[upload(client, data, f"run-{i}.bin")] = data
             except errors.CloudError as exc:  # in flight on the killed gateway
                 failed.append(exc)
             i += 1
 
-    uploader = threading.Thread(target=keep_uploading, daemon=True)
-    uploader.start()
+    reads = [0]
+    read_failures: list[Exception] = []
+
+    def keep_listing() -> None:  # idempotent calls: retried onto the survivor
+        while not stop.is_set():
+            try:
+                client.list_files()
+                reads[0] += 1
+            except errors.CloudError as exc:
+                read_failures.append(exc)
+
+    workers = [threading.Thread(target=keep_uploading, daemon=True),
+               *(threading.Thread(target=keep_listing, daemon=True) for _ in range(2))]
+    for worker in workers:
+        worker.start()
     try:
-        wait_until(lambda: len(acknowledged) >= 5, 20, "uploads before the kill")
+        wait_until(lambda: len(acknowledged) >= 3, 20, "uploads before the kill")
         victim = _leading(site)[0]
         survivor = next(n for n in site.gateways if n != victim)
         site.gateways[victim].gateway.stop(signal.SIGKILL)  # type: ignore[union-attr]
         at_kill = len(acknowledged)
-        wait_until(lambda: len(acknowledged) >= at_kill + 5, 15, "uploads after the kill")
+        wait_until(lambda: len(acknowledged) >= at_kill + 3, 15, "uploads after the kill")
     finally:
         stop.set()
-        uploader.join(30)
+        for worker in workers:
+            worker.join(30)
+    # Listings in flight on the killed gateway were retried onto the other: none failed.
+    assert reads[0] > 10 and not read_failures, read_failures
     # Uploads in flight on the killed gateway may fail (they are not retried: not
     # idempotent), as a typed "unavailable", never a hang; at most a few.
     assert len(failed) <= 3, failed
