@@ -499,9 +499,10 @@ class Accounts:
 
         Every call authenticates, so a verified session is remembered for a few seconds
         (``SESSION_CACHE_S``): a burst of small operations costs one lookup, not one each. A
-        logout or a device revocation on this gateway forgets it at once; a device ended
-        on another gateway is forgotten when its event arrives (PostgreSQL relays it within
-        about a second), and any other session change within the cache window.
+        logout or a device revocation on this gateway forgets it at once; a session or
+        device ended on another gateway is forgotten when its event arrives (PostgreSQL
+        relays it within about a second), and any other session change within the cache
+        window.
         """
         if not session_token:
             raise Unauthenticated("no session token: sign in first")
