@@ -371,6 +371,27 @@ def test_exactly_one_maintenance_leader(site: Site) -> None:
     assert _leaders(site) == 1 and len(_leading(site)) == 1
 
 
+def test_change_streams_resync_after_a_lost_listen_connection(site: Site) -> None:
+    """Changes sent while a gateway could not listen are lost to it: its streams end, so
+    each client re-subscribes (a mount then drops its caches), and changes flow again."""
+    client = sign_up(site, "gap@example.com")
+    on = {name: on_gateway(site, name, client) for name in site.gateways}
+    watcher = Watcher(on["a"])
+    engine = sa.create_engine(site.database_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            cut = conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query ILIKE 'LISTEN%'")).all()
+        assert len(cut) == 2  # one LISTEN connection per gateway, for every relay
+        wait_until(lambda: watcher.subscriptions >= 2, 10, "the stream ended and renewed")
+        on["b"].create_folder("after-the-gap")
+        wait_until(lambda: "after-the-gap" in watcher.names(), 2.0, "a change after the gap")
+    finally:
+        engine.dispose()
+        watcher.close()
+
+
 def test_a_silent_node_goes_offline_on_every_gateway_once(site: Site) -> None:
     """Liveness lives in the database: a node killed stops heartbeating (through HAProxy,
     to either gateway), and both gateways see it offline, with one node_down event."""
