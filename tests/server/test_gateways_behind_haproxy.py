@@ -36,11 +36,18 @@ pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
 HAPROXY_CFG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 OTP_KEY = "test-otp-key-shared-by-both-gateways"
 LEADER_LOCK = 0x436C6F7564  # server/leader.py
 # The client library's own retry policy (3 tries, backoff from 0.25 s): what users get.
 RETRY = RetryPolicy()
+
+
+def _haproxy() -> str:
+    path = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not os.access(path, os.X_OK):
+        pytest.fail("haproxy is missing: install Debian's haproxy package "
+                    "(scripts/system-packages.sh lists it)")
+    return path
 
 
 def haproxy_config(front_port: int, gateway_ports: list[int]) -> str:
@@ -107,7 +114,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             cfg = root / "cloudgrpc-haproxy.cfg"
             cfg.write_text(haproxy_config(front.port, [g.port for g in gateways.values()]))
             (root / "global.cfg").write_text("global\n    maxconn 1000\n")
-            haproxy = _spawn("haproxy", [HAPROXY, "-f", str(root / "global.cfg"), "-f",
+            haproxy = _spawn("haproxy", [_haproxy(), "-f", str(root / "global.cfg"), "-f",
                                          str(cfg), "-db"], dict(os.environ), root)
             wait_until(lambda: _answers(front), 15, "HAProxy in front of the gateways")
             front.env["CLOUDGRPC_GATEWAY"] = front.address
@@ -207,7 +214,7 @@ class Watcher:
 
 
 def test_the_tested_configuration_is_the_documented_one_and_valid(tmp_path: Path) -> None:
-    checked = subprocess.run([HAPROXY, "-c", "-f", str(HAPROXY_CFG)], capture_output=True,
+    checked = subprocess.run([_haproxy(), "-c", "-f", str(HAPROXY_CFG)], capture_output=True,
                              text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     readme = (REPO / "README.md").read_text()
