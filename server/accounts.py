@@ -85,6 +85,7 @@ class Caller:
     root_folder_id: str
     session_expires_at: dt.datetime
     device_id: str = ""
+    session_id: str = ""  # not a secret: names the session in events (logout on every gateway)
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,10 @@ class Accounts:
         self._listener: threading.Thread | None = None
 
     def start_revocation_listener(self) -> None:
-        """Forget cached sessions of devices other gateways end (PostgreSQL relays their
-        events within about a second), so a revocation does not wait out SESSION_CACHE_S
-        there either. Runs until the event bus closes."""
+        """Forget cached sessions of devices other gateways end, and of sessions they sign
+        out (PostgreSQL relays their events within about a second), so a revocation or a
+        logout does not wait out SESSION_CACHE_S there either. Runs until the event bus
+        closes."""
         if self._listener is not None:
             return
         subscription = self.events.subscribe(REVOCATION_EVENTS)
@@ -131,11 +133,15 @@ class Accounts:
                     if record is None:
                         continue
                     try:
-                        device_id = json.loads(record.details or "{}").get("device_id")
+                        details = json.loads(record.details or "{}")
                     except ValueError:
                         continue
-                    if device_id:
-                        self.forget_device(str(device_id))
+                    if not isinstance(details, dict):
+                        continue
+                    if details.get("device_id"):
+                        self.forget_device(str(details["device_id"]))
+                    if details.get("session_id"):
+                        self.forget_session_id(str(details["session_id"]))
             finally:
                 subscription.close()
 
@@ -476,11 +482,15 @@ class Accounts:
             if not live and ended is None:
                 raise Unauthenticated("not signed in")
             user_id = sess.user_id if sess is not None else device.user_id  # type: ignore[union-attr]
+            # The session's id (not its token) lets the other gateways drop it from their
+            # caches when this event reaches them.
+            session_id = {"session_id": sess.id} if sess is not None and live else {}
         if ended:
             self.forget_device(ended)
-            self.events.emit("logout", "signed out (device ended)", user_id, device_id=ended)
+            self.events.emit("logout", "signed out (device ended)", user_id, device_id=ended,
+                             **session_id)
         else:
-            self.events.emit("logout", "signed out", user_id)
+            self.events.emit("logout", "signed out", user_id, **session_id)
 
     # --- per-request authentication -------------------------------------------------
 
@@ -489,9 +499,10 @@ class Accounts:
 
         Every call authenticates, so a verified session is remembered for a few seconds
         (``SESSION_CACHE_S``): a burst of small operations costs one lookup, not one each. A
-        logout or a device revocation on this gateway forgets it at once; a device ended
-        on another gateway is forgotten when its event arrives (PostgreSQL relays it within
-        about a second), and any other session change within the cache window.
+        logout or a device revocation on this gateway forgets it at once; a session or
+        device ended on another gateway is forgotten when its event arrives (PostgreSQL
+        relays it within about a second), and any other session change within the cache
+        window.
         """
         if not session_token:
             raise Unauthenticated("no session token: sign in first")
@@ -513,6 +524,12 @@ class Accounts:
     def forget_session(self, session_token: str) -> None:
         with self._sessions_lock:
             self._sessions.pop(security.token_hash(session_token or ""), None)
+
+    def forget_session_id(self, session_id: str) -> None:
+        """Drop the cached session ``session_id`` (ended by a logout on another gateway)."""
+        with self._sessions_lock:
+            for key in [k for k, (c, _) in self._sessions.items() if c.session_id == session_id]:
+                del self._sessions[key]
 
     def forget_device(self, device_id: str) -> None:
         """Drop the cached sessions of a device that was just ended."""
@@ -536,4 +553,4 @@ class Accounts:
             if not user.is_active:
                 raise Unauthenticated("account disabled")
             return Caller(user.id, user.email, user.full_name, user.root_folder_id or "",
-                          sess.expires_at, sess.device_id or "")
+                          sess.expires_at, sess.device_id or "", sess.id)

@@ -47,6 +47,7 @@ from .metrics import GatewayMetrics
 from .namespace import Namespace
 from .node_pool import NodePool
 from .node_registry import NodeRegistry
+from .pg_listen import PgListener
 from .repair import CorruptionReports, Repairer
 from .replicated_store import ReplicatedStore
 from .reservations import Reservations
@@ -86,6 +87,8 @@ class Gateway:
     port: int
     traffic: TrafficMeter | None = None
     metrics: GatewayMetrics | None = None  # None: the metrics endpoint is off
+    changes: ChangeFeed | None = None
+    listener: PgListener | None = None  # PostgreSQL: the LISTEN connection of the relays
 
     def stop(self, grace: float = 10.0) -> None:
         for name in [*SERVICE_NAMES, ""]:
@@ -93,7 +96,14 @@ class Gateway:
         self.registry.stop()
         self.maintenance.stop()
         self.events.close()  # ends the monitors' streams now instead of after the grace
+        if self.changes is not None:
+            # Mounts re-subscribe now (through a load balancer: to another gateway).
+            self.changes.end_streams()
         self.server.stop(grace).wait()
+        if self.changes is not None:
+            self.changes.close()  # the grace's changes to the other gateways
+        if self.listener is not None:
+            self.listener.stop()
         if self.metrics is not None:
             self.metrics.stop()
         self.uploads.close()
@@ -151,8 +161,15 @@ def build(settings: Settings) -> Gateway:
     db = Database(settings.database_url)
     db.migrate()
     events = EventBus(db)
-    events.start_relay()  # PostgreSQL: events of the other gateways reach our monitors
-    changes = ChangeFeed()
+    changes = ChangeFeed(settings.change_keepalive_s)
+    # PostgreSQL: other gateways of the database may serve the same users. Their events
+    # reach our monitors and their tree changes our change streams (and ours theirs),
+    # over one LISTEN connection, listening before any call is served.
+    listener = PgListener(db) if db.is_postgres else None
+    if listener is not None:
+        events.start_relay(listener)
+        changes.start_relay(db, listener)
+        listener.start()
     accounts = Accounts(settings, db, events, OtpMailer(settings))
     accounts.start_revocation_listener()  # devices ended on other gateways: drop their cache
     # Off by default: no endpoint, no interceptor, no per-call cost.
@@ -237,7 +254,7 @@ def build(settings: Settings) -> Gateway:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Gateway(settings, db, events, accounts, registry, pool, store, namespace, uploads,
                    downloads, maintenance, payments, server, health_servicer, port, traffic,
-                   metrics)
+                   metrics, changes, listener)
 
 
 def _counted_reports(submit: Callable[[str, list[str]], None],

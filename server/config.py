@@ -13,7 +13,16 @@ import pathlib
 from dataclasses import dataclass
 from urllib.parse import quote_plus
 
-from cloudgrpc_proto.environment import get_bool, get_float, get_int, get_secret, get_str
+from cloudgrpc_proto.environment import (
+    ConfigError,
+    get_bool,
+    get_float,
+    get_int,
+    get_secret,
+    get_str,
+)
+
+from .client_address import Network, parse_networks
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -40,6 +49,11 @@ class Settings:
     otp_resend_cooldown_s: int = 30
     session_ttl_s: int = 24 * 3600
     session_cache_s: float = 5.0
+    # A change stream with nothing to say repeats its "hello" this often, so proxies in
+    # between (HAProxy's `timeout server`/`timeout client`) do not cut it as idle.
+    change_keepalive_s: float = 30.0
+    # Load balancers whose x-forwarded-for is believed (TRUSTED_PROXIES; see client_address).
+    trusted_proxies: tuple[Network, ...] = ()
     refresh_ttl_s: int = 90 * 24 * 3600
     # A rotated refresh token is still accepted once this long after its rotation (two
     # processes sharing one keyring entry may race to renew); any later reuse ends the device.
@@ -137,6 +151,13 @@ def _smtp() -> tuple[str, int, str, str, str]:
     return host, get_int("SMTP_PORT", default_port), security, user, password
 
 
+def _trusted_proxies() -> tuple[Network, ...]:
+    try:
+        return parse_networks(get_str("TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise ConfigError(f"TRUSTED_PROXIES: {exc}") from None
+
+
 def load_settings() -> Settings:
     data_dir = pathlib.Path(get_str("DATA_DIR", "data")).expanduser()
     smtp_host, smtp_port, smtp_security, smtp_user, smtp_password = _smtp()
@@ -158,6 +179,8 @@ def load_settings() -> Settings:
         otp_resend_cooldown_s=get_int("OTP_RESEND_COOLDOWN_S", 30),
         session_ttl_s=get_int("SESSION_TTL_S", 24 * 3600),
         session_cache_s=get_float("SESSION_CACHE_S", 5.0),
+        change_keepalive_s=max(1.0, get_float("CHANGE_KEEPALIVE_S", 30.0)),
+        trusted_proxies=_trusted_proxies(),
         refresh_ttl_s=get_int("REFRESH_TTL_S", 90 * 24 * 3600),
         refresh_reuse_grace_s=max(0, get_int("REFRESH_REUSE_GRACE_S", 30)),
         otp_sends_per_address_hour=get_int("OTP_SENDS_PER_ADDRESS_HOUR", 30),

@@ -15,7 +15,7 @@ import pathlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent / "migrations"
+_MIGRATE_LOCK = 0x436C6F7564 + 1  # advisory lock key while migrating (leader.py: the key - 1)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -139,6 +140,10 @@ class Database:
             command.upgrade(cfg, target)
             return
         with self.engine.begin() as conn:
+            if self.is_postgres:
+                # Gateways starting together on one database: one migrates, the others
+                # wait for its commit and then find the schema current.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, target)
 

@@ -5,7 +5,7 @@ up/down, repair, payment) becomes one row in ``events`` so a monitor that connec
 replay the recent past, and one message on the fan-out for monitors already watching.
 
 On PostgreSQL the same transaction that stores an event also NOTIFYs its id
-(``event_relay.notify_stored``), and ``EventRelay`` (started by ``start_relay``) LISTENs for
+(``event_relay.notify_stored``), and ``EventRelay`` (attached by ``start_relay``) hears of
 the ids stored by other gateways of the same database and publishes those events here too,
 so a monitor sees every gateway's events whichever gateway it is connected to. Each event is
 published at most once per gateway: ``_seen`` remembers the ids already published.
@@ -31,6 +31,7 @@ from .models import Event, utcnow
 
 if TYPE_CHECKING:
     from .event_relay import EventRelay
+    from .pg_listen import PgListener
 
 log = logging.getLogger(__name__)
 
@@ -199,14 +200,14 @@ class EventBus:
 
     # --- the cross-gateway relay (PostgreSQL only) -------------------------------------
 
-    def start_relay(self) -> None:
-        """On PostgreSQL, start listening for events stored by other gateways."""
+    def start_relay(self, listener: PgListener) -> None:
+        """On PostgreSQL, hear of the events other gateways store (through ``listener``,
+        which its owner starts once every relay is attached)."""
         if not self.db.is_postgres or self.relay is not None:
             return
         from .event_relay import EventRelay
 
-        self.relay = EventRelay(self)
-        self.relay.start()
+        self.relay = EventRelay(self, listener)
 
     def close(self) -> None:
         """Stop relaying and end live streams; ``emit`` keeps storing events."""

@@ -21,6 +21,9 @@ class Subscription(Generic[T]):
         self.accept = accept
         self.queue: queue.Queue[T] = queue.Queue(maxsize=maxsize)
         self.dropped = 0
+        # Set by ``Fanout.end_all``: the subscriber missed items it cannot be told of, and
+        # should end its stream (its client re-subscribes and resynchronises).
+        self.ended = False
 
     def offer(self, item: T) -> None:
         while True:
@@ -60,6 +63,13 @@ class Fanout(Generic[T]):
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
+
+    def end_all(self) -> None:
+        """Unsubscribe everyone, marking each subscription ``ended``."""
+        with self._lock:
+            subs, self._subs = self._subs, []
+        for sub in subs:
+            sub.ended = True
 
     def publish(self, item: T) -> None:
         with self._lock:

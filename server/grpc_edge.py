@@ -31,6 +31,7 @@ from cloudgrpc_proto.errors import (
 )
 
 from .change_feed import ORIGIN_HEADER, REQUEST_ORIGIN
+from .client_address import ClientAddresses
 from .config import Settings
 from .request_limits import check_request
 from .stream_admission import (
@@ -136,9 +137,11 @@ class EdgeInterceptor(grpc.ServerInterceptor):
     on request streams so a client that stops sending loses its worker."""
 
     def __init__(self, authenticate: Callable[[str], Any], admission: StreamAdmission,
-                 watchdog: StallWatchdog, timings: StreamTimings, waiting: AddressSlots
-                 ) -> None:
+                 watchdog: StallWatchdog, timings: StreamTimings, waiting: AddressSlots,
+                 addresses: ClientAddresses | None = None) -> None:
         self._authenticate = authenticate
+        # Behind a trusted load balancer: the client's address, not the balancer's.
+        self.addresses = addresses or ClientAddresses()
         self.admission = admission
         self.watchdog = watchdog
         self.timings = timings
@@ -157,7 +160,8 @@ class EdgeInterceptor(grpc.ServerInterceptor):
             streams_per_user=settings.streams_per_user)
         return cls(authenticate, StreamAdmission(limits), StallWatchdog(),
                    StreamTimings(settings.upload_first_message_s, settings.stream_idle_s),
-                   AddressSlots(settings.waiting_per_address))
+                   AddressSlots(settings.waiting_per_address),
+                   ClientAddresses(settings.trusted_proxies))
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
         handler = continuation(details)
@@ -227,7 +231,7 @@ class EdgeInterceptor(grpc.ServerInterceptor):
                       method: str) -> Any:
         """A unary call's request: within the deadline, checked against the field limits,
         with few calls per client address waiting for theirs at once."""
-        address = _peer_address(context)
+        address = self.addresses.of(context)
         try:
             self.waiting.take(address)
         except CloudError as exc:
@@ -367,12 +371,6 @@ class GuardedRequests:
     def _stalled(self, first: bool, within: float) -> DeadlineExceeded:
         what = "first message" if first else "next message"
         return DeadlineExceeded(f"no {what} from the client within {within:g} s: call dropped")
-
-
-def _peer_address(context: grpc.ServicerContext) -> str:
-    """The client's address without its port ("ipv4:1.2.3.4:5678" -> "ipv4:1.2.3.4")."""
-    peer = context.peer() or ""
-    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
 
 
 def _session_header(context: grpc.ServicerContext) -> str:

@@ -231,8 +231,10 @@ class NodeRegistry:
         limit = now - dt.timedelta(seconds=self.settings.node_timeout_s)
         gone: list[tuple[str, str]] = []
         with self.db.write() as s:
+            # Locked: with several gateways on one database, the row each one marks is
+            # re-read after the other's commit and skipped, so one node_down event each.
             for node in s.scalars(select(StorageNode).where(
-                    StorageNode.status.in_(ACTIVE_STATES))):
+                    StorageNode.status.in_(ACTIVE_STATES)).with_for_update()):
                 if node.last_heartbeat is None or node.last_heartbeat < limit:
                     node.status = "offline" if node.status == "online" else DRAIN_OFFLINE
                     node.offline_since = now

@@ -18,7 +18,7 @@ from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.errors import RateLimited
 
 from ..accounts import Accounts
-from ..address_limits import peer_address
+from ..client_address import ClientAddresses
 from ..grpc_edge import rpc
 
 T = TypeVar("T")
@@ -28,10 +28,6 @@ def _epoch(value: dt.datetime | None) -> int:
     if value is None:
         return 0
     return int(value.replace(tzinfo=dt.UTC).timestamp())
-
-
-def _address(context: grpc.ServicerContext) -> str:
-    return peer_address(context.peer())
 
 
 def _with_retry_after(context: grpc.ServicerContext, call: Callable[[], T]) -> T:
@@ -47,12 +43,17 @@ def _with_retry_after(context: grpc.ServicerContext, call: Callable[[], T]) -> T
 class AuthServicer(pb_grpc.AuthServiceServicer):
     def __init__(self, accounts: Accounts) -> None:
         self.accounts = accounts
+        # Behind a trusted load balancer: the client's address, not the balancer's.
+        self._addresses = ClientAddresses(accounts.settings.trusted_proxies)
+
+    def _address(self, context: grpc.ServicerContext) -> str:
+        return self._addresses.of(context)
 
     @rpc
     def SendOTP(self, request: pb.SendOTPRequest, context: grpc.ServicerContext
                 ) -> pb.SendOTPResponse:
         how = _with_retry_after(context, lambda: self.accounts.send_otp(
-            request.email, _address(context)))
+            request.email, self._address(context)))
         where = "your email" if how == "email" else "the gateway console (no mail configured)"
         return pb.SendOTPResponse(success=True, message=f"OTP sent to {where}")
 
@@ -60,7 +61,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     def VerifyOTP(self, request: pb.VerifyOTPRequest, context: grpc.ServicerContext
                   ) -> pb.VerifyOTPResponse:
         token, left = _with_retry_after(context, lambda: self.accounts.verify_otp(
-            request.email, request.otp, _address(context)))
+            request.email, request.otp, self._address(context)))
         return pb.VerifyOTPResponse(success=True, message="OTP verified",
                                     verification_token=token, attempts_left=left)
 
@@ -69,7 +70,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
                ) -> pb.EnrollResponse:
         issued = self.accounts.enroll(request.email, request.full_name,
                                       request.verification_token, request.device_name,
-                                      _address(context))
+                                      self._address(context))
         gb = issued.storage_allocated / 1024**3
         return pb.EnrollResponse(
             success=True, message=f"Successfully enrolled {request.full_name}. "
@@ -81,7 +82,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext
               ) -> pb.LoginResponse:
         issued = self.accounts.login(request.email, request.verification_token,
-                                     request.device_name, _address(context))
+                                     request.device_name, self._address(context))
         return pb.LoginResponse(success=True, message="Login successful",
                                 session_token=issued.session_token, user_id=issued.user_id,
                                 refresh_token=issued.refresh_token,
@@ -96,7 +97,7 @@ class AuthServicer(pb_grpc.AuthServiceServicer):
     @rpc
     def RefreshSession(self, request: pb.RefreshSessionRequest,
                        context: grpc.ServicerContext) -> pb.LoginResponse:
-        issued = self.accounts.refresh(request.refresh_token, _address(context))
+        issued = self.accounts.refresh(request.refresh_token, self._address(context))
         message = ("Session renewed" if issued.refresh_token else
                    "Session renewed; the refresh token was already rotated by another "
                    "client: use the one it stored")

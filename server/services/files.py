@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -327,12 +328,22 @@ class FileServicer(pb_grpc.FileServiceServicer):
         caller = self._caller(request.session_token)
         origin = request_origin(context)
         sub = self.changes.subscribe(caller.user_id, origin)
+        hello = pb.ChangeEvent(kind="hello", echo_free=bool(origin), client_folder_ids=True)
         try:
-            yield pb.ChangeEvent(kind="hello", echo_free=bool(origin), client_folder_ids=True)
-            while context.is_active():
+            yield hello
+            said = time.monotonic()
+            # ``ended``: changes were missed (see ChangeFeed.end_streams); ending the stream
+            # makes the client re-subscribe and drop its caches.
+            while context.is_active() and not sub.ended:
                 change = sub.get(timeout=1.0)
                 if change is None:
+                    if time.monotonic() - said >= self.changes.keepalive_s:
+                        # Silent too long: "hello" again (a subscriber already live only
+                        # notes it), so a proxy in between does not cut the stream as idle.
+                        yield hello
+                        said = time.monotonic()
                     continue
+                said = time.monotonic()
                 yield pb.ChangeEvent(
                     kind=change.kind, entry_id=change.entry_id,
                     parent_folder_id=change.parent_folder_id,
