@@ -54,6 +54,11 @@ def _fail(name: str, context: grpc.ServicerContext, exc: BaseException) -> None:
     if isinstance(exc, CloudError):
         log.info("%s -> %s: %s", name, exc.code.name, exc.message)
         abort_with(context, exc)
+    if isinstance(exc, grpc.RpcError) and not context.is_active():
+        # The caller went away (cancelled, deadline, connection lost) while the handler
+        # still read its requests: nothing is left to answer, and it is no server fault.
+        log.info("%s -> CANCELLED: the caller went away mid-call", name)
+        context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
     log.exception("%s failed unexpectedly", name)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {name}; see the gateway log")
 
