@@ -59,6 +59,7 @@ STALE_TTL = 1.0  # our own cache, when the change feed is down
 WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
 SPACE_TTL = 5.0
 OWN_EVENT_WINDOW = 15.0
+REPLY_RETRIES = 5  # a lookup or listing asked again when an entry change overtook it
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -164,7 +165,7 @@ class CloudFS(pyfuse3.Operations):
                                claim=self.writer.owns_dir, delay=self.options.delete_delay)
         self.deleter.on_start = lambda ids: self._expect(*ids)
         self.deleter.on_abort = lambda ids: self._unexpect(*ids)
-        self.deleter.on_deleted = lambda items: self._trash_changed()
+        self.deleter.on_deleted = self._deletes_applied
         self.deleter.on_failed = self._deletes_failed
         self.deleter.on_applied = self._folder_change_applied
         self.writer.before_create = self.deleter.flush
@@ -339,7 +340,13 @@ class CloudFS(pyfuse3.Operations):
                 kids[name] = self.table.put_file(f, SHARED_INODE, Area.SHARED, name).ino
             self.table.set_children(folder, kids)
         elif folder.area is Area.TREE:
-            reply = await self.call(self.client.list_files, folder.entry_id)
+            for _ in range(REPLY_RETRIES):
+                seen = await self._changes_now(folder)
+                reply = await self.call(self.client.list_files, folder.entry_id)
+                if folder.changes == seen:
+                    break
+                # an entry change here landed while the listing was out: it may show the
+                # folder as it was before (a name just removed, a name moved away)
             self._fill_children(folder, reply)
         else:
             self.table.set_children(folder, {})
@@ -352,20 +359,30 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.ENOTDIR)
         if parent.ino == ROOT_INODE and name in VIRTUAL_NAMES:
             return self.table.get(VIRTUAL_NAMES[name])
-        if parent.children is not None and self._fresh(parent.children_at):
-            ino = parent.children.get(name)
-            return self.table.get(ino) if ino is not None else None
-        local = self.local_names.get((parent.ino, name))
-        if local is not None:
-            return self.table.get(local)
-        if parent.area is Area.TREE:
+        for attempt in range(REPLY_RETRIES):
+            if parent.children is not None and self._fresh(parent.children_at):
+                ino = parent.children.get(name)
+                return self.table.get(ino) if ino is not None else None
+            local = self.local_names.get((parent.ino, name))
+            if local is not None:
+                return self.table.get(local)
+            if parent.area is not Area.TREE:
+                break
+            seen = await self._changes_now(parent)
             try:
                 reply = await self.call(
                     self.client.stat, parent_folder_id=parent.entry_id, name=name
                 )
             except errors.NotFound:
+                if parent.changes != seen and attempt + 1 < REPLY_RETRIES:
+                    continue  # a rename here may have brought the name meanwhile
                 self.table.drop_child(parent, name)
                 return None
+            if parent.changes != seen and attempt + 1 < REPLY_RETRIES:
+                # An entry change in this folder landed while the question was out (a
+                # queued delete the gateway answered, an rmdir, a rename): the answer may
+                # be from before it and bring the old entry back. Ask again.
+                continue
             if reply.WhichOneof("entry") == "file" and self.deleter.hidden(reply.file.file_id):
                 return None  # unlinked here, its delete still queued
             existing = (
@@ -467,7 +484,9 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EACCES)
         changes: dict[str, int] = {}
         if fields.update_mode:
-            changes["mode"] = stat.S_IMODE(attr.st_mode)
+            # with the type bit: "these bits as given" (chmod 0 stays 0, see stored_mode)
+            kind = stat.S_IFDIR if node.is_dir else stat.S_IFREG
+            changes["mode"] = kind | stat.S_IMODE(attr.st_mode)
         if fields.update_uid:
             changes["uid"] = attr.st_uid
         if fields.update_gid:
@@ -491,9 +510,16 @@ class CloudFS(pyfuse3.Operations):
             # An upload in flight carries the attributes it started with: let it land
             # first, or it would overwrite what is set here.
             await self.writer.settle(inode)
+        if node.is_dir and ("mtime_ns" in changes or "atime_ns" in changes):
+            # so do the entry changes in the folder that are still on their way (a create
+            # uploading, an unlink queued): the time set here (cp -a, tar) comes after them
+            await self.deleter.flush()
+            for child in [n for n in self.table.by_ino.values()
+                          if n.parent == node.ino and n.local]:
+                await self.writer.settle(child.ino)
         if changes and node.local:
             # not on the server yet: the first upload carries mode, owner and mtime
-            node.mode = changes.get("mode", node.mode)
+            node.mode = stat.S_IMODE(changes.get("mode", node.mode))
             node.uid = changes.get("uid", node.uid)
             node.gid = changes.get("gid", node.gid)
             node.atime_ns = changes.get("atime_ns", node.atime_ns)
@@ -503,7 +529,8 @@ class CloudFS(pyfuse3.Operations):
         elif changes:
             before = {key: getattr(node, key) for key in changes}
             for key, value in changes.items():
-                setattr(node, key, value)  # an upload starting meanwhile carries these
+                # an upload starting meanwhile carries these
+                setattr(node, key, stat.S_IMODE(value) if key == "mode" else value)
             try:
                 reply = await self.mutate(
                     (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
@@ -617,21 +644,24 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        # the type bit says "these permission bits as given" (mkdir with mode 0 is 0)
+        wire_mode = stat.S_IFDIR | stat.S_IMODE(mode)
         if self._queues_folders():
-            return await self._mkdir_queued(parent, text, stat.S_IMODE(mode) or 0o755, ctx)
+            return await self._mkdir_queued(parent, text, wire_mode, ctx)
         await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_folder,
             text,
             parent.entry_id,
-            mode=stat.S_IMODE(mode) or 0o755,
+            mode=wire_mode,
             uid=ctx.uid,
             gid=ctx.gid,
         )
         node = self.table.put_folder(reply.folder, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, text, node.ino)
+        self._dir_changed(parent)
         self.table.remember(node)
         return self.attrs(node)
 
@@ -654,7 +684,7 @@ class CloudFS(pyfuse3.Operations):
         node = self.table.put_folder(entry, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, name, node.ino)
-        parent.mtime_ns = parent.ctime_ns = t
+        self._dir_changed(parent)
         self.deleter.queue_mkdir(entry.folder_id, parent.entry_id, name, mode=mode,
                                  uid=ctx.uid, gid=ctx.gid, path=self.path_of(node),
                                  parent_ino=parent.ino)
@@ -683,12 +713,10 @@ class CloudFS(pyfuse3.Operations):
             return False
         if inside:
             raise _fail(errno.EINVAL)  # not below itself
-        t = time.time_ns()
         self.table.drop_child(old_parent, old_name)
         node.name, node.parent = new_name, new_parent.ino
-        node.ctime_ns = t
-        old_parent.mtime_ns = old_parent.ctime_ns = new_parent.mtime_ns = \
-            new_parent.ctime_ns = t
+        node.ctime_ns = time.time_ns()
+        self._dir_changed(old_parent, new_parent)
         self.table.add_child(new_parent, new_name, node.ino)
         self.deleter.queue_move(node.entry_id, new_parent.entry_id, new_name,
                                 path=self.path_of(node), parent_ino=new_parent.ino,
@@ -705,6 +733,7 @@ class CloudFS(pyfuse3.Operations):
             for folder in [n for n in self.table.by_ino.values() if n.is_dir]:
                 self._invalidate_inode(folder.ino)
             return
+        self._entries_changed(item.parent_ino, item.from_ino)
         node = self.table.by_entry(item.entry_id)
         if node is None or node.deleted or item.reply is None \
                 or item.reply.WhichOneof("entry") != "folder":
@@ -736,10 +765,45 @@ class CloudFS(pyfuse3.Operations):
         else:
             raise _fail(errno.EACCES)
         self.table.mark_deleted(node)
+        self._dir_changed(parent)
         self._trash_changed()
 
     def _trash_changed(self) -> None:
         self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
+
+    def _dir_changed(self, *folders: Node) -> None:
+        """An entry was made, removed or renamed in these folders here: their mtime and
+        ctime move, as on Linux (the gateway's own change of them lands later)."""
+        t = time.time_ns()
+        for folder in folders:
+            folder.mtime_ns = folder.ctime_ns = t
+        self._entries_changed(*(folder.ino for folder in folders))
+
+    def _folder_changed(self, ino: int) -> None:
+        folder = self.table.get(ino)
+        if folder is not None:
+            self._dir_changed(folder)
+
+    def _entries_changed(self, *inos: int) -> None:
+        """Entry changes in these folders: lookups and listings asked before now are asked
+        again (``_child``, ``children``), so none brings back the old state."""
+        for ino in inos:
+            folder = self.table.get(ino)
+            if folder is not None:
+                folder.changes += 1
+
+    async def _changes_now(self, folder: Node) -> int:
+        """The folder's change count once queued folder changes are applied (``call`` would
+        apply them anyway; counted before, they would make every reply look overtaken)."""
+        if self.deleter.ordered:
+            await self.deleter.flush(quiet=True)
+        return folder.changes
+
+    def _deletes_applied(self, items: list[PendingDelete]) -> None:
+        """The gateway trashed queued unlinks: a lookup that left while they were still
+        queued (hidden then) may come back with the file (no longer hidden now)."""
+        self._entries_changed(*{item.parent_ino for item in items if item.parent_ino})
+        self._trash_changed()
 
     async def _flush_deletes_quietly(self) -> None:
         """Flush queued deletes where a failure is not the caller's to report."""
@@ -805,10 +869,11 @@ class CloudFS(pyfuse3.Operations):
         known = parent.children.get(name) if parent.children is not None else None
         if known is not None or (parent.ino, name) in self.local_names:
             raise _fail(errno.EEXIST)  # (the kernel looked the name up just before)
-        node = self.table.new_local_file(name, parent.ino, stat.S_IMODE(mode) or 0o644,
-                                         ctx.uid, ctx.gid)
+        # the mode as asked (the kernel applied the umask): open(O_CREAT, 0) makes a 0000 file
+        node = self.table.new_local_file(name, parent.ino, stat.S_IMODE(mode), ctx.uid, ctx.gid)
         self.table.add_child(parent, name, node.ino)
         self.local_names[(parent.ino, name)] = node.ino
+        self._dir_changed(parent)
         st = self.writer.create_empty(node.ino)
         st.gen += 1  # even an empty new file has to reach the server
         return node
@@ -849,6 +914,7 @@ class CloudFS(pyfuse3.Operations):
         if writes and flags & os.O_TRUNC:
             st = self.writer.create_empty(inode)
             st.gen += 1
+            node.mtime_ns = node.ctime_ns = time.time_ns()
         st = self.writer.get(inode)
         if st is not None:
             st.opens = self._open_count[inode]
@@ -966,13 +1032,16 @@ class CloudFS(pyfuse3.Operations):
         return UploadTarget(
             node.entry_id,
             node.name,
-            node.mode,
+            stat.S_IFREG | node.mode,  # with its type bit: a mode of 0 stays 0
             node.uid,
             node.gid,
             node.mtime_ns,
             self.path_of(node),
             parent_id=parent.entry_id if parent is not None else "",
             base_version=node.version,
+            # a create changes the folder: with the time it has here, so a time set on it
+            # since (cp -a, tar) is what the gateway keeps
+            parent_mtime_ns=parent.mtime_ns if node.local and parent is not None else 0,
         )
 
     def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
@@ -1014,6 +1083,7 @@ class CloudFS(pyfuse3.Operations):
             self._unlocal(node)
             self.writer.discard(node.ino)
             self.table.mark_deleted(node)
+            self._folder_changed(node.parent)
             return
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
@@ -1030,6 +1100,7 @@ class CloudFS(pyfuse3.Operations):
         self.writer.discard(node.ino)
         self.reader.forget(node.entry_id)
         self.table.mark_deleted(node)
+        self._folder_changed(node.parent)
         self._trash_changed()
 
     @_errno_guard
@@ -1075,6 +1146,7 @@ class CloudFS(pyfuse3.Operations):
             node.ctime_ns = time.time_ns()
             self.table.add_child(new_parent, new_name, node.ino)
             self.local_names[(new_parent.ino, new_name)] = node.ino
+            self._dir_changed(old_parent, new_parent)
             self.writer.journal(node.ino)
             return
         if target is not None and target.local and not target.is_dir:
@@ -1094,6 +1166,7 @@ class CloudFS(pyfuse3.Operations):
                     (node.entry_id,), self.client.delete_folder, node.entry_id, recursive=True
                 )
                 self.table.mark_deleted(node)
+                self._dir_changed(old_parent)
                 self._trash_changed()
             else:
                 await self._remove_file(node)
@@ -1129,6 +1202,7 @@ class CloudFS(pyfuse3.Operations):
             restored = self.table.put_entry(reply, new_parent.ino)
             restored.name = new_name
             self.table.add_child(new_parent, new_name, restored.ino)
+            self._dir_changed(new_parent)
             self._trash_changed()
             return
         keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
@@ -1152,6 +1226,7 @@ class CloudFS(pyfuse3.Operations):
         node.ctime_ns = time.time_ns()
         self._apply_reply(node, reply)
         self.table.add_child(new_parent, new_name, node.ino)
+        self._dir_changed(old_parent, new_parent)
 
     def _apply_reply(self, node: Node, reply: pb.EntryResponse) -> None:
         """Attributes a changing call answered with (no stat needed after it)."""
@@ -1188,6 +1263,7 @@ class CloudFS(pyfuse3.Operations):
         )
         node = self.table.put_entry(reply, parent.ino)
         self.table.add_child(parent, text, node.ino)
+        self._dir_changed(parent)
         self.table.remember(node)
         return self.attrs(node)
 

@@ -34,6 +34,7 @@ SHARED_NAME = "Shared"
 STATUS_NAME = ".cloudgrpc-status"
 VIRTUAL_NAMES = {TRASH_NAME: TRASH_INODE, SHARED_NAME: SHARED_INODE, STATUS_NAME: STATUS_INODE}
 
+S_IFMT = 0o170000  # the file-type bits of a mode (the stat module's S_IFMT is a function)
 BLOCK_SIZE = 128 * 1024  # st_blksize: what cp and friends use as their buffer size
 
 
@@ -76,6 +77,10 @@ class Node:
     children_at: float = 0.0
     deleted: bool = False
     kernel_version: int = -1  # version the kernel's page cache holds (keep_cache)
+    # A folder's count of entry changes this mount made or saw applied (create, unlink,
+    # rmdir, rename, a queued delete the gateway answered): a lookup or listing reply that
+    # was asked for before the count moved may describe the tree before that change.
+    changes: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -93,6 +98,13 @@ class Node:
         if self.area is Area.TREE:
             return True
         return self.area is Area.SHARED and self.permission == "write"
+
+
+def permission_bits(mode: int, default: int) -> int:
+    """A wire mode's permission bits. Without file-type bits a 0 means "not set" (older
+    clients); with them (S_IFREG, S_IFDIR ...) the bits are as given, 0 included."""
+    perm = mode & 0o7777
+    return perm if perm or mode & S_IFMT else default
 
 
 def _now_ns() -> int:
@@ -188,7 +200,7 @@ class InodeTable:
         else:
             node = self._node_for(entry.folder_id, Kind.DIR, name or entry.name, parent)
         node.area = area
-        node.mode = (entry.mode & 0o7777) or 0o755
+        node.mode = permission_bits(entry.mode, 0o755)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)
         if node.ino == ROOT_INODE:
             node.uid, node.gid = self.uid, self.gid
@@ -210,7 +222,7 @@ class InodeTable:
         """Copy a FileEntry's attributes onto ``node`` (name and place are left alone)."""
         node.kind = Kind.LINK if entry.symlink_target else Kind.FILE
         node.target = entry.symlink_target
-        node.mode = (entry.mode & 0o7777) or (0o777 if node.kind is Kind.LINK else 0o644)
+        node.mode = permission_bits(entry.mode, 0o777 if node.kind is Kind.LINK else 0o644)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)
         node.size = int(entry.file_size)
         node.atime_ns, node.mtime_ns, node.ctime_ns = entry.atime_ns, entry.mtime_ns, \

@@ -153,3 +153,104 @@ def test_errno_on_error_paths(mnt: Mount) -> None:
     assert _errno(os.rmdir, f"{d}/Shared") in (errno.EBUSY, errno.EACCES, errno.EPERM)
     assert _errno(os.symlink, "x" * 4096, f"{d}/longlink") == errno.ENAMETOOLONG
     assert _errno(os.readlink, f"{d}/dir/f") == errno.EINVAL
+
+
+OLD_NS = 1_000_000_000_123_456_789
+
+
+def _time_changes(root: str) -> dict[str, list[tuple[bool, bool]]]:
+    """Which times each operation moves: for every watched path, (mtime moved, ctime
+    moved). Run on a local folder and on the mount, the answers must match."""
+    out: dict[str, list[tuple[bool, bool]]] = {}
+
+    def did(label: str, op, *watched: str) -> None:  # type: ignore[no-untyped-def]
+        for path in watched:
+            os.utime(path, ns=(OLD_NS, OLD_NS))
+        before = [os.stat(path).st_ctime_ns for path in watched]
+        time.sleep(0.02)  # tmpfs keeps ctime at clock-tick precision
+        op()
+        out[label] = [(os.stat(p).st_mtime_ns != OLD_NS, os.stat(p).st_ctime_ns != c)
+                      for p, c in zip(watched, before, strict=True)]
+
+    d, e = f"{root}/d", f"{root}/e"
+    os.mkdir(d)
+    os.mkdir(e)
+    did("create", lambda: write(f"{d}/f", b"12345"), d)
+    did("write", lambda: write(f"{d}/f", b"6", os.O_WRONLY | os.O_APPEND), d, f"{d}/f")
+    did("o_trunc", lambda: os.close(os.open(f"{d}/f", os.O_WRONLY | os.O_TRUNC)), f"{d}/f", d)
+    did("chmod", lambda: os.chmod(f"{d}/f", 0o600), f"{d}/f", d)
+    did("symlink", lambda: os.symlink("f", f"{d}/l"), d)
+    did("mkdir", lambda: os.mkdir(f"{d}/sub"), d)
+    did("rmdir", lambda: os.rmdir(f"{d}/sub"), d)
+    did("rename", lambda: os.rename(f"{d}/f", f"{e}/g"), d, e)
+    did("unlink", lambda: os.unlink(f"{d}/l"), d)
+    write(f"{e}/h", b"x")
+    did("unlink2", lambda: os.unlink(f"{e}/h"), e)
+    # utimensat: UTIME_OMIT leaves a time alone, UTIME_NOW sets the clock's time
+    os.utime(f"{e}/g", ns=(OLD_NS, OLD_NS))
+    _libc_utimensat(f"{e}/g", atime="now", mtime="omit")
+    st = os.stat(f"{e}/g")
+    out["utime_now_omit"] = [(st.st_mtime_ns == OLD_NS, st.st_atime_ns > OLD_NS)]
+    return out
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def _libc_utimensat(path: str, atime: str, mtime: str) -> None:
+    special = {"now": UTIME_NOW, "omit": UTIME_OMIT}
+    times = (_Timespec * 2)(_Timespec(0, special[atime]), _Timespec(0, special[mtime]))
+    if _libc.utimensat(AT_FDCWD, path.encode(), times, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def test_times_move_as_on_a_local_filesystem(mnt: Mount, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _time_changes(str(local))
+    assert expected["create"] == [(True, True)]  # (the reference itself is sound)
+    assert _time_changes(str(mnt.path)) == expected
+
+
+def test_times_and_modes_survive_cp_a_and_a_remount(make_mount, account,  # type: ignore[no-untyped-def]
+                                                     tmp_path) -> None:
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "f1").write_bytes(b"one")
+    (src / "a" / "f2").write_bytes(b"two" * 1000)
+    (src / "a" / "empty").write_bytes(b"")
+    os.chmod(src / "a" / "f2", 0o640)
+    old = os.umask(0)
+    try:
+        os.close(os.open(src / "a" / "zero", os.O_CREAT | os.O_WRONLY, 0))
+    finally:
+        os.umask(old)
+    os.chmod(src / "a" / "b", 0o750)
+    for i, path in enumerate(["a/b/f1", "a/f2", "a/empty", "a/zero", "a/b", "a", "."]):
+        os.utime(src / path, ns=(1_300_000_000_000_000_007 + i, 1_200_000_000_111_111_111 + i))
+
+    def tree(root) -> dict[str, tuple[int, int, bytes]]:  # type: ignore[no-untyped-def]
+        seen = {}
+        for dirpath, _, files in os.walk(root):
+            for name in [".", *files]:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                data = b"" if name == "." else read(p)
+                seen[os.path.relpath(p, root)] = (st.st_mode, st.st_mtime_ns, data)
+        return seen
+
+    first = make_mount(account)
+    first.sh(f"cp -a {src} ./copy")
+    assert tree(first.path / "copy") == tree(src)
+    assert first.cli("sync").returncode == 0
+    first.umount()
+    again = make_mount(account)
+    assert tree(again.path / "copy") == tree(src)
+    # a file made with mode 0 (umask 0) is mode 0 on the mount too
+    assert stat.S_IMODE(os.stat(again.path / "copy" / "a" / "zero").st_mode) == 0
