@@ -411,8 +411,9 @@ class CloudFS(pyfuse3.Operations):
 
     async def _refresh(self, node: Node) -> None:
         """Re-read an entry's attributes unless they are fresh or local changes own them."""
-        if node.area is Area.VIRTUAL or node.local or self._fresh(node.attrs_at):
-            return
+        if node.area is Area.VIRTUAL or node.local or node.deleted \
+                or self._fresh(node.attrs_at):
+            return  # (an unlinked file still open lives on its staging copy alone)
         st = self.writer.get(node.ino)
         try:
             reply = await self.call(self.client.stat, entry_id=node.entry_id)
@@ -1021,6 +1022,9 @@ class CloudFS(pyfuse3.Operations):
         if handle.writes:
             self.writer.schedule(ino)
         self.writer.release(ino)
+        node = self.table.get(ino)
+        if not left and (node is None or node.deleted):
+            self.writer.discard(ino)  # the last descriptor of an unlinked file: it goes now
 
     def _upload_target(self, ino: int) -> UploadTarget | None:
         node = self.table.get(ino)
@@ -1074,6 +1078,12 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EISDIR)
         await self._remove_file(node)
 
+    def _let_go(self, node: Node) -> None:
+        """A file's name is gone: its local copy goes too, unless descriptors still have it
+        open (then the last ``release`` drops it; nothing of it is uploaded any more)."""
+        if not self._open_count.get(node.ino):
+            self.writer.discard(node.ino)
+
     async def _remove_file(self, node: Node) -> None:
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EPERM)
@@ -1081,7 +1091,7 @@ class CloudFS(pyfuse3.Operations):
             await self.writer.settle(node.ino)
         if node.local:  # never reached the server: nothing to tell it
             self._unlocal(node)
-            self.writer.discard(node.ino)
+            self._let_go(node)
             self.table.mark_deleted(node)
             self._folder_changed(node.parent)
             return
@@ -1093,11 +1103,15 @@ class CloudFS(pyfuse3.Operations):
                 # The trash keeps what was written last: send it before the file goes
                 # there (a restore would otherwise bring back older content).
                 await self.writer.wait(node.ino)
+            if self._open_count.get(node.ino):
+                # open descriptors keep reading and writing it until the last close, as on
+                # ext4: a local copy holds it from now on (the trash gets it as it is now)
+                await self._stage(node)
             # to the trash in the background (deleter.py): rm -r pays one call per batch
             self.deleter.queue(node.entry_id, self.path_of(node), node.parent)
         else:
             raise _fail(errno.EACCES)
-        self.writer.discard(node.ino)
+        self._let_go(node)
         self.reader.forget(node.entry_id)
         self.table.mark_deleted(node)
         self._folder_changed(node.parent)
@@ -1205,6 +1219,8 @@ class CloudFS(pyfuse3.Operations):
             self._dir_changed(new_parent)
             self._trash_changed()
             return
+        if target is not None and not target.is_dir and self._open_count.get(target.ino):
+            await self._stage(target)  # replaced while open: its descriptors keep a copy
         keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
         try:
             reply = await self.mutate(
@@ -1219,7 +1235,7 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.ENOTEMPTY) from None
         self.table.drop_child(old_parent, old_name)
         if target is not None:
-            self.writer.discard(target.ino)
+            self._let_go(target)
             self.reader.forget(target.entry_id)
             self.table.mark_deleted(target)
         node.name, node.parent = new_name, new_parent.ino

@@ -298,7 +298,7 @@ class InodeTable:
             attr.st_nlink = 1
         else:
             attr.st_mode = stat.S_IFREG | perm
-            attr.st_nlink = 1
+            attr.st_nlink = 0 if node.deleted else 1  # unlinked, still open: 0 as on ext4
         attr.st_ino = node.ino
         attr.generation = 0
         attr.entry_timeout = timeout

@@ -254,3 +254,34 @@ def test_times_and_modes_survive_cp_a_and_a_remount(make_mount, account,  # type
     assert tree(again.path / "copy") == tree(src)
     # a file made with mode 0 (umask 0) is mode 0 on the mount too
     assert stat.S_IMODE(os.stat(again.path / "copy" / "a" / "zero").st_mode) == 0
+
+
+def _unlinked_while_open(root: str) -> list[object]:
+    """What descriptors see of a file unlinked while they have it open."""
+    os.mkdir(f"{root}/u")
+    p = f"{root}/u/f"
+    write(p, b"hello world")
+    rw = os.open(p, os.O_RDWR)
+    ro = os.open(p, os.O_RDONLY)
+    os.unlink(p)
+    seen: list[object] = [os.fstat(rw).st_nlink, os.pread(rw, 100, 0), os.path.exists(p),
+                          sorted(os.listdir(f"{root}/u"))]
+    os.pwrite(rw, b"HELLO", 0)
+    os.write(rw, b"!")
+    seen += [os.pread(ro, 100, 0), os.fstat(ro).st_size]
+    os.close(rw)
+    seen += [os.pread(ro, 100, 0)]
+    os.close(ro)
+    write(p, b"new")  # the name is free for a new file
+    seen += [read(p)]
+    return seen
+
+
+def test_a_file_unlinked_while_open_lives_until_the_last_close(mnt: Mount, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _unlinked_while_open(str(local))
+    assert expected[0] == 0 and expected[1] == b"hello world"
+    assert _unlinked_while_open(str(mnt.path)) == expected
+    # the trash holds it as it was when it was removed (what rm of a closed file does)
+    assert mnt.sh("cat .trash/f").stdout == "hello world"
