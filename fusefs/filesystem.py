@@ -53,6 +53,9 @@ from .writer import UploadTarget, Writer
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+# The largest file the mount takes: ext4's limit with 4 KiB blocks (16 TiB). A truncate or
+# write beyond it answers EFBIG, as there, before the quota is asked (EDQUOT).
+MAX_FILE_SIZE = 1 << 44
 SYMLINK_MAX = 4095
 ATTR_TTL = 1.0  # kernel entry/attr timeout
 STALE_TTL = 1.0  # our own cache, when the change feed is down
@@ -288,7 +291,9 @@ class CloudFS(pyfuse3.Operations):
     def _fill_children(self, folder: Node, listing: pb.ListFilesResponse) -> None:
         children: dict[str, int] = {}
         for d in listing.folders:
-            children[d.name] = self.table.put_folder(d, folder.ino).ino
+            sub = self.table.put_folder(d, folder.ino)
+            sub.subfolders = d.subfolders  # (counted in listings and StatEntry only)
+            children[d.name] = sub.ino
         for f in listing.files:
             if self.deleter.hidden(f.file_id):
                 continue  # unlinked here, its delete still queued
@@ -395,6 +400,8 @@ class CloudFS(pyfuse3.Operations):
                 node = existing
             else:
                 node = self.table.put_entry(reply, parent.ino)
+                if reply.WhichOneof("entry") == "folder":
+                    node.subfolders = reply.folder.subfolders
             self.table.add_child(parent, name, node.ino)
             return node
         kids = await self.children(parent)
@@ -429,6 +436,7 @@ class CloudFS(pyfuse3.Operations):
             return
         if reply.WhichOneof("entry") == "folder":
             self.table.put_folder(reply.folder, node.parent, node.area, node.name)
+            node.subfolders = reply.folder.subfolders
         elif st is None or not st.dirty:
             old = node.version
             self.table.refresh_file(node, reply.file)
@@ -499,6 +507,8 @@ class CloudFS(pyfuse3.Operations):
         if fields.update_size:
             if node.kind is not Kind.FILE:
                 raise _fail(errno.EISDIR if node.is_dir else errno.EINVAL)
+            if attr.st_size > MAX_FILE_SIZE:
+                raise _fail(errno.EFBIG)
             await self._check_room(node, attr.st_size)
             await self._truncate(node, attr.st_size)
             if "mtime_ns" not in changes:
@@ -958,6 +968,8 @@ class CloudFS(pyfuse3.Operations):
         if handle.flags & os.O_APPEND:
             off = st.size
         end = off + len(buf)
+        if end > MAX_FILE_SIZE:
+            raise _fail(errno.EFBIG)
         if end > st.size:
             await self._check_room(node, end)
         written = await self.writer.write(node.ino, off, buf)

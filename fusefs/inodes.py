@@ -81,6 +81,7 @@ class Node:
     # rmdir, rename, a queued delete the gateway answered): a lookup or listing reply that
     # was asked for before the count moved may describe the tree before that change.
     changes: int = 0
+    subfolders: int = 0  # a folder's live subfolders as the gateway last counted them
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -283,6 +284,18 @@ class InodeTable:
 
     # --- attributes -----------------------------------------------------------------------
 
+    def subfolders(self, folder: Node) -> int:
+        """Folders in ``folder``: counted from its children when it was listed here (they
+        follow this mount's mkdir, rmdir and rename at once), else the gateway's count."""
+        if folder.children is None:
+            return folder.subfolders
+        count = 0
+        for ino in folder.children.values():
+            child = self.by_ino.get(ino)
+            if child is not None and child.kind is Kind.DIR:
+                count += 1
+        return count
+
     def attributes(self, node: Node, *, size: int | None = None, timeout: float = 1.0,
                    mtime_ns: int | None = None) -> pyfuse3.EntryAttributes:
         """What the kernel sees; the trash and read-only shares show no write bits."""
@@ -292,7 +305,7 @@ class InodeTable:
             perm &= ~0o222
         if node.kind is Kind.DIR:
             attr.st_mode = stat.S_IFDIR | perm
-            attr.st_nlink = 2
+            attr.st_nlink = 2 + self.subfolders(node)  # "." and the name, each ".." below
         elif node.kind is Kind.LINK:
             attr.st_mode = stat.S_IFLNK | 0o777
             attr.st_nlink = 1

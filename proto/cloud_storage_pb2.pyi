@@ -429,7 +429,7 @@ class FileEntry(_message.Message):
     def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., symlink_target: _Optional[str] = ..., version: _Optional[int] = ..., deleted_at: _Optional[str] = ..., original_path: _Optional[str] = ..., path: _Optional[str] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class FolderEntry(_message.Message):
-    __slots__ = ("folder_id", "name", "parent_folder_id", "created_at", "is_deleted", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "path", "owner_email", "permission")
+    __slots__ = ("folder_id", "name", "parent_folder_id", "created_at", "is_deleted", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "path", "owner_email", "permission", "subfolders")
     FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +444,7 @@ class FolderEntry(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     OWNER_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    SUBFOLDERS_FIELD_NUMBER: _ClassVar[int]
     folder_id: str
     name: str
     parent_folder_id: str
@@ -458,7 +459,8 @@ class FolderEntry(_message.Message):
     path: str
     owner_email: str
     permission: str
-    def __init__(self, folder_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., created_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
+    subfolders: int
+    def __init__(self, folder_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., created_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., subfolders: _Optional[int] = ...) -> None: ...
 
 class DeleteFileRequest(_message.Message):
     __slots__ = ("session_token", "file_id", "permanent")

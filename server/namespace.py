@@ -180,6 +180,7 @@ class Listing:
     folders: list[Folder]
     files: list[File]
     paths: dict[str, str] = field(default_factory=dict)
+    subfolders: dict[str, int] = field(default_factory=dict)  # live folders each one holds
 
 
 @dataclass(frozen=True)
@@ -389,7 +390,25 @@ class Namespace:
             params = {"folder_id": folder.id}
             listing = Listing(folder, list(s.scalars(fq, params)), list(s.scalars(files_q, params)))
             listing.paths[folder.id] = path
+            listing.subfolders = self.subfolder_counts(
+                s, [folder.id, *(d.id for d in listing.folders)])
             return listing
+
+    def count_subfolders(self, folder_id: str) -> int:
+        """Live folders in one folder (StatEntry's FolderEntry.subfolders)."""
+        with self.db.read() as s:
+            return self.subfolder_counts(s, [folder_id]).get(folder_id, 0)
+
+    @staticmethod
+    def subfolder_counts(s: DbSession, folder_ids: list[str]) -> dict[str, int]:
+        """Live folders in each of ``folder_ids`` (a mount shows 2 + this as st_nlink)."""
+        counts: dict[str, int] = {}
+        for part in _parts(folder_ids):
+            rows = s.execute(select(Folder.parent_id, func.count()).where(
+                Folder.parent_id.in_(part), Folder.deleted_at.is_(None))
+                .group_by(Folder.parent_id))
+            counts.update({parent_id: int(n) for parent_id, n in rows})
+        return counts
 
     # --- access to files (owner or share) -----------------------------------------------
 

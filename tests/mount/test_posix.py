@@ -285,3 +285,52 @@ def test_a_file_unlinked_while_open_lives_until_the_last_close(mnt: Mount, tmp_p
     assert _unlinked_while_open(str(mnt.path)) == expected
     # the trash holds it as it was when it was removed (what rm of a closed file does)
     assert mnt.sh("cat .trash/f").stdout == "hello world"
+
+
+def _folder_links(root: str) -> list[int]:
+    """A folder's st_nlink as folders come and go in it (2 + its subfolders on Linux)."""
+    p = f"{root}/p"
+    os.mkdir(p)
+    seen = [os.stat(p).st_nlink]
+    os.mkdir(f"{p}/a")
+    os.mkdir(f"{p}/b")
+    write(f"{p}/f", b"files do not count")
+    seen.append(os.stat(p).st_nlink)
+    os.rmdir(f"{p}/a")
+    seen.append(os.stat(p).st_nlink)
+    os.rename(f"{p}/b", f"{root}/b")
+    seen.append(os.stat(p).st_nlink)
+    os.rename(f"{root}/b", f"{p}/b")
+    seen.append(os.stat(p).st_nlink)
+    return seen
+
+
+def test_folder_link_counts_and_largest_file(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _folder_links(str(local))
+    assert expected == [2, 4, 3, 2, 3]
+    mnt = make_mount(account)
+    assert _folder_links(str(mnt.path)) == expected
+    os.mkdir(mnt.path / "p" / "c")
+    # a folder this mount never listed: the gateway's count
+    assert mnt.cli("sync").returncode == 0
+    mnt.umount()
+    again = make_mount(account)
+    assert os.stat(again.path / "p").st_nlink == 4
+    # beyond the largest file size: EFBIG (not EDQUOT), and nothing changes
+    p = str(again.path / "p" / "f")
+    assert _errno(os.truncate, p, 999_999_999_999_999) == errno.EFBIG
+    fd = os.open(p, os.O_RDWR)
+    try:
+        assert _errno(os.ftruncate, fd, 1 << 45) == errno.EFBIG
+        assert _errno(os.pwrite, fd, b"x", 1 << 45) == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert read(p) == b"files do not count"
+    st = os.stat(p)
+    assert st.st_blocks * 512 >= st.st_size > 0
+    # symlink loops are the kernel's: ELOOP
+    os.symlink("loop2", again.path / "loop1")
+    os.symlink("loop1", again.path / "loop2")
+    assert _errno(os.open, str(again.path / "loop1"), os.O_RDONLY) == errno.ELOOP
