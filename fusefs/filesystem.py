@@ -655,10 +655,11 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        gid, perm = self._new_owner(parent, ctx, stat.S_IMODE(mode), folder=True)
         # the type bit says "these permission bits as given" (mkdir with mode 0 is 0)
-        wire_mode = stat.S_IFDIR | stat.S_IMODE(mode)
+        wire_mode = stat.S_IFDIR | perm
         if self._queues_folders():
-            return await self._mkdir_queued(parent, text, wire_mode, ctx)
+            return await self._mkdir_queued(parent, text, wire_mode, ctx.uid, gid)
         await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
@@ -667,7 +668,7 @@ class CloudFS(pyfuse3.Operations):
             parent.entry_id,
             mode=wire_mode,
             uid=ctx.uid,
-            gid=ctx.gid,
+            gid=gid,
         )
         node = self.table.put_folder(reply.folder, parent.ino)
         self.table.set_children(node, {})
@@ -682,22 +683,31 @@ class CloudFS(pyfuse3.Operations):
         to the same names reaches us) and the gateway takes the ids this mount chooses."""
         return self.options.queue_folders and self.watch_ok and self.client_folder_ids
 
-    async def _mkdir_queued(self, parent: Node, name: str, mode: int,
-                            ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    @staticmethod
+    def _new_owner(parent: Node, ctx: pyfuse3.RequestContext, perm: int,
+                   folder: bool = False) -> tuple[int, int]:
+        """A new entry's group and permission bits: in a set-group-ID folder it takes the
+        folder's group, and a new folder keeps the bit (Linux's inode_init_owner)."""
+        if parent.mode & stat.S_ISGID:
+            return parent.gid, perm | (stat.S_ISGID if folder else 0)
+        return ctx.gid, perm
+
+    async def _mkdir_queued(self, parent: Node, name: str, mode: int, uid: int,
+                            gid: int) -> pyfuse3.EntryAttributes:
         """mkdir answered at once: the folder gets its id here and its CreateFolder is
         queued behind any queued deletes (so ``rm f; mkdir f`` works in that order)."""
         if await self._child(parent, name) is not None:
             raise _fail(errno.EEXIST)
         t = time.time_ns()
         entry = pb.FolderEntry(folder_id=str(uuid.uuid4()), name=name,
-                               parent_folder_id=parent.entry_id, mode=mode, uid=ctx.uid,
-                               gid=ctx.gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+                               parent_folder_id=parent.entry_id, mode=mode, uid=uid,
+                               gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
         node = self.table.put_folder(entry, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, name, node.ino)
         self._dir_changed(parent)
         self.deleter.queue_mkdir(entry.folder_id, parent.entry_id, name, mode=mode,
-                                 uid=ctx.uid, gid=ctx.gid, path=self.path_of(node),
+                                 uid=uid, gid=gid, path=self.path_of(node),
                                  parent_ino=parent.ino)
         self.table.remember(node)
         return self.attrs(node)
@@ -881,7 +891,8 @@ class CloudFS(pyfuse3.Operations):
         if known is not None or (parent.ino, name) in self.local_names:
             raise _fail(errno.EEXIST)  # (the kernel looked the name up just before)
         # the mode as asked (the kernel applied the umask): open(O_CREAT, 0) makes a 0000 file
-        node = self.table.new_local_file(name, parent.ino, stat.S_IMODE(mode), ctx.uid, ctx.gid)
+        gid, perm = self._new_owner(parent, ctx, stat.S_IMODE(mode))
+        node = self.table.new_local_file(name, parent.ino, perm, ctx.uid, gid)
         self.table.add_child(parent, name, node.ino)
         self.local_names[(parent.ino, name)] = node.ino
         self._dir_changed(parent)
@@ -1287,7 +1298,7 @@ class CloudFS(pyfuse3.Operations):
             text,
             os.fsdecode(target),
             uid=ctx.uid,
-            gid=ctx.gid,
+            gid=self._new_owner(parent, ctx, 0)[0],
         )
         node = self.table.put_entry(reply, parent.ino)
         self.table.add_child(parent, text, node.ino)
