@@ -38,6 +38,7 @@ from .deleter import Deleter, PendingDelete
 from .inodes import (
     ROOT_INODE,
     SHARED_INODE,
+    SPECIAL_TYPES,
     STATUS_INODE,
     TRASH_INODE,
     VIRTUAL_NAMES,
@@ -1059,7 +1060,7 @@ class CloudFS(pyfuse3.Operations):
         return UploadTarget(
             node.entry_id,
             node.name,
-            stat.S_IFREG | node.mode,  # with its type bit: a mode of 0 stays 0
+            (node.ftype or stat.S_IFREG) | node.mode,  # with its type: a mode of 0 stays 0
             node.uid,
             node.gid,
             node.mtime_ns,
@@ -1069,6 +1070,7 @@ class CloudFS(pyfuse3.Operations):
             # a create changes the folder: with the time it has here, so a time set on it
             # since (cp -a, tar) is what the gateway keeps
             parent_mtime_ns=parent.mtime_ns if node.local and parent is not None else 0,
+            rdev=node.rdev,
         )
 
     def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
@@ -1319,9 +1321,14 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
-        if not stat.S_ISREG(mode):
-            raise _fail(errno.EPERM)  # no device nodes, FIFOs or sockets on a cloud drive
+        ftype = stat.S_IFMT(mode)
+        if ftype not in (stat.S_IFREG, *SPECIAL_TYPES):
+            raise _fail(errno.EINVAL)
         node = await self._create_file(parent, text, mode, ctx)
+        if ftype != stat.S_IFREG:
+            # a fifo, socket or device: an entry with its type and number and no content,
+            # stored like a new empty file (its first upload); its I/O is the kernel's
+            node.ftype, node.rdev = ftype, rdev
         self.writer.schedule(node.ino)
         self.table.remember(node)
         return self.attrs(node)

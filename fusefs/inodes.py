@@ -35,6 +35,8 @@ STATUS_NAME = ".cloudgrpc-status"
 VIRTUAL_NAMES = {TRASH_NAME: TRASH_INODE, SHARED_NAME: SHARED_INODE, STATUS_NAME: STATUS_INODE}
 
 S_IFMT = 0o170000  # the file-type bits of a mode (the stat module's S_IFMT is a function)
+# entries stored with their type (mknod): their I/O is the kernel's, never the mount's
+SPECIAL_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)
 BLOCK_SIZE = 128 * 1024  # st_blksize: what cp and friends use as their buffer size
 
 
@@ -82,6 +84,8 @@ class Node:
     # was asked for before the count moved may describe the tree before that change.
     changes: int = 0
     subfolders: int = 0  # a folder's live subfolders as the gateway last counted them
+    ftype: int = 0  # a Kind.FILE's S_IFMT type when it is a fifo, socket or device (else 0)
+    rdev: int = 0  # a device's number
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -223,6 +227,9 @@ class InodeTable:
         """Copy a FileEntry's attributes onto ``node`` (name and place are left alone)."""
         node.kind = Kind.LINK if entry.symlink_target else Kind.FILE
         node.target = entry.symlink_target
+        ftype = entry.mode & S_IFMT
+        node.ftype = ftype if ftype in SPECIAL_TYPES else 0
+        node.rdev = int(entry.rdev) if node.ftype else 0
         node.mode = permission_bits(entry.mode, 0o777 if node.kind is Kind.LINK else 0o644)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)
         node.size = int(entry.file_size)
@@ -310,8 +317,9 @@ class InodeTable:
             attr.st_mode = stat.S_IFLNK | 0o777
             attr.st_nlink = 1
         else:
-            attr.st_mode = stat.S_IFREG | perm
+            attr.st_mode = (node.ftype or stat.S_IFREG) | perm
             attr.st_nlink = 0 if node.deleted else 1  # unlinked, still open: 0 as on ext4
+            attr.st_rdev = node.rdev
         attr.st_ino = node.ino
         attr.generation = 0
         attr.entry_timeout = timeout

@@ -204,6 +204,22 @@ def stored_mode(mode: int, default: int) -> int:
     return (mode & 0o7777) or default
 
 
+SPECIAL_TYPES = (0o010000, 0o140000, 0o020000, 0o060000)  # S_IFIFO S_IFSOCK S_IFCHR S_IFBLK
+
+
+def check_file_type(mode: int, size: int) -> bool:
+    """An upload's file type from its mode: True for a fifo, socket or device entry (no
+    content), False for a regular file; anything else (a folder, a symlink) is refused."""
+    kind = mode & S_IFMT
+    if kind in (0, S_IFREG):
+        return False
+    if kind not in SPECIAL_TYPES:
+        raise InvalidArgument("an upload makes a regular file, fifo, socket or device")
+    if size:
+        raise InvalidArgument("a fifo, socket or device entry has no content")
+    return True
+
+
 def changed_mode(current: int, mode: int, type_bits: int) -> int:
     """chmod: new permission bits. The row's type bits are kept; a client that sends type
     bits (a mount) gets them added to a row without, so a chmod to 0 reads back as 0."""
@@ -228,6 +244,7 @@ class SmallCommit:
     mtime_ns: int = 0
     expected_version: int = 0
     parent_mtime_ns: int = 0  # the folder's mtime as the client shows it (0 = now)
+    rdev: int = 0  # a device entry's number
 
 
 @dataclass
@@ -996,9 +1013,10 @@ class Namespace:
                       spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,
                       replace_existing: bool, mode: int, uid: int, gid: int, mtime_ns: int,
                       expected_version: int, reservation_id: str = "",
-                      parent_mtime_ns: int = 0) -> File:
+                      parent_mtime_ns: int = 0, rdev: int = 0) -> File:
         """Make an upload visible: file row and chunk list swap in one transaction, and the
         upload's reservation gives way to the file's size in the same one."""
+        special = check_file_type(mode, size)
         with self.db.write() as s:
             target: File | None = None
             if overwrite_file_id:
@@ -1032,7 +1050,8 @@ class Namespace:
             if target is None:
                 target = File(owner_id=owner_id, folder_id=parent.id, name=name, size=size,
                               mime_type=mime, mode=stored_mode(mode, 0o644), uid=uid, gid=gid,
-                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1)
+                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1,
+                              rdev=rdev if special else 0)
                 s.add(target)
                 s.flush()
                 kind = "created"
@@ -1041,6 +1060,8 @@ class Namespace:
                 target.size = size
                 if mime_type:
                     target.mime_type = mime_type
+                if special or target.mode & S_IFMT in SPECIAL_TYPES:
+                    raise InvalidArgument("a fifo, socket or device is made, not rewritten")
                 if mode and target.owner_id == caller.user_id:
                     target.mode = changed_mode(target.mode, mode, S_IFREG)
                 target.mtime_ns = mtime_ns or t
@@ -1136,6 +1157,9 @@ class Namespace:
                             target = existing
                     if target is not None and target.id in replaced:
                         raise Conflict(f"{target.name} appears twice in one batch")
+                    special = check_file_type(it.mode, it.size)
+                    if target is not None and (special or target.mode & S_IFMT in SPECIAL_TYPES):
+                        raise InvalidArgument("a fifo, socket or device is made, not rewritten")
                     owner_id = target.owner_id if target is not None else caller.user_id
                     owner = owners.get(owner_id)
                     if owner is None:
@@ -1157,7 +1181,8 @@ class Namespace:
                     target = File(id=new_id(), owner_id=owner_id, folder_id=parent.id,
                                   name=it.name, size=it.size, mime_type=mime,
                                   mode=stored_mode(it.mode, 0o644), uid=it.uid, gid=it.gid,
-                                  atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1)
+                                  atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1,
+                                  rdev=it.rdev if special else 0)
                     fresh.append(target)
                     claimed.add((parent.id, it.name))
                     touched[parent.id] = parent
