@@ -31,6 +31,7 @@ SCRIPT = [
     ("root", "chown 1234:4321 open/mine"),  # root: anything
     ("root", "echo s > open/suid && chmod 6777 open/suid"),
     ("other", "echo more >> open/suid"),  # a write by another user clears S_ISUID/S_ISGID
+    ("root", "stat -c '%n %a' open/suid"),
     ("root", "chmod 6755 open/suid && chown 65534 open/suid"),  # chown clears them too
     # a set-group-ID folder: what is made in it takes its group, a folder keeps the bit
     ("root", "chgrp 4321 open && chmod 2777 open"),
@@ -61,6 +62,7 @@ def test_ownership_rules_match_a_local_folder(make_mount, account) -> None:  # t
     finally:
         subprocess.run(["rm", "-rf", local], check=False)
     assert expected[1][1] != 0 and expected[3][1] == 0  # (the reference itself is sound)
+    assert expected[12][2] == "open/suid 777\n"  # the write cleared both bits
     m: Mount = make_mount(account, "allow_other")
     os.chmod(m.path, 0o777)
     assert _run(str(m.path)) == expected

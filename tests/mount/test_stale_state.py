@@ -32,15 +32,17 @@ class HeldReply:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
         first = self.calls == 1
-        reply = self.fn(*args, **kwargs)
-        if first:
-            self.asked.set()
-            self.gate.wait(30)
-        return reply
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            if first:
+                self.asked.set()
+                self.gate.wait(30)
 
     async def wait_asked(self) -> None:
-        while not self.asked.is_set():
-            await trio.sleep(0.005)
+        with trio.fail_after(30):
+            while not self.asked.is_set():
+                await trio.sleep(0.005)
 
 
 def _filesystem(cluster: Cluster, account: Account, tmp: Path) -> tuple[CloudFS, Node]:
@@ -49,7 +51,9 @@ def _filesystem(cluster: Cluster, account: Account, tmp: Path) -> tuple[CloudFS,
     for name in ("f", "g", "h"):
         account.upload(name.encode(), name, folder_id=folder.folder_id)
     client.create_folder("e")
-    fs = CloudFS(client, client.list_files(), tmp / "chunks", tmp / "staging", Options())
+    # queued deletes wait for a flush (the test's ``change``), never go out on their own
+    fs = CloudFS(client, client.list_files(), tmp / "chunks", tmp / "staging",
+                 Options(delete_delay=3600))
     d = fs.table.get(fs.table.root.children["d"])  # type: ignore[index]
     assert d is not None and d.children is None  # never listed: lookups ask the gateway
     return fs, d
