@@ -1445,6 +1445,7 @@ class CloudFS(pyfuse3.Operations):
                 parent = self.table.get(node.parent)
                 if parent is not None:
                     parent.children = None
+                    parent.changes += 1  # a listing out now may predate it: asked again
                     self._invalidate_entry(parent.ino, node.name)
         for folder_id, name in (
             (ev.parent_folder_id, ev.name),
@@ -1456,6 +1457,7 @@ class CloudFS(pyfuse3.Operations):
             if folder is None:
                 continue
             folder.children = None
+            folder.changes += 1  # another client's entry change: replies out now are stale
             folder.attrs_at = 0.0
             if name:
                 self._invalidate_entry(folder.ino, name)
