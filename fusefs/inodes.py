@@ -228,7 +228,10 @@ class InodeTable:
         node.kind = Kind.LINK if entry.symlink_target else Kind.FILE
         node.target = entry.symlink_target
         ftype = entry.mode & S_IFMT
-        node.ftype = ftype if ftype in SPECIAL_TYPES else 0
+        # only the account's own entries are shown with their type: a device entry that
+        # reached Shared/ (another account's) is an empty regular file here
+        own = entry.permission in ("", "owner")
+        node.ftype = ftype if ftype in SPECIAL_TYPES and own else 0
         node.rdev = int(entry.rdev) if node.ftype else 0
         node.mode = permission_bits(entry.mode, 0o777 if node.kind is Kind.LINK else 0o644)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)

@@ -1262,6 +1262,9 @@ class Namespace:
             f = self._file(s, caller, file_id)
             if f.deleted_at is not None:
                 raise NotFound("file is in the trash")
+            if f.mode & S_IFMT in SPECIAL_TYPES:
+                # a device entry in someone else's mount could open their hardware
+                raise InvalidArgument("a fifo, socket or device entry cannot be shared")
             other = s.scalars(select(User).where(User.email == email)).first()
             if other is None:
                 raise NotFound(f"no user with email {email}")

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
 from tests.mount.conftest import Mount
 
 RENAME_NOREPLACE = 1
@@ -370,5 +372,16 @@ def test_fifos_sockets_and_devices_are_entries(make_mount, account, tmp_path) ->
     m.umount()
     again = make_mount(account)  # kept across a remount: type, mode, device number
     assert again.sh(LIST).stdout == expected
+    # nodev, nosuid: a device entry opens nothing, even for root; nor can it be shared
+    options = [line.split()[3] for line in open("/proc/mounts")
+               if line.split()[1] == str(again.path)][0].split(",")
+    assert "nodev" in options and "nosuid" in options
+    assert _errno(os.open, str(again.path / "sp" / "null2"), os.O_RDONLY) == errno.EACCES
+    friend = again.cluster.sign_up()
+    with CloudClient(again.cluster.address, session_token=account.token) as client:
+        null = client.stat(path="/sp/null2").file
+        assert stat.S_ISCHR(null.mode) and null.rdev == os.makedev(1, 3)
+        with pytest.raises(errors.InvalidArgument):
+            client.share_file(null.file_id, friend.email)
     again.sh("cd sp && rm fifo null2 && mv loop loop2")
     assert again.sh("ls sp").stdout.split() == ["loop2", "sock"]
