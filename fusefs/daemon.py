@@ -173,7 +173,10 @@ def run(config: MountConfig) -> int:
         client.close()
         raise
     options = set(pyfuse3.default_options)
-    options.update({"fsname=cloudgrpc", "subtype=cloudgrpc"})
+    # nodev, nosuid: device entries and set-user-ID bits are kept as data (ls -l shows
+    # them) but give no one access to hardware or privileges, even on a root mount with
+    # allow_other (fusermount3 adds both for other users' mounts anyway)
+    options.update({"fsname=cloudgrpc", "subtype=cloudgrpc", "nodev", "nosuid"})
     options.update(config.fuse_options)
     if config.debug:
         options.add("debug")

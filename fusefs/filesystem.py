@@ -38,6 +38,7 @@ from .deleter import Deleter, PendingDelete
 from .inodes import (
     ROOT_INODE,
     SHARED_INODE,
+    SPECIAL_TYPES,
     STATUS_INODE,
     TRASH_INODE,
     VIRTUAL_NAMES,
@@ -53,12 +54,16 @@ from .writer import UploadTarget, Writer
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+# The largest file the mount takes: ext4's limit with 4 KiB blocks (16 TiB). A truncate or
+# write beyond it answers EFBIG, as there, before the quota is asked (EDQUOT).
+MAX_FILE_SIZE = 1 << 44
 SYMLINK_MAX = 4095
 ATTR_TTL = 1.0  # kernel entry/attr timeout
 STALE_TTL = 1.0  # our own cache, when the change feed is down
 WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
 SPACE_TTL = 5.0
 OWN_EVENT_WINDOW = 15.0
+REPLY_RETRIES = 5  # a lookup or listing asked again when an entry change overtook it
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -164,7 +169,7 @@ class CloudFS(pyfuse3.Operations):
                                claim=self.writer.owns_dir, delay=self.options.delete_delay)
         self.deleter.on_start = lambda ids: self._expect(*ids)
         self.deleter.on_abort = lambda ids: self._unexpect(*ids)
-        self.deleter.on_deleted = lambda items: self._trash_changed()
+        self.deleter.on_deleted = self._deletes_applied
         self.deleter.on_failed = self._deletes_failed
         self.deleter.on_applied = self._folder_change_applied
         self.writer.before_create = self.deleter.flush
@@ -287,7 +292,9 @@ class CloudFS(pyfuse3.Operations):
     def _fill_children(self, folder: Node, listing: pb.ListFilesResponse) -> None:
         children: dict[str, int] = {}
         for d in listing.folders:
-            children[d.name] = self.table.put_folder(d, folder.ino).ino
+            sub = self.table.put_folder(d, folder.ino)
+            sub.subfolders = d.subfolders  # (counted in listings and StatEntry only)
+            children[d.name] = sub.ino
         for f in listing.files:
             if self.deleter.hidden(f.file_id):
                 continue  # unlinked here, its delete still queued
@@ -339,7 +346,13 @@ class CloudFS(pyfuse3.Operations):
                 kids[name] = self.table.put_file(f, SHARED_INODE, Area.SHARED, name).ino
             self.table.set_children(folder, kids)
         elif folder.area is Area.TREE:
-            reply = await self.call(self.client.list_files, folder.entry_id)
+            for _ in range(REPLY_RETRIES):
+                seen = await self._changes_now(folder)
+                reply = await self.call(self.client.list_files, folder.entry_id)
+                if folder.changes == seen:
+                    break
+                # an entry change here landed while the listing was out: it may show the
+                # folder as it was before (a name just removed, a name moved away)
             self._fill_children(folder, reply)
         else:
             self.table.set_children(folder, {})
@@ -352,20 +365,30 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.ENOTDIR)
         if parent.ino == ROOT_INODE and name in VIRTUAL_NAMES:
             return self.table.get(VIRTUAL_NAMES[name])
-        if parent.children is not None and self._fresh(parent.children_at):
-            ino = parent.children.get(name)
-            return self.table.get(ino) if ino is not None else None
-        local = self.local_names.get((parent.ino, name))
-        if local is not None:
-            return self.table.get(local)
-        if parent.area is Area.TREE:
+        for attempt in range(REPLY_RETRIES):
+            if parent.children is not None and self._fresh(parent.children_at):
+                ino = parent.children.get(name)
+                return self.table.get(ino) if ino is not None else None
+            local = self.local_names.get((parent.ino, name))
+            if local is not None:
+                return self.table.get(local)
+            if parent.area is not Area.TREE:
+                break
+            seen = await self._changes_now(parent)
             try:
                 reply = await self.call(
                     self.client.stat, parent_folder_id=parent.entry_id, name=name
                 )
             except errors.NotFound:
+                if parent.changes != seen and attempt + 1 < REPLY_RETRIES:
+                    continue  # a rename here may have brought the name meanwhile
                 self.table.drop_child(parent, name)
                 return None
+            if parent.changes != seen and attempt + 1 < REPLY_RETRIES:
+                # An entry change in this folder landed while the question was out (a
+                # queued delete the gateway answered, an rmdir, a rename): the answer may
+                # be from before it and bring the old entry back. Ask again.
+                continue
             if reply.WhichOneof("entry") == "file" and self.deleter.hidden(reply.file.file_id):
                 return None  # unlinked here, its delete still queued
             existing = (
@@ -378,6 +401,8 @@ class CloudFS(pyfuse3.Operations):
                 node = existing
             else:
                 node = self.table.put_entry(reply, parent.ino)
+                if reply.WhichOneof("entry") == "folder":
+                    node.subfolders = reply.folder.subfolders
             self.table.add_child(parent, name, node.ino)
             return node
         kids = await self.children(parent)
@@ -394,8 +419,9 @@ class CloudFS(pyfuse3.Operations):
 
     async def _refresh(self, node: Node) -> None:
         """Re-read an entry's attributes unless they are fresh or local changes own them."""
-        if node.area is Area.VIRTUAL or node.local or self._fresh(node.attrs_at):
-            return
+        if node.area is Area.VIRTUAL or node.local or node.deleted \
+                or self._fresh(node.attrs_at):
+            return  # (an unlinked file still open lives on its staging copy alone)
         st = self.writer.get(node.ino)
         try:
             reply = await self.call(self.client.stat, entry_id=node.entry_id)
@@ -411,6 +437,7 @@ class CloudFS(pyfuse3.Operations):
             return
         if reply.WhichOneof("entry") == "folder":
             self.table.put_folder(reply.folder, node.parent, node.area, node.name)
+            node.subfolders = reply.folder.subfolders
         elif st is None or not st.dirty:
             old = node.version
             self.table.refresh_file(node, reply.file)
@@ -467,7 +494,9 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EACCES)
         changes: dict[str, int] = {}
         if fields.update_mode:
-            changes["mode"] = stat.S_IMODE(attr.st_mode)
+            # with the type bit: "these bits as given" (chmod 0 stays 0, see stored_mode)
+            kind = stat.S_IFDIR if node.is_dir else stat.S_IFREG
+            changes["mode"] = kind | stat.S_IMODE(attr.st_mode)
         if fields.update_uid:
             changes["uid"] = attr.st_uid
         if fields.update_gid:
@@ -479,6 +508,8 @@ class CloudFS(pyfuse3.Operations):
         if fields.update_size:
             if node.kind is not Kind.FILE:
                 raise _fail(errno.EISDIR if node.is_dir else errno.EINVAL)
+            if attr.st_size > MAX_FILE_SIZE:
+                raise _fail(errno.EFBIG)
             await self._check_room(node, attr.st_size)
             await self._truncate(node, attr.st_size)
             if "mtime_ns" not in changes:
@@ -491,9 +522,16 @@ class CloudFS(pyfuse3.Operations):
             # An upload in flight carries the attributes it started with: let it land
             # first, or it would overwrite what is set here.
             await self.writer.settle(inode)
+        if node.is_dir and ("mtime_ns" in changes or "atime_ns" in changes):
+            # so do the entry changes in the folder that are still on their way (a create
+            # uploading, an unlink queued): the time set here (cp -a, tar) comes after them
+            await self.deleter.flush()
+            for child in [n for n in self.table.by_ino.values()
+                          if n.parent == node.ino and n.local]:
+                await self.writer.settle(child.ino)
         if changes and node.local:
             # not on the server yet: the first upload carries mode, owner and mtime
-            node.mode = changes.get("mode", node.mode)
+            node.mode = stat.S_IMODE(changes.get("mode", node.mode))
             node.uid = changes.get("uid", node.uid)
             node.gid = changes.get("gid", node.gid)
             node.atime_ns = changes.get("atime_ns", node.atime_ns)
@@ -503,7 +541,8 @@ class CloudFS(pyfuse3.Operations):
         elif changes:
             before = {key: getattr(node, key) for key in changes}
             for key, value in changes.items():
-                setattr(node, key, value)  # an upload starting meanwhile carries these
+                # an upload starting meanwhile carries these
+                setattr(node, key, stat.S_IMODE(value) if key == "mode" else value)
             try:
                 reply = await self.mutate(
                     (node.entry_id,), self.client.set_attributes, node.entry_id, **changes
@@ -617,21 +656,25 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
+        gid, perm = self._new_owner(parent, ctx, stat.S_IMODE(mode), folder=True)
+        # the type bit says "these permission bits as given" (mkdir with mode 0 is 0)
+        wire_mode = stat.S_IFDIR | perm
         if self._queues_folders():
-            return await self._mkdir_queued(parent, text, stat.S_IMODE(mode) or 0o755, ctx)
+            return await self._mkdir_queued(parent, text, wire_mode, ctx.uid, gid)
         await self.deleter.flush()  # a file of that name may be on its way to the trash
         reply = await self.mutate(
             (self._name_key(parent.entry_id, text),),
             self.client.create_folder,
             text,
             parent.entry_id,
-            mode=stat.S_IMODE(mode) or 0o755,
+            mode=wire_mode,
             uid=ctx.uid,
-            gid=ctx.gid,
+            gid=gid,
         )
         node = self.table.put_folder(reply.folder, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, text, node.ino)
+        self._dir_changed(parent)
         self.table.remember(node)
         return self.attrs(node)
 
@@ -641,22 +684,31 @@ class CloudFS(pyfuse3.Operations):
         to the same names reaches us) and the gateway takes the ids this mount chooses."""
         return self.options.queue_folders and self.watch_ok and self.client_folder_ids
 
-    async def _mkdir_queued(self, parent: Node, name: str, mode: int,
-                            ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+    @staticmethod
+    def _new_owner(parent: Node, ctx: pyfuse3.RequestContext, perm: int,
+                   folder: bool = False) -> tuple[int, int]:
+        """A new entry's group and permission bits: in a set-group-ID folder it takes the
+        folder's group, and a new folder keeps the bit (Linux's inode_init_owner)."""
+        if parent.mode & stat.S_ISGID:
+            return parent.gid, perm | (stat.S_ISGID if folder else 0)
+        return ctx.gid, perm
+
+    async def _mkdir_queued(self, parent: Node, name: str, mode: int, uid: int,
+                            gid: int) -> pyfuse3.EntryAttributes:
         """mkdir answered at once: the folder gets its id here and its CreateFolder is
         queued behind any queued deletes (so ``rm f; mkdir f`` works in that order)."""
         if await self._child(parent, name) is not None:
             raise _fail(errno.EEXIST)
         t = time.time_ns()
         entry = pb.FolderEntry(folder_id=str(uuid.uuid4()), name=name,
-                               parent_folder_id=parent.entry_id, mode=mode, uid=ctx.uid,
-                               gid=ctx.gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+                               parent_folder_id=parent.entry_id, mode=mode, uid=uid,
+                               gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
         node = self.table.put_folder(entry, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, name, node.ino)
-        parent.mtime_ns = parent.ctime_ns = t
+        self._dir_changed(parent)
         self.deleter.queue_mkdir(entry.folder_id, parent.entry_id, name, mode=mode,
-                                 uid=ctx.uid, gid=ctx.gid, path=self.path_of(node),
+                                 uid=uid, gid=gid, path=self.path_of(node),
                                  parent_ino=parent.ino)
         self.table.remember(node)
         return self.attrs(node)
@@ -683,12 +735,10 @@ class CloudFS(pyfuse3.Operations):
             return False
         if inside:
             raise _fail(errno.EINVAL)  # not below itself
-        t = time.time_ns()
         self.table.drop_child(old_parent, old_name)
         node.name, node.parent = new_name, new_parent.ino
-        node.ctime_ns = t
-        old_parent.mtime_ns = old_parent.ctime_ns = new_parent.mtime_ns = \
-            new_parent.ctime_ns = t
+        node.ctime_ns = time.time_ns()
+        self._dir_changed(old_parent, new_parent)
         self.table.add_child(new_parent, new_name, node.ino)
         self.deleter.queue_move(node.entry_id, new_parent.entry_id, new_name,
                                 path=self.path_of(node), parent_ino=new_parent.ino,
@@ -705,6 +755,7 @@ class CloudFS(pyfuse3.Operations):
             for folder in [n for n in self.table.by_ino.values() if n.is_dir]:
                 self._invalidate_inode(folder.ino)
             return
+        self._entries_changed(item.parent_ino, item.from_ino)
         node = self.table.by_entry(item.entry_id)
         if node is None or node.deleted or item.reply is None \
                 or item.reply.WhichOneof("entry") != "folder":
@@ -736,10 +787,45 @@ class CloudFS(pyfuse3.Operations):
         else:
             raise _fail(errno.EACCES)
         self.table.mark_deleted(node)
+        self._dir_changed(parent)
         self._trash_changed()
 
     def _trash_changed(self) -> None:
         self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
+
+    def _dir_changed(self, *folders: Node) -> None:
+        """An entry was made, removed or renamed in these folders here: their mtime and
+        ctime move, as on Linux (the gateway's own change of them lands later)."""
+        t = time.time_ns()
+        for folder in folders:
+            folder.mtime_ns = folder.ctime_ns = t
+        self._entries_changed(*(folder.ino for folder in folders))
+
+    def _folder_changed(self, ino: int) -> None:
+        folder = self.table.get(ino)
+        if folder is not None:
+            self._dir_changed(folder)
+
+    def _entries_changed(self, *inos: int) -> None:
+        """Entry changes in these folders: lookups and listings asked before now are asked
+        again (``_child``, ``children``), so none brings back the old state."""
+        for ino in inos:
+            folder = self.table.get(ino)
+            if folder is not None:
+                folder.changes += 1
+
+    async def _changes_now(self, folder: Node) -> int:
+        """The folder's change count once queued folder changes are applied (``call`` would
+        apply them anyway; counted before, they would make every reply look overtaken)."""
+        if self.deleter.ordered:
+            await self.deleter.flush(quiet=True)
+        return folder.changes
+
+    def _deletes_applied(self, items: list[PendingDelete]) -> None:
+        """The gateway trashed queued unlinks: a lookup that left while they were still
+        queued (hidden then) may come back with the file (no longer hidden now)."""
+        self._entries_changed(*{item.parent_ino for item in items if item.parent_ino})
+        self._trash_changed()
 
     async def _flush_deletes_quietly(self) -> None:
         """Flush queued deletes where a failure is not the caller's to report."""
@@ -805,10 +891,12 @@ class CloudFS(pyfuse3.Operations):
         known = parent.children.get(name) if parent.children is not None else None
         if known is not None or (parent.ino, name) in self.local_names:
             raise _fail(errno.EEXIST)  # (the kernel looked the name up just before)
-        node = self.table.new_local_file(name, parent.ino, stat.S_IMODE(mode) or 0o644,
-                                         ctx.uid, ctx.gid)
+        # the mode as asked (the kernel applied the umask): open(O_CREAT, 0) makes a 0000 file
+        gid, perm = self._new_owner(parent, ctx, stat.S_IMODE(mode))
+        node = self.table.new_local_file(name, parent.ino, perm, ctx.uid, gid)
         self.table.add_child(parent, name, node.ino)
         self.local_names[(parent.ino, name)] = node.ino
+        self._dir_changed(parent)
         st = self.writer.create_empty(node.ino)
         st.gen += 1  # even an empty new file has to reach the server
         return node
@@ -849,6 +937,7 @@ class CloudFS(pyfuse3.Operations):
         if writes and flags & os.O_TRUNC:
             st = self.writer.create_empty(inode)
             st.gen += 1
+            node.mtime_ns = node.ctime_ns = time.time_ns()
         st = self.writer.get(inode)
         if st is not None:
             st.opens = self._open_count[inode]
@@ -891,6 +980,8 @@ class CloudFS(pyfuse3.Operations):
         if handle.flags & os.O_APPEND:
             off = st.size
         end = off + len(buf)
+        if end > MAX_FILE_SIZE:
+            raise _fail(errno.EFBIG)
         if end > st.size:
             await self._check_room(node, end)
         written = await self.writer.write(node.ino, off, buf)
@@ -955,6 +1046,9 @@ class CloudFS(pyfuse3.Operations):
         if handle.writes:
             self.writer.schedule(ino)
         self.writer.release(ino)
+        node = self.table.get(ino)
+        if not left and (node is None or node.deleted):
+            self.writer.discard(ino)  # the last descriptor of an unlinked file: it goes now
 
     def _upload_target(self, ino: int) -> UploadTarget | None:
         node = self.table.get(ino)
@@ -966,13 +1060,17 @@ class CloudFS(pyfuse3.Operations):
         return UploadTarget(
             node.entry_id,
             node.name,
-            node.mode,
+            (node.ftype or stat.S_IFREG) | node.mode,  # with its type: a mode of 0 stays 0
             node.uid,
             node.gid,
             node.mtime_ns,
             self.path_of(node),
             parent_id=parent.entry_id if parent is not None else "",
             base_version=node.version,
+            # a create changes the folder: with the time it has here, so a time set on it
+            # since (cp -a, tar) is what the gateway keeps
+            parent_mtime_ns=parent.mtime_ns if node.local and parent is not None else 0,
+            rdev=node.rdev,
         )
 
     def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
@@ -1005,6 +1103,12 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.EISDIR)
         await self._remove_file(node)
 
+    def _let_go(self, node: Node) -> None:
+        """A file's name is gone: its local copy goes too, unless descriptors still have it
+        open (then the last ``release`` drops it; nothing of it is uploaded any more)."""
+        if not self._open_count.get(node.ino):
+            self.writer.discard(node.ino)
+
     async def _remove_file(self, node: Node) -> None:
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EPERM)
@@ -1012,8 +1116,9 @@ class CloudFS(pyfuse3.Operations):
             await self.writer.settle(node.ino)
         if node.local:  # never reached the server: nothing to tell it
             self._unlocal(node)
-            self.writer.discard(node.ino)
+            self._let_go(node)
             self.table.mark_deleted(node)
+            self._folder_changed(node.parent)
             return
         if node.area is Area.TRASH:
             await self.call(self.client.empty_trash, [node.entry_id])
@@ -1023,13 +1128,18 @@ class CloudFS(pyfuse3.Operations):
                 # The trash keeps what was written last: send it before the file goes
                 # there (a restore would otherwise bring back older content).
                 await self.writer.wait(node.ino)
+            if self._open_count.get(node.ino):
+                # open descriptors keep reading and writing it until the last close, as on
+                # ext4: a local copy holds it from now on (the trash gets it as it is now)
+                await self._stage(node)
             # to the trash in the background (deleter.py): rm -r pays one call per batch
             self.deleter.queue(node.entry_id, self.path_of(node), node.parent)
         else:
             raise _fail(errno.EACCES)
-        self.writer.discard(node.ino)
+        self._let_go(node)
         self.reader.forget(node.entry_id)
         self.table.mark_deleted(node)
+        self._folder_changed(node.parent)
         self._trash_changed()
 
     @_errno_guard
@@ -1075,6 +1185,7 @@ class CloudFS(pyfuse3.Operations):
             node.ctime_ns = time.time_ns()
             self.table.add_child(new_parent, new_name, node.ino)
             self.local_names[(new_parent.ino, new_name)] = node.ino
+            self._dir_changed(old_parent, new_parent)
             self.writer.journal(node.ino)
             return
         if target is not None and target.local and not target.is_dir:
@@ -1094,6 +1205,7 @@ class CloudFS(pyfuse3.Operations):
                     (node.entry_id,), self.client.delete_folder, node.entry_id, recursive=True
                 )
                 self.table.mark_deleted(node)
+                self._dir_changed(old_parent)
                 self._trash_changed()
             else:
                 await self._remove_file(node)
@@ -1129,8 +1241,11 @@ class CloudFS(pyfuse3.Operations):
             restored = self.table.put_entry(reply, new_parent.ino)
             restored.name = new_name
             self.table.add_child(new_parent, new_name, restored.ino)
+            self._dir_changed(new_parent)
             self._trash_changed()
             return
+        if target is not None and not target.is_dir and self._open_count.get(target.ino):
+            await self._stage(target)  # replaced while open: its descriptors keep a copy
         keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
         try:
             reply = await self.mutate(
@@ -1145,13 +1260,14 @@ class CloudFS(pyfuse3.Operations):
             raise _fail(errno.ENOTEMPTY) from None
         self.table.drop_child(old_parent, old_name)
         if target is not None:
-            self.writer.discard(target.ino)
+            self._let_go(target)
             self.reader.forget(target.entry_id)
             self.table.mark_deleted(target)
         node.name, node.parent = new_name, new_parent.ino
         node.ctime_ns = time.time_ns()
         self._apply_reply(node, reply)
         self.table.add_child(new_parent, new_name, node.ino)
+        self._dir_changed(old_parent, new_parent)
 
     def _apply_reply(self, node: Node, reply: pb.EntryResponse) -> None:
         """Attributes a changing call answered with (no stat needed after it)."""
@@ -1184,10 +1300,11 @@ class CloudFS(pyfuse3.Operations):
             text,
             os.fsdecode(target),
             uid=ctx.uid,
-            gid=ctx.gid,
+            gid=self._new_owner(parent, ctx, 0)[0],
         )
         node = self.table.put_entry(reply, parent.ino)
         self.table.add_child(parent, text, node.ino)
+        self._dir_changed(parent)
         self.table.remember(node)
         return self.attrs(node)
 
@@ -1204,9 +1321,14 @@ class CloudFS(pyfuse3.Operations):
     ) -> pyfuse3.EntryAttributes:
         parent = self._tree_dir(parent_inode)
         text = _name(name)
-        if not stat.S_ISREG(mode):
-            raise _fail(errno.EPERM)  # no device nodes, FIFOs or sockets on a cloud drive
+        ftype = stat.S_IFMT(mode)
+        if ftype not in (stat.S_IFREG, *SPECIAL_TYPES):
+            raise _fail(errno.EINVAL)
         node = await self._create_file(parent, text, mode, ctx)
+        if ftype != stat.S_IFREG:
+            # a fifo, socket or device: an entry with its type and number and no content,
+            # stored like a new empty file (its first upload); its I/O is the kernel's
+            node.ftype, node.rdev = ftype, rdev
         self.writer.schedule(node.ino)
         self.table.remember(node)
         return self.attrs(node)
@@ -1323,6 +1445,7 @@ class CloudFS(pyfuse3.Operations):
                 parent = self.table.get(node.parent)
                 if parent is not None:
                     parent.children = None
+                    parent.changes += 1  # a listing out now may predate it: asked again
                     self._invalidate_entry(parent.ino, node.name)
         for folder_id, name in (
             (ev.parent_folder_id, ev.name),
@@ -1334,6 +1457,7 @@ class CloudFS(pyfuse3.Operations):
             if folder is None:
                 continue
             folder.children = None
+            folder.changes += 1  # another client's entry change: replies out now are stale
             folder.attrs_at = 0.0
             if name:
                 self._invalidate_entry(folder.ino, name)

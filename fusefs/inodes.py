@@ -34,6 +34,9 @@ SHARED_NAME = "Shared"
 STATUS_NAME = ".cloudgrpc-status"
 VIRTUAL_NAMES = {TRASH_NAME: TRASH_INODE, SHARED_NAME: SHARED_INODE, STATUS_NAME: STATUS_INODE}
 
+S_IFMT = 0o170000  # the file-type bits of a mode (the stat module's S_IFMT is a function)
+# entries stored with their type (mknod): their I/O is the kernel's, never the mount's
+SPECIAL_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)
 BLOCK_SIZE = 128 * 1024  # st_blksize: what cp and friends use as their buffer size
 
 
@@ -76,6 +79,13 @@ class Node:
     children_at: float = 0.0
     deleted: bool = False
     kernel_version: int = -1  # version the kernel's page cache holds (keep_cache)
+    # A folder's count of entry changes this mount made or saw applied (create, unlink,
+    # rmdir, rename, a queued delete the gateway answered): a lookup or listing reply that
+    # was asked for before the count moved may describe the tree before that change.
+    changes: int = 0
+    subfolders: int = 0  # a folder's live subfolders as the gateway last counted them
+    ftype: int = 0  # a Kind.FILE's S_IFMT type when it is a fifo, socket or device (else 0)
+    rdev: int = 0  # a device's number
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -93,6 +103,13 @@ class Node:
         if self.area is Area.TREE:
             return True
         return self.area is Area.SHARED and self.permission == "write"
+
+
+def permission_bits(mode: int, default: int) -> int:
+    """A wire mode's permission bits. Without file-type bits a 0 means "not set" (older
+    clients); with them (S_IFREG, S_IFDIR ...) the bits are as given, 0 included."""
+    perm = mode & 0o7777
+    return perm if perm or mode & S_IFMT else default
 
 
 def _now_ns() -> int:
@@ -188,7 +205,7 @@ class InodeTable:
         else:
             node = self._node_for(entry.folder_id, Kind.DIR, name or entry.name, parent)
         node.area = area
-        node.mode = (entry.mode & 0o7777) or 0o755
+        node.mode = permission_bits(entry.mode, 0o755)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)
         if node.ino == ROOT_INODE:
             node.uid, node.gid = self.uid, self.gid
@@ -210,7 +227,13 @@ class InodeTable:
         """Copy a FileEntry's attributes onto ``node`` (name and place are left alone)."""
         node.kind = Kind.LINK if entry.symlink_target else Kind.FILE
         node.target = entry.symlink_target
-        node.mode = (entry.mode & 0o7777) or (0o777 if node.kind is Kind.LINK else 0o644)
+        ftype = entry.mode & S_IFMT
+        # only the account's own entries are shown with their type: a device entry that
+        # reached Shared/ (another account's) is an empty regular file here
+        own = entry.permission in ("", "owner")
+        node.ftype = ftype if ftype in SPECIAL_TYPES and own else 0
+        node.rdev = int(entry.rdev) if node.ftype else 0
+        node.mode = permission_bits(entry.mode, 0o777 if node.kind is Kind.LINK else 0o644)
         node.uid, node.gid = self._owner(entry.uid, entry.gid)
         node.size = int(entry.file_size)
         node.atime_ns, node.mtime_ns, node.ctime_ns = entry.atime_ns, entry.mtime_ns, \
@@ -271,6 +294,18 @@ class InodeTable:
 
     # --- attributes -----------------------------------------------------------------------
 
+    def subfolders(self, folder: Node) -> int:
+        """Folders in ``folder``: counted from its children when it was listed here (they
+        follow this mount's mkdir, rmdir and rename at once), else the gateway's count."""
+        if folder.children is None:
+            return folder.subfolders
+        count = 0
+        for ino in folder.children.values():
+            child = self.by_ino.get(ino)
+            if child is not None and child.kind is Kind.DIR:
+                count += 1
+        return count
+
     def attributes(self, node: Node, *, size: int | None = None, timeout: float = 1.0,
                    mtime_ns: int | None = None) -> pyfuse3.EntryAttributes:
         """What the kernel sees; the trash and read-only shares show no write bits."""
@@ -280,13 +315,14 @@ class InodeTable:
             perm &= ~0o222
         if node.kind is Kind.DIR:
             attr.st_mode = stat.S_IFDIR | perm
-            attr.st_nlink = 2
+            attr.st_nlink = 2 + self.subfolders(node)  # "." and the name, each ".." below
         elif node.kind is Kind.LINK:
             attr.st_mode = stat.S_IFLNK | 0o777
             attr.st_nlink = 1
         else:
-            attr.st_mode = stat.S_IFREG | perm
-            attr.st_nlink = 1
+            attr.st_mode = (node.ftype or stat.S_IFREG) | perm
+            attr.st_nlink = 0 if node.deleted else 1  # unlinked, still open: 0 as on ext4
+            attr.st_rdev = node.rdev
         attr.st_ino = node.ino
         attr.generation = 0
         attr.entry_timeout = timeout

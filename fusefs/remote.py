@@ -166,7 +166,7 @@ class Entry:
         if self.owner_email:
             data["owner_email"] = self.owner_email
         if self.mode:
-            data["mode"] = oct(self.mode)
+            data["mode"] = oct(self.mode & 0o7777)  # (a mount's entries keep type bits)
         return data
 
 

@@ -119,6 +119,8 @@ class UploadTarget:
     path: str
     parent_id: str = ""
     base_version: int = 0
+    parent_mtime_ns: int = 0  # the folder's mtime the mount shows (a create sends it)
+    rdev: int = 0  # a device entry's number
 
     @property
     def key(self) -> str:
@@ -565,7 +567,8 @@ class Writer:
             reply = await self.blocking(
                 self.client.upload, str(st.path), filename=target.name, mode=target.mode,
                 uid=target.uid, gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
-                known_chunks=st.size >= SMALL_UPLOAD,
+                known_chunks=st.size >= SMALL_UPLOAD, parent_mtime_ns=target.parent_mtime_ns,
+                rdev=target.rdev,
                 upload_id=f"mount-{uuid.uuid4().hex[:10]}", **where)
         except errors.CloudError as exc:
             self._aborted(ino, job, st, target, exc)
@@ -596,7 +599,8 @@ class Writer:
                 items.append(SmallUpload(data=data, filename=target.name, mode=target.mode,
                                          uid=target.uid, gid=target.gid,
                                          mtime_ns=target.mtime_ns, upload_id=batch_id,
-                                         **where))
+                                         parent_mtime_ns=target.parent_mtime_ns,
+                                         rdev=target.rdev, **where))
             return self.client.upload_small_files(items)
 
         try:

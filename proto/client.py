@@ -86,6 +86,8 @@ class SmallUpload:
     uid: int = 0
     gid: int = 0
     upload_id: str = ""
+    parent_mtime_ns: int = 0  # the folder's mtime as the caller shows it (0 = now)
+    rdev: int = 0  # a device entry's number (mode holds S_IFCHR or S_IFBLK)
 
 
 class Auth(Enum):
@@ -900,6 +902,8 @@ class CloudClient:
                     uid=f.uid,
                     gid=f.gid,
                     upload_id=f.upload_id,
+                    parent_mtime_ns=f.parent_mtime_ns,
+                    rdev=f.rdev,
                 ),
                 data=f.data,
             )
@@ -972,6 +976,8 @@ class CloudClient:
         known_chunks: bool = True,
         upload_id: str = "",
         stats: UploadStats | None = None,
+        parent_mtime_ns: int = 0,
+        rdev: int = 0,
     ) -> pb.UploadFileResponse:
         """Stream a file to the gateway: metadata first, then 1 MiB data messages.
 
@@ -1003,6 +1009,8 @@ class CloudClient:
                     uid=uid,
                     gid=gid,
                     upload_id=upload_id or str(uuid.uuid4()),
+                    parent_mtime_ns=parent_mtime_ns,
+                    rdev=rdev,
                 )
                 attempt_stats = UploadStats(chunk_size=stats.chunk_size, present=stats.present)
                 try:

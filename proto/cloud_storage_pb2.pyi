@@ -263,7 +263,7 @@ class ChunkRef(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
 
 class FileMetadata(_message.Message):
-    __slots__ = ("session_token", "filename", "file_size", "mime_type", "parent_folder_id", "overwrite_file_id", "replace_existing", "mode", "mtime_ns", "expected_version", "uid", "gid", "upload_id")
+    __slots__ = ("session_token", "filename", "file_size", "mime_type", "parent_folder_id", "overwrite_file_id", "replace_existing", "mode", "mtime_ns", "expected_version", "uid", "gid", "upload_id", "parent_mtime_ns", "rdev")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -277,6 +277,8 @@ class FileMetadata(_message.Message):
     UID_FIELD_NUMBER: _ClassVar[int]
     GID_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_MTIME_NS_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     filename: str
     file_size: int
@@ -290,7 +292,9 @@ class FileMetadata(_message.Message):
     uid: int
     gid: int
     upload_id: str
-    def __init__(self, session_token: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., overwrite_file_id: _Optional[str] = ..., replace_existing: _Optional[bool] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., expected_version: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., upload_id: _Optional[str] = ...) -> None: ...
+    parent_mtime_ns: int
+    rdev: int
+    def __init__(self, session_token: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., overwrite_file_id: _Optional[str] = ..., replace_existing: _Optional[bool] = ..., mode: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., expected_version: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., upload_id: _Optional[str] = ..., parent_mtime_ns: _Optional[int] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class UploadFileResponse(_message.Message):
     __slots__ = ("success", "message", "file_id", "chunks_stored", "chunks_deduplicated", "entry")
@@ -377,7 +381,7 @@ class ListFilesResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., folders: _Optional[_Iterable[_Union[FolderEntry, _Mapping]]] = ..., message: _Optional[str] = ..., folder: _Optional[_Union[FolderEntry, _Mapping]] = ...) -> None: ...
 
 class FileEntry(_message.Message):
-    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "is_deleted", "parent_folder_id", "owner_email", "permission", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "symlink_target", "version", "deleted_at", "original_path", "path")
+    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "is_deleted", "parent_folder_id", "owner_email", "permission", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "symlink_target", "version", "deleted_at", "original_path", "path", "rdev")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -399,6 +403,7 @@ class FileEntry(_message.Message):
     DELETED_AT_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_PATH_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    RDEV_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     filename: str
     file_size: int
@@ -420,10 +425,11 @@ class FileEntry(_message.Message):
     deleted_at: str
     original_path: str
     path: str
-    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., symlink_target: _Optional[str] = ..., version: _Optional[int] = ..., deleted_at: _Optional[str] = ..., original_path: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+    rdev: int
+    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., symlink_target: _Optional[str] = ..., version: _Optional[int] = ..., deleted_at: _Optional[str] = ..., original_path: _Optional[str] = ..., path: _Optional[str] = ..., rdev: _Optional[int] = ...) -> None: ...
 
 class FolderEntry(_message.Message):
-    __slots__ = ("folder_id", "name", "parent_folder_id", "created_at", "is_deleted", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "path", "owner_email", "permission")
+    __slots__ = ("folder_id", "name", "parent_folder_id", "created_at", "is_deleted", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "path", "owner_email", "permission", "subfolders")
     FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -438,6 +444,7 @@ class FolderEntry(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     OWNER_EMAIL_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    SUBFOLDERS_FIELD_NUMBER: _ClassVar[int]
     folder_id: str
     name: str
     parent_folder_id: str
@@ -452,7 +459,8 @@ class FolderEntry(_message.Message):
     path: str
     owner_email: str
     permission: str
-    def __init__(self, folder_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., created_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ...) -> None: ...
+    subfolders: int
+    def __init__(self, folder_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., created_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., subfolders: _Optional[int] = ...) -> None: ...
 
 class DeleteFileRequest(_message.Message):
     __slots__ = ("session_token", "file_id", "permanent")

@@ -180,7 +180,8 @@ class File(PosixAttributes, Base):
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     mime_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     symlink_target: Mapped[str | None] = mapped_column(Text)
-    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    mode: Mapped[int] = mapped_column(Integer, default=0o644)  # a fifo/socket/device: + S_IFMT
+    rdev: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # a device's
     version: Mapped[int] = mapped_column(BigInteger, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

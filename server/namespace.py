@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from stat import S_IFDIR, S_IFREG
 
 from sqlalchemy import (
     Integer,
@@ -179,12 +180,51 @@ class Listing:
     folders: list[Folder]
     files: list[File]
     paths: dict[str, str] = field(default_factory=dict)
+    subfolders: dict[str, int] = field(default_factory=dict)  # live folders each one holds
 
 
 @dataclass(frozen=True)
 class ChunkSpan:
     sha256: str
     size: int
+
+
+S_IFMT = 0o170000  # the file-type bits of a mode (the stat module's S_IFMT is a function)
+
+
+def stored_mode(mode: int, default: int) -> int:
+    """The mode column's value for a new entry.
+
+    Clients that send permission bits alone mean 0 as "the default" (the seed's contract);
+    a client that sends the file-type bits too (S_IFREG, S_IFDIR, ...) means the permission
+    bits as given, 0 included (``open(O_CREAT)`` with mode 0), and those are kept with the
+    type so 0 stays 0 when read back."""
+    if mode & S_IFMT:
+        return mode & (S_IFMT | 0o7777)
+    return (mode & 0o7777) or default
+
+
+SPECIAL_TYPES = (0o010000, 0o140000, 0o020000, 0o060000)  # S_IFIFO S_IFSOCK S_IFCHR S_IFBLK
+
+
+def check_file_type(mode: int, size: int) -> bool:
+    """An upload's file type from its mode: True for a fifo, socket or device entry (no
+    content), False for a regular file; anything else (a folder, a symlink) is refused."""
+    kind = mode & S_IFMT
+    if kind in (0, S_IFREG):
+        return False
+    if kind not in SPECIAL_TYPES:
+        raise InvalidArgument("an upload makes a regular file, fifo, socket or device")
+    if size:
+        raise InvalidArgument("a fifo, socket or device entry has no content")
+    return True
+
+
+def changed_mode(current: int, mode: int, type_bits: int) -> int:
+    """chmod: new permission bits. The row's type bits are kept; a client that sends type
+    bits (a mount) gets them added to a row without, so a chmod to 0 reads back as 0."""
+    kept = current & S_IFMT or (type_bits if mode & S_IFMT else 0)
+    return kept | (mode & 0o7777)
 
 
 @dataclass(frozen=True)
@@ -203,6 +243,8 @@ class SmallCommit:
     gid: int = 0
     mtime_ns: int = 0
     expected_version: int = 0
+    parent_mtime_ns: int = 0  # the folder's mtime as the client shows it (0 = now)
+    rdev: int = 0  # a device entry's number
 
 
 @dataclass
@@ -365,7 +407,25 @@ class Namespace:
             params = {"folder_id": folder.id}
             listing = Listing(folder, list(s.scalars(fq, params)), list(s.scalars(files_q, params)))
             listing.paths[folder.id] = path
+            listing.subfolders = self.subfolder_counts(
+                s, [folder.id, *(d.id for d in listing.folders)])
             return listing
+
+    def count_subfolders(self, folder_id: str) -> int:
+        """Live folders in one folder (StatEntry's FolderEntry.subfolders)."""
+        with self.db.read() as s:
+            return self.subfolder_counts(s, [folder_id]).get(folder_id, 0)
+
+    @staticmethod
+    def subfolder_counts(s: DbSession, folder_ids: list[str]) -> dict[str, int]:
+        """Live folders in each of ``folder_ids`` (a mount shows 2 + this as st_nlink)."""
+        counts: dict[str, int] = {}
+        for part in _parts(folder_ids):
+            rows = s.execute(select(Folder.parent_id, func.count()).where(
+                Folder.parent_id.in_(part), Folder.deleted_at.is_(None))
+                .group_by(Folder.parent_id))
+            counts.update({parent_id: int(n) for parent_id, n in rows})
+        return counts
 
     # --- access to files (owner or share) -----------------------------------------------
 
@@ -491,7 +551,7 @@ class Namespace:
             t = now_ns()
             values = dict(id=folder_id or new_id(), owner_id=caller.user_id,
                           parent_id=parent.id, name=name,
-                          mode=(mode & 0o7777) or 0o755, uid=uid, gid=gid, atime_ns=t,
+                          mode=stored_mode(mode, 0o755), uid=uid, gid=gid, atime_ns=t,
                           mtime_ns=t, ctime_ns=t, created_at=utcnow(), deleted_at=None,
                           original_parent_id=None)
             s.execute(_INSERT_FOLDER, values)
@@ -642,7 +702,11 @@ class Namespace:
                     raise PermissionDenied("only the owner changes ownership and mode")
                 entry = f
             if mode is not None:
-                entry.mode = mode & 0o7777
+                if isinstance(entry, Folder):
+                    kind = S_IFDIR
+                else:
+                    kind = 0 if entry.symlink_target else S_IFREG
+                entry.mode = changed_mode(entry.mode, mode, kind)
             if uid is not None:
                 entry.uid = uid
             if gid is not None:
@@ -948,9 +1012,11 @@ class Namespace:
     def commit_upload(self, caller: Caller, *, parent_id: str, name: str, mime_type: str,
                       spans: Sequence[ChunkSpan], size: int, overwrite_file_id: str,
                       replace_existing: bool, mode: int, uid: int, gid: int, mtime_ns: int,
-                      expected_version: int, reservation_id: str = "") -> File:
+                      expected_version: int, reservation_id: str = "",
+                      parent_mtime_ns: int = 0, rdev: int = 0) -> File:
         """Make an upload visible: file row and chunk list swap in one transaction, and the
         upload's reservation gives way to the file's size in the same one."""
+        special = check_file_type(mode, size)
         with self.db.write() as s:
             target: File | None = None
             if overwrite_file_id:
@@ -983,8 +1049,9 @@ class Namespace:
             mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
             if target is None:
                 target = File(owner_id=owner_id, folder_id=parent.id, name=name, size=size,
-                              mime_type=mime, mode=(mode & 0o7777) or 0o644, uid=uid, gid=gid,
-                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1)
+                              mime_type=mime, mode=stored_mode(mode, 0o644), uid=uid, gid=gid,
+                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1,
+                              rdev=rdev if special else 0)
                 s.add(target)
                 s.flush()
                 kind = "created"
@@ -993,8 +1060,10 @@ class Namespace:
                 target.size = size
                 if mime_type:
                     target.mime_type = mime_type
+                if special or target.mode & S_IFMT in SPECIAL_TYPES:
+                    raise InvalidArgument("a fifo, socket or device is made, not rewritten")
                 if mode and target.owner_id == caller.user_id:
-                    target.mode = mode & 0o7777
+                    target.mode = changed_mode(target.mode, mode, S_IFREG)
                 target.mtime_ns = mtime_ns or t
                 target.ctime_ns = t
                 target.version += 1
@@ -1010,8 +1079,11 @@ class Namespace:
             owner.storage_used = owner.storage_used - frees + size
             if self.reservations is not None:
                 self.reservations.release(s, reservation_id)
-            if parent is not None:
-                parent.mtime_ns = parent.ctime_ns = t
+            if parent is not None and not overwrite_file_id:
+                # a new name (or a name replaced) changes the folder; new content in place
+                # does not, as on Linux
+                parent.mtime_ns = parent_mtime_ns or t
+                parent.ctime_ns = t
             s.flush()
             s.expunge(target)
             recipients = list(s.scalars(select(Share.shared_with_id).where(
@@ -1050,7 +1122,8 @@ class Namespace:
                                           in parents.items() if isinstance(parent, Folder)})
             owners: dict[str, User] = {}
             claimed: set[tuple[str, str]] = set()  # (folder, name) created by this batch
-            touched: dict[str, Folder] = {}
+            touched: dict[str, Folder] = {}  # folders whose entries change
+            parent_times: dict[str, int] = {}
             fresh: list[File] = []
             chunk_rows: list[dict[str, object]] = []
             replaced: dict[str, File] = {}
@@ -1084,6 +1157,9 @@ class Namespace:
                             target = existing
                     if target is not None and target.id in replaced:
                         raise Conflict(f"{target.name} appears twice in one batch")
+                    special = check_file_type(it.mode, it.size)
+                    if target is not None and (special or target.mode & S_IFMT in SPECIAL_TYPES):
+                        raise InvalidArgument("a fifo, socket or device is made, not rewritten")
                     owner_id = target.owner_id if target is not None else caller.user_id
                     owner = owners.get(owner_id)
                     if owner is None:
@@ -1104,18 +1180,23 @@ class Namespace:
                     assert parent is not None
                     target = File(id=new_id(), owner_id=owner_id, folder_id=parent.id,
                                   name=it.name, size=it.size, mime_type=mime,
-                                  mode=(it.mode & 0o7777) or 0o644, uid=it.uid, gid=it.gid,
-                                  atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1)
+                                  mode=stored_mode(it.mode, 0o644), uid=it.uid, gid=it.gid,
+                                  atime_ns=t, mtime_ns=it.mtime_ns or t, ctime_ns=t, version=1,
+                                  rdev=it.rdev if special else 0)
                     fresh.append(target)
                     claimed.add((parent.id, it.name))
                     touched[parent.id] = parent
+                    parent_times[parent.id] = it.parent_mtime_ns or t
                 else:
                     replaced[target.id] = target
+                    if parent is not None:  # a name replaced (not content overwritten)
+                        touched[parent.id] = parent
+                        parent_times[parent.id] = it.parent_mtime_ns or t
                     target.size = it.size
                     if it.mime_type:
                         target.mime_type = it.mime_type
                     if it.mode and target.owner_id == caller.user_id:
-                        target.mode = it.mode & 0o7777
+                        target.mode = changed_mode(target.mode, it.mode, S_IFREG)
                     target.mtime_ns = it.mtime_ns or t
                     target.ctime_ns = t
                     target.version += 1
@@ -1134,11 +1215,8 @@ class Namespace:
             s.flush()
             _insert_chunk_rows(s, chunk_rows)
             for parent in touched.values():
-                parent.mtime_ns = parent.ctime_ns = t
-            for f in replaced.values():
-                parent = touched.get(f.folder_id) or s.get(Folder, f.folder_id)
-                if parent is not None:
-                    parent.mtime_ns = parent.ctime_ns = t
+                parent.mtime_ns = parent_times.get(parent.id) or t
+                parent.ctime_ns = t
             s.flush()
             recipients: dict[str, list[str]] = {}
             for part in _parts(replaced_ids):
@@ -1184,6 +1262,9 @@ class Namespace:
             f = self._file(s, caller, file_id)
             if f.deleted_at is not None:
                 raise NotFound("file is in the trash")
+            if f.mode & S_IFMT in SPECIAL_TYPES:
+                # a device entry in someone else's mount could open their hardware
+                raise InvalidArgument("a fifo, socket or device entry cannot be shared")
             other = s.scalars(select(User).where(User.email == email)).first()
             if other is None:
                 raise NotFound(f"no user with email {email}")

@@ -118,7 +118,8 @@ class UploadPipeline:
                 spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,
                 replace_existing=meta.replace_existing, mode=meta.mode, uid=meta.uid,
                 gid=meta.gid, mtime_ns=meta.mtime_ns, expected_version=meta.expected_version,
-                reservation_id=hold.reservation.id)
+                reservation_id=hold.reservation.id, parent_mtime_ns=meta.parent_mtime_ns,
+                rdev=meta.rdev)
         except BaseException:
             self._abandon(hold, upload_id)
             raise
@@ -226,7 +227,9 @@ class UploadPipeline:
                 mime_type=files[i].metadata.mime_type, mode=files[i].metadata.mode,
                 uid=files[i].metadata.uid, gid=files[i].metadata.gid,
                 mtime_ns=files[i].metadata.mtime_ns,
-                expected_version=files[i].metadata.expected_version)
+                expected_version=files[i].metadata.expected_version,
+                parent_mtime_ns=files[i].metadata.parent_mtime_ns,
+                rdev=files[i].metadata.rdev)
             for i in wanted], reservation_id=hold.reservation.id) if wanted else []
         commit_s = time.monotonic() - placed
         results: list[UploadResult | CloudError] = []

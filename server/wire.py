@@ -21,17 +21,18 @@ def file_entry(f: File, *, permission: str = "owner", owner_email: str = "",
         is_deleted=f.deleted_at is not None, parent_folder_id=f.folder_id,
         owner_email=owner_email, permission=permission, mode=f.mode, uid=f.uid, gid=f.gid,
         atime_ns=f.atime_ns, mtime_ns=f.mtime_ns, ctime_ns=f.ctime_ns,
-        symlink_target=f.symlink_target or "", version=f.version,
+        symlink_target=f.symlink_target or "", version=f.version, rdev=f.rdev or 0,
         deleted_at=iso(f.deleted_at), path=path,
     )
 
 
-def folder_entry(d: Folder, *, path: str = "", owner_email: str = "") -> pb.FolderEntry:
+def folder_entry(d: Folder, *, path: str = "", owner_email: str = "",
+                 subfolders: int = 0) -> pb.FolderEntry:
     return pb.FolderEntry(
         folder_id=d.id, name=d.name, parent_folder_id=d.parent_id or "",
         created_at=iso(d.created_at), is_deleted=d.deleted_at is not None, mode=d.mode,
         uid=d.uid, gid=d.gid, atime_ns=d.atime_ns, mtime_ns=d.mtime_ns, ctime_ns=d.ctime_ns,
-        path=path, owner_email=owner_email, permission="owner",
+        path=path, owner_email=owner_email, permission="owner", subfolders=subfolders,
     )
 
 

@@ -125,9 +125,11 @@ class FileServicer(pb_grpc.FileServiceServicer):
             success=True,
             files=[file_entry(f, owner_email=caller.email, path=join(f.name))
                    for f in listing.files],
-            folders=[folder_entry(d, path=join(d.name), owner_email=caller.email)
+            folders=[folder_entry(d, path=join(d.name), owner_email=caller.email,
+                                  subfolders=listing.subfolders.get(d.id, 0))
                      for d in listing.folders],
-            folder=folder_entry(listing.folder, path=base, owner_email=caller.email))
+            folder=folder_entry(listing.folder, path=base, owner_email=caller.email,
+                                subfolders=listing.subfolders.get(listing.folder.id, 0)))
 
     @rpc
     def StatEntry(self, request: pb.StatEntryRequest, context: grpc.ServicerContext
@@ -135,7 +137,10 @@ class FileServicer(pb_grpc.FileServiceServicer):
         caller = self._caller(request.session_token)
         entry, permission, path = self.ns.stat(caller, request.entry_id, request.path,
                                                request.parent_folder_id, request.name)
-        return entry_response(entry, permission=permission, path=path)
+        reply = entry_response(entry, permission=permission, path=path)
+        if reply.WhichOneof("entry") == "folder":
+            reply.folder.subfolders = self.ns.count_subfolders(entry.id)
+        return reply
 
     @rpc
     def CreateFolder(self, request: pb.CreateFolderRequest, context: grpc.ServicerContext

@@ -6,10 +6,13 @@ import ctypes
 import errno
 import os
 import stat
+import subprocess
 import time
 
 import pytest
 
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
 from tests.mount.conftest import Mount
 
 RENAME_NOREPLACE = 1
@@ -145,11 +148,240 @@ def test_errno_on_error_paths(mnt: Mount) -> None:
     write(f"{d}/{'n' * 255}", b"ok")  # NAME_MAX itself is fine
     assert _errno(os.stat, f"{d}/{'n/' * 2100}") == errno.ENAMETOOLONG  # PATH_MAX
     assert _errno(os.link, f"{d}/dir/f", f"{d}/hard") == errno.EPERM
-    assert _errno(os.mkfifo, f"{d}/fifo") == errno.EPERM
-    assert _errno(os.mknod, f"{d}/dev", 0o600 | stat.S_IFCHR, os.makedev(1, 3)) == errno.EPERM
     assert _errno(os.open, f"{d}/.cloudgrpc-status", os.O_WRONLY) in (errno.EACCES,
                                                                        errno.EPERM)
     assert _errno(os.mkdir, f"{d}/.trash/x") in (errno.EACCES, errno.EPERM)
     assert _errno(os.rmdir, f"{d}/Shared") in (errno.EBUSY, errno.EACCES, errno.EPERM)
     assert _errno(os.symlink, "x" * 4096, f"{d}/longlink") == errno.ENAMETOOLONG
     assert _errno(os.readlink, f"{d}/dir/f") == errno.EINVAL
+
+
+OLD_NS = 1_000_000_000_123_456_789
+
+
+def _time_changes(root: str) -> dict[str, list[tuple[bool, bool]]]:
+    """Which times each operation moves: for every watched path, (mtime moved, ctime
+    moved). Run on a local folder and on the mount, the answers must match."""
+    out: dict[str, list[tuple[bool, bool]]] = {}
+
+    def did(label: str, op, *watched: str) -> None:  # type: ignore[no-untyped-def]
+        for path in watched:
+            os.utime(path, ns=(OLD_NS, OLD_NS))
+        before = [os.stat(path).st_ctime_ns for path in watched]
+        time.sleep(0.02)  # tmpfs keeps ctime at clock-tick precision
+        op()
+        out[label] = [(os.stat(p).st_mtime_ns != OLD_NS, os.stat(p).st_ctime_ns != c)
+                      for p, c in zip(watched, before, strict=True)]
+
+    d, e = f"{root}/d", f"{root}/e"
+    os.mkdir(d)
+    os.mkdir(e)
+    did("create", lambda: write(f"{d}/f", b"12345"), d)
+    did("write", lambda: write(f"{d}/f", b"6", os.O_WRONLY | os.O_APPEND), d, f"{d}/f")
+    did("o_trunc", lambda: os.close(os.open(f"{d}/f", os.O_WRONLY | os.O_TRUNC)), f"{d}/f", d)
+    did("chmod", lambda: os.chmod(f"{d}/f", 0o600), f"{d}/f", d)
+    did("symlink", lambda: os.symlink("f", f"{d}/l"), d)
+    did("mkdir", lambda: os.mkdir(f"{d}/sub"), d)
+    did("rmdir", lambda: os.rmdir(f"{d}/sub"), d)
+    did("rename", lambda: os.rename(f"{d}/f", f"{e}/g"), d, e)
+    did("unlink", lambda: os.unlink(f"{d}/l"), d)
+    write(f"{e}/h", b"x")
+    did("unlink2", lambda: os.unlink(f"{e}/h"), e)
+    # utimensat: UTIME_OMIT leaves a time alone, UTIME_NOW sets the clock's time
+    os.utime(f"{e}/g", ns=(OLD_NS, OLD_NS))
+    _libc_utimensat(f"{e}/g", atime="now", mtime="omit")
+    st = os.stat(f"{e}/g")
+    out["utime_now_omit"] = [(st.st_mtime_ns == OLD_NS, st.st_atime_ns > OLD_NS)]
+    return out
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+
+def _libc_utimensat(path: str, atime: str, mtime: str) -> None:
+    special = {"now": UTIME_NOW, "omit": UTIME_OMIT}
+    times = (_Timespec * 2)(_Timespec(0, special[atime]), _Timespec(0, special[mtime]))
+    if _libc.utimensat(AT_FDCWD, path.encode(), times, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def test_times_move_as_on_a_local_filesystem(mnt: Mount, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _time_changes(str(local))
+    assert expected["create"] == [(True, True)]  # (the reference itself is sound)
+    assert _time_changes(str(mnt.path)) == expected
+
+
+def test_times_and_modes_survive_cp_a_and_a_remount(make_mount, account,  # type: ignore[no-untyped-def]
+                                                     tmp_path) -> None:
+    src = tmp_path / "src"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "a" / "b" / "f1").write_bytes(b"one")
+    (src / "a" / "f2").write_bytes(b"two" * 1000)
+    (src / "a" / "empty").write_bytes(b"")
+    os.chmod(src / "a" / "f2", 0o640)
+    old = os.umask(0)
+    try:
+        os.close(os.open(src / "a" / "zero", os.O_CREAT | os.O_WRONLY, 0))
+    finally:
+        os.umask(old)
+    os.chmod(src / "a" / "b", 0o750)
+    for i, path in enumerate(["a/b/f1", "a/f2", "a/empty", "a/zero", "a/b", "a", "."]):
+        os.utime(src / path, ns=(1_300_000_000_000_000_007 + i, 1_200_000_000_111_111_111 + i))
+
+    def tree(root) -> dict[str, tuple[int, int, bytes]]:  # type: ignore[no-untyped-def]
+        seen = {}
+        for dirpath, _, files in os.walk(root):
+            for name in [".", *files]:
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                data = b"" if name == "." else read(p)
+                seen[os.path.relpath(p, root)] = (st.st_mode, st.st_mtime_ns, data)
+        return seen
+
+    first = make_mount(account)
+    # pax keeps nanoseconds (tar's default format keeps seconds)
+    first.sh(f"cp -a {src} ./copy && mkdir untar && "
+             f"tar --format=posix -C {src} -cf - . | tar -C untar -xpf -")
+    assert tree(first.path / "copy") == tree(src)
+    assert first.cli("sync").returncode == 0
+    first.umount()
+    again = make_mount(account)
+    assert tree(again.path / "copy") == tree(src)
+    unpacked = tree(again.path / "untar")
+    unpacked.pop(".")  # (the folder tar extracted into is the mount's own)
+    assert unpacked == {k: v for k, v in tree(src).items() if k != "."}
+    # a file made with mode 0 (umask 0) is mode 0 on the mount too
+    assert stat.S_IMODE(os.stat(again.path / "copy" / "a" / "zero").st_mode) == 0
+
+
+def _unlinked_while_open(root: str) -> list[object]:
+    """What descriptors see of a file unlinked while they have it open."""
+    os.mkdir(f"{root}/u")
+    p = f"{root}/u/f"
+    write(p, b"hello world")
+    rw = os.open(p, os.O_RDWR)
+    ro = os.open(p, os.O_RDONLY)
+    os.unlink(p)
+    seen: list[object] = [os.fstat(rw).st_nlink, os.pread(rw, 100, 0), os.path.exists(p),
+                          sorted(os.listdir(f"{root}/u"))]
+    os.pwrite(rw, b"HELLO", 0)
+    os.write(rw, b"!")
+    seen += [os.pread(ro, 100, 0), os.fstat(ro).st_size]
+    os.close(rw)
+    seen += [os.pread(ro, 100, 0)]
+    os.close(ro)
+    write(p, b"new")  # the name is free for a new file
+    seen += [read(p)]
+    return seen
+
+
+def test_a_file_unlinked_while_open_lives_until_the_last_close(mnt: Mount, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _unlinked_while_open(str(local))
+    assert expected[0] == 0 and expected[1] == b"hello world"
+    assert _unlinked_while_open(str(mnt.path)) == expected
+    # the trash holds it as it was when it was removed (what rm of a closed file does)
+    assert mnt.sh("cat .trash/f").stdout == "hello world"
+
+
+def _folder_links(root: str) -> list[int]:
+    """A folder's st_nlink as folders come and go in it (2 + its subfolders on Linux)."""
+    p = f"{root}/p"
+    os.mkdir(p)
+    seen = [os.stat(p).st_nlink]
+    os.mkdir(f"{p}/a")
+    os.mkdir(f"{p}/b")
+    write(f"{p}/f", b"files do not count")
+    seen.append(os.stat(p).st_nlink)
+    os.rmdir(f"{p}/a")
+    seen.append(os.stat(p).st_nlink)
+    os.rename(f"{p}/b", f"{root}/b")
+    seen.append(os.stat(p).st_nlink)
+    os.rename(f"{root}/b", f"{p}/b")
+    seen.append(os.stat(p).st_nlink)
+    return seen
+
+
+def test_folder_link_counts_and_largest_file(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _folder_links(str(local))
+    assert expected == [2, 4, 3, 2, 3]
+    mnt = make_mount(account)
+    assert _folder_links(str(mnt.path)) == expected
+    os.mkdir(mnt.path / "p" / "c")
+    # a folder this mount never listed: the gateway's count
+    assert mnt.cli("sync").returncode == 0
+    mnt.umount()
+    again = make_mount(account)
+    assert os.stat(again.path / "p").st_nlink == 4
+    # beyond the largest file size: EFBIG (not EDQUOT), and nothing changes
+    p = str(again.path / "p" / "f")
+    assert _errno(os.truncate, p, 999_999_999_999_999) == errno.EFBIG
+    fd = os.open(p, os.O_RDWR)
+    try:
+        assert _errno(os.ftruncate, fd, 1 << 45) == errno.EFBIG
+        assert _errno(os.pwrite, fd, b"x", 1 << 45) == errno.EFBIG
+    finally:
+        os.close(fd)
+    assert read(p) == b"files do not count"
+    st = os.stat(p)
+    assert st.st_blocks * 512 >= st.st_size > 0
+    # symlink loops are the kernel's: ELOOP
+    os.symlink("loop2", again.path / "loop1")
+    os.symlink("loop1", again.path / "loop2")
+    assert _errno(os.open, str(again.path / "loop1"), os.O_RDONLY) == errno.ELOOP
+
+
+SPECIAL_SCRIPT = (
+    "mkdir sp && cd sp && mkfifo -m 640 fifo && mknod -m 600 null c 1 3 && "
+    "mknod -m 660 loop b 7 0 && "
+    "python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(\"sock\")' && "
+    "mv null null2 && mkfifo gone && rm gone && "
+    "(echo through > fifo &) && timeout 10 cat fifo"
+)
+LIST = "cd sp && stat -c '%n %F %a %t %T %s' * && ls -l | cut -c1-10"
+
+
+def test_fifos_sockets_and_devices_are_entries(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+
+    def run(cmd: str, cwd) -> str:  # type: ignore[no-untyped-def]
+        done = subprocess.run(["bash", "-c", cmd], cwd=cwd, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run(SPECIAL_SCRIPT, local) == "through\n"  # a fifo's I/O is the kernel's
+    expected = run(LIST, local)
+    assert "fifo" in expected and "character special file" in expected
+    m = make_mount(account)
+    assert m.sh(SPECIAL_SCRIPT).stdout == "through\n"
+    assert m.sh(LIST).stdout == expected
+    assert m.cli("sync").returncode == 0
+    m.umount()
+    again = make_mount(account)  # kept across a remount: type, mode, device number
+    assert again.sh(LIST).stdout == expected
+    # nodev, nosuid: a device entry opens nothing, even for root; nor can it be shared
+    options = [line.split()[3] for line in open("/proc/mounts")
+               if line.split()[1] == str(again.path)][0].split(",")
+    assert "nodev" in options and "nosuid" in options
+    assert _errno(os.open, str(again.path / "sp" / "null2"), os.O_RDONLY) == errno.EACCES
+    friend = again.cluster.sign_up()
+    with CloudClient(again.cluster.address, session_token=account.token) as client:
+        null = client.stat(path="/sp/null2").file
+        assert stat.S_ISCHR(null.mode) and null.rdev == os.makedev(1, 3)
+        with pytest.raises(errors.InvalidArgument):
+            client.share_file(null.file_id, friend.email)
+    again.sh("cd sp && rm fifo null2 && mv loop loop2")
+    assert again.sh("ls sp").stdout.split() == ["loop2", "sock"]
