@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import signal
 import socket
@@ -32,10 +33,39 @@ CLUSTER_SECRET = "test-cluster-secret"
 MiB = 1024 * 1024
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+# Ports for servers tests start, when pytest-xdist runs several workers: each worker draws
+# from its own slice of this range, below Linux's ephemeral ports (32768 and up), so two
+# workers never pick the same port, and no outgoing connection takes a picked port before
+# its server binds it.
+_WORKER_PORTS = range(10000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free TCP port on 127.0.0.1 (never the same one twice in this process)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    index = int(worker[2:] or 0)
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    span = len(_WORKER_PORTS) // count
+    low = _WORKER_PORTS.start + (index % count) * span
+    with _PORTS_LOCK:
+        for _ in range(1000):
+            port = random.randrange(low, low + span)
+            if port in _PORTS_HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _PORTS_HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free port in {low}..{low + span - 1}")
 
 
 class MailSink:

@@ -31,6 +31,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -130,12 +131,13 @@ def verify(unit: Path, tmp_path: Path, user: bool = False) -> str:
     """Everything ``systemd-analyze verify`` says about ``unit`` ("" when all is well)."""
     command = ["systemd-analyze", *(["--user"] if user else []), "verify", str(unit)]
     env = dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="")
-    if user:  # the user manager wants a runtime folder even offline
-        runtime = tmp_path / "xdg-runtime"
-        runtime.mkdir(mode=0o700, exist_ok=True)
-        env["XDG_RUNTIME_DIR"] = str(runtime)
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30,
-                          cwd=tmp_path)
+    with tempfile.TemporaryDirectory(prefix="xr", dir="/tmp") as runtime:
+        if user:  # the user manager wants a runtime folder even offline; a short path, since
+            # the units it finds there bind unix sockets (108-byte limit) under it
+            os.chmod(runtime, 0o700)
+            env["XDG_RUNTIME_DIR"] = runtime
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=30,
+                              cwd=tmp_path)
     said = (done.stdout + done.stderr).strip()
     if done.returncode != 0 and not said:
         said = f"exit status {done.returncode}"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 from cloudgrpc_node.registration import NodeIdentity, Registrar
+from tests.cluster import free_port
 from tests.node.node_testkit import FakeGateway, wait_for
 
 
@@ -26,11 +26,6 @@ def make(address: str, usage: Usage | None = None, interval: float = 0.1) -> Reg
         IDENTITY, usage or Usage(), address, heartbeat_interval_s=interval, call_timeout_s=2.0
     )
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_registers_heartbeats_with_usage_and_deregisters(start_gateway) -> None:

@@ -9,16 +9,12 @@ import pytest
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
+from tests.cluster import free_port
 from tests.node.node_testkit import chunk
 
 SECRET = "s3cret"
 TIMEOUT = 10
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
