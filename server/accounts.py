@@ -554,3 +554,10 @@ class Accounts:
                 raise Unauthenticated("account disabled")
             return Caller(user.id, user.email, user.full_name, user.root_folder_id or "",
                           sess.expires_at, sess.device_id or "", sess.id)
+
+
+def active_sessions(s: DbSession) -> int:
+    """Sessions of every user that are neither expired nor ended (logout, device revoked)."""
+    live = select(func.count()).select_from(Session).where(
+        Session.revoked_at.is_(None), Session.expires_at > utcnow())
+    return int(s.scalar(live) or 0)

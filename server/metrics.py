@@ -39,11 +39,12 @@ from cloudgrpc_proto.metrics_export import (
     serve_metrics,
 )
 
+from .accounts import active_sessions
 from .db import Database
-from .models import Chunk, Payment, Session, StorageNode, StorageTier, User, utcnow
+from .models import Chunk, Payment, StorageNode, StorageTier, User, utcnow
+from .shortfall import count_short
 
 # The admin status's own count of short chunks, so the gauge and ``--status`` always agree.
-from .services.admin import _shortfall
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +270,11 @@ class ClusterCollector(Collector):
         with self.db.read() as s:
             nodes = list(s.scalars(select(StorageNode)))
             chunks = s.scalar(select(func.count()).select_from(Chunk)) or 0
-            short, referenced = _shortfall(s, nodes, self.factor)
+            short, referenced = count_short(s, nodes, self.factor)
             users = s.scalar(select(func.count()).select_from(User)) or 0
             allocated = s.scalar(select(func.coalesce(func.sum(User.storage_allocated), 0))) or 0
             used = s.scalar(select(func.coalesce(func.sum(User.storage_used), 0))) or 0
-            sessions = s.scalar(select(func.count()).select_from(Session).where(
-                Session.revoked_at.is_(None), Session.expires_at > now)) or 0
+            sessions = active_sessions(s)
             tier = func.coalesce(StorageTier.name, Payment.tier_id)
             payments = s.execute(
                 select(Payment.status, Payment.provider, tier, func.count(),

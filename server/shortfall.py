@@ -1,7 +1,8 @@
 """Why a chunk has fewer live copies than ``REPLICATION_FACTOR`` promises.
 
-Shared by the repair loop (its "cannot place copies" event) and the admin status (how many
-chunks are short, and why), so both name the same cause for the same chunk:
+Shared by the repair loop (its "cannot place copies" event), the admin status and the
+metrics (how many chunks are short, and why: ``count_short``), so all name the same cause
+for the same chunk:
 
 - ``NO_ROOM``: nodes exist that could take a copy, but not enough of them have room for it;
 - ``TOO_FEW_NODES``: even a copy on every online node would leave it short (fewer online
@@ -14,8 +15,13 @@ Only chunks a file references are ever classified: garbage is not under-replicat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session as DbSession
+
+from .models import Chunk, FileChunk, Replica, StorageNode
 
 NO_ROOM = "no_room"
 TOO_FEW_NODES = "too_few_nodes"
@@ -98,3 +104,44 @@ class ShortfallNotice:
             return False
         self._last, self._last_at = key, now
         return True
+
+
+def count_short(s: DbSession, nodes: Sequence[StorageNode], factor: int) -> tuple[Tally, int]:
+    """Chunks a file references (trash included) with fewer than ``factor`` live copies,
+    by cause; and how many chunks files reference at all.
+
+    A copy is live on an online or draining node. Unreferenced chunks (an upload in
+    flight, a refused upload's leftovers awaiting collection) are left out: they are not
+    data anyone can lose. The database counts live copies; only the short chunks' holders
+    are read here to name a cause.
+    """
+    live_ids = [n.id for n in nodes if n.status in ("online", "draining")]
+    free = {n.id: max(0, n.capacity_bytes - n.used_bytes) for n in nodes
+            if n.status == "online"}
+    used = exists().where(FileChunk.chunk_sha256 == Chunk.sha256)
+    referenced = s.scalar(
+        select(func.count()).select_from(Chunk).where(used)) or 0
+    live = func.count(Replica.node_id)
+    short = (select(Chunk.sha256.label("sha"), Chunk.size.label("size"))
+             .outerjoin(Replica, (Replica.chunk_sha256 == Chunk.sha256)
+                        & Replica.node_id.in_(live_ids))
+             .where(used).group_by(Chunk.sha256, Chunk.size)
+             .having(live < factor).subquery())
+    sizes: dict[str, int] = {}
+    held: dict[str, set[str]] = {}
+    rows = s.execute(
+        select(short.c.sha, short.c.size, Replica.node_id)
+        .outerjoin(Replica, (Replica.chunk_sha256 == short.c.sha)
+                   & Replica.node_id.in_(live_ids)))
+    for sha, size, node_id in rows:
+        sizes[sha] = size
+        if node_id is not None:
+            held.setdefault(sha, set()).add(node_id)
+    tally = Tally()
+    for sha, size in sizes.items():
+        have = held.get(sha, set())
+        cause = reason(len(have), [f for node_id, f in free.items() if node_id not in have],
+                       size, factor)
+        if cause is not None:
+            tally.add(cause, factor - len(have))
+    return tally, int(referenced)

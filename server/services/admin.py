@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator, Sequence
 
 import grpc
-from sqlalchemy import exists, func, select
+from sqlalchemy import func, select
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
@@ -30,6 +30,7 @@ from cloudgrpc_proto.errors import (
 )
 
 from .. import security
+from ..accounts import active_sessions
 from ..db import Database
 from ..events import EventBus, EventRecord
 from ..fsck import Fsck
@@ -38,7 +39,6 @@ from ..metadata_backup import MetadataBackup
 from ..models import (
     Chunk,
     File,
-    FileChunk,
     Folder,
     Payment,
     Replica,
@@ -49,7 +49,7 @@ from ..models import (
     utcnow,
 )
 from ..node_registry import NodeRegistry
-from ..shortfall import Tally, reason
+from ..shortfall import count_short
 from ..snapshot_format import FORMAT_LABEL
 from ..traffic import TrafficMeter
 from ..wire import iso, logical_size, node_info, user_info
@@ -107,7 +107,7 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
             files = s.scalar(select(func.count()).select_from(File).where(
                 File.deleted_at.is_(None))) or 0
             chunks = s.scalar(select(func.count()).select_from(Chunk)) or 0
-            short, referenced = _shortfall(s, nodes, self.replication_factor)
+            short, referenced = count_short(s, nodes, self.replication_factor)
             garbage = max(0, int(chunks) - referenced)
             sessions = active_sessions(s)
             paid_rate = payment_success_rate(s, utcnow() - dt.timedelta(
@@ -455,54 +455,6 @@ def settle_drained_nodes(db: Database, events: EventBus) -> list[str]:
         events.emit("node_drained", f"node {name} drained: it holds no chunks", None,
                     node=name, node_id=node_id)
     return [name for _, name in done]
-
-
-def _shortfall(s: object, nodes: Sequence[StorageNode], factor: int) -> tuple[Tally, int]:
-    """Chunks a file references (trash included) with fewer than ``factor`` live copies,
-    by cause; and how many chunks files reference at all.
-
-    A copy is live on an online or draining node. Unreferenced chunks (an upload in
-    flight, a refused upload's leftovers awaiting collection) are left out: they are not
-    data anyone can lose. The database counts live copies; only the short chunks' holders
-    are read here to name a cause.
-    """
-    live_ids = [n.id for n in nodes if n.status in ("online", "draining")]
-    free = {n.id: max(0, n.capacity_bytes - n.used_bytes) for n in nodes
-            if n.status == "online"}
-    used = exists().where(FileChunk.chunk_sha256 == Chunk.sha256)
-    referenced = s.scalar(  # type: ignore[attr-defined]
-        select(func.count()).select_from(Chunk).where(used)) or 0
-    live = func.count(Replica.node_id)
-    short = (select(Chunk.sha256.label("sha"), Chunk.size.label("size"))
-             .outerjoin(Replica, (Replica.chunk_sha256 == Chunk.sha256)
-                        & Replica.node_id.in_(live_ids))
-             .where(used).group_by(Chunk.sha256, Chunk.size)
-             .having(live < factor).subquery())
-    sizes: dict[str, int] = {}
-    held: dict[str, set[str]] = {}
-    rows = s.execute(  # type: ignore[attr-defined]
-        select(short.c.sha, short.c.size, Replica.node_id)
-        .outerjoin(Replica, (Replica.chunk_sha256 == short.c.sha)
-                   & Replica.node_id.in_(live_ids)))
-    for sha, size, node_id in rows:
-        sizes[sha] = size
-        if node_id is not None:
-            held.setdefault(sha, set()).add(node_id)
-    tally = Tally()
-    for sha, size in sizes.items():
-        have = held.get(sha, set())
-        cause = reason(len(have), [f for node_id, f in free.items() if node_id not in have],
-                       size, factor)
-        if cause is not None:
-            tally.add(cause, factor - len(have))
-    return tally, int(referenced)
-
-
-def active_sessions(s: object) -> int:
-    """Sessions of every user that are neither expired nor ended (logout, device revoked)."""
-    live = select(func.count()).select_from(Session).where(
-        Session.revoked_at.is_(None), Session.expires_at > utcnow())
-    return int(s.scalar(live) or 0)  # type: ignore[attr-defined]
 
 
 def payment_success_rate(s: object, since: dt.datetime) -> float:
