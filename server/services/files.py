@@ -10,7 +10,7 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import CloudError, InvalidArgument, wire_details
+from cloudgrpc_proto.errors import CloudError, DeadlineExceeded, InvalidArgument, wire_details
 
 from ..accounts import Accounts
 from ..change_feed import ChangeFeed
@@ -52,19 +52,25 @@ class FileServicer(pb_grpc.FileServiceServicer):
         if self.traffic is not None:
             self.traffic.sent(n)
 
-    def _counted(self, requests: Iterator[pb.UploadFileRequest]
-                 ) -> Iterator[pb.UploadFileRequest]:
+    def _counted(self, requests: Iterator[pb.UploadFileRequest],
+                 context: grpc.ServicerContext) -> Iterator[pb.UploadFileRequest]:
         """The upload's messages, counting the file bytes as they arrive (chunk references
-        carry none: those bytes did not travel)."""
+        carry none: those bytes did not travel).
+
+        The stream's end is the commit signal of an upload of unknown size, and a caller's
+        cancel can reach the handler as a plain end of the stream: an end on a call that is
+        no longer active is a cancel, never the end of the file."""
         for message in requests:
             if message.chunk_data:
                 self._received(len(message.chunk_data))
             yield message
+        if not context.is_active():
+            raise DeadlineExceeded("the upload was cancelled before its end: nothing stored")
 
     @rpc
     def UploadFile(self, request_iterator: Iterator[pb.UploadFileRequest],
                    context: grpc.ServicerContext) -> pb.UploadFileResponse:
-        result = self.uploads.run(self._counted(request_iterator))
+        result = self.uploads.run(self._counted(request_iterator, context))
         f = result.file
         return pb.UploadFileResponse(
             success=True, message="File uploaded successfully", file_id=f.id,
