@@ -21,12 +21,13 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.errors import (
     CloudError,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 4
 MAX_SMALL_FILES = 1000  # per UploadSmallFiles call
 MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
+# How long after its stream ended an upload of unknown size may still turn out cancelled
+# (see UploadPipeline.run).
+UNKNOWN_SIZE_END_GRACE_S = 0.1
 
 
 def _bad_name(name: str) -> CloudError | None:
@@ -87,7 +91,16 @@ class UploadPipeline:
             settings, store.db)
         self.workers = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
 
-    def run(self, requests: Iterator[pb.UploadFileRequest]) -> UploadResult:
+    def run(self, requests: Iterator[pb.UploadFileRequest],
+            caller_waits: Callable[[float], bool] = lambda _s: True) -> UploadResult:
+        """Store and commit one upload. ``caller_waits(s)`` says whether the caller is still
+        there, watching for up to ``s`` seconds for a cancel: it is asked just before the
+        commit, so a call cancelled mid-stream never commits.
+
+        Why the wait: gRPC can hand a cancelled stream to the handler as a plain end of the
+        stream, and learn of the cancel a moment later. For a file of unknown size that end
+        is the commit signal, so the commit waits until ``UNKNOWN_SIZE_END_GRACE_S`` after
+        the end (the last chunk's flush usually takes longer: no wait at all)."""
         first = next(requests, None)
         if first is None or first.WhichOneof("data") != "metadata":
             raise InvalidArgument("the first message of an upload must be its metadata")
@@ -106,13 +119,23 @@ class UploadPipeline:
         log.info("upload %s: start %r (%d bytes announced) by %s", upload_id, name,
                  meta.file_size, caller.email)
         hold = _Hold(self.reservations.open(owner_id, replaces, frees))
+        ended: list[float] = []
+
+        def marked() -> Iterator[pb.UploadFileRequest]:
+            yield from requests
+            ended.append(time.monotonic())
+
         try:
-            spans, stored, deduped, total = self._receive(caller, requests, meta, room,
+            spans, stored, deduped, total = self._receive(caller, marked(), meta, room,
                                                           upload_id, hold)
             if meta.file_size and total != meta.file_size:
                 raise InvalidArgument(
                     f"upload ended after {total} bytes but announced {meta.file_size}")
             self._check_replicated(spans, upload_id)
+            grace = 0.0 if meta.file_size else max(
+                0.0, UNKNOWN_SIZE_END_GRACE_S - (time.monotonic() - ended[-1]))
+            if not caller_waits(grace):
+                raise DeadlineExceeded("the upload was cancelled before its end: nothing stored")
             f = self.namespace.commit_upload(
                 caller, parent_id=meta.parent_folder_id, name=name, mime_type=meta.mime_type,
                 spans=spans, size=total, overwrite_file_id=meta.overwrite_file_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterator
@@ -59,7 +60,8 @@ class FileServicer(pb_grpc.FileServiceServicer):
 
         The stream's end is the commit signal of an upload of unknown size, and a caller's
         cancel can reach the handler as a plain end of the stream: an end on a call that is
-        no longer active is a cancel, never the end of the file."""
+        no longer active is a cancel, never the end of the file (and the pipeline asks again,
+        with a short wait, just before it commits: ``_caller_waits``)."""
         for message in requests:
             if message.chunk_data:
                 self._received(len(message.chunk_data))
@@ -70,7 +72,8 @@ class FileServicer(pb_grpc.FileServiceServicer):
     @rpc
     def UploadFile(self, request_iterator: Iterator[pb.UploadFileRequest],
                    context: grpc.ServicerContext) -> pb.UploadFileResponse:
-        result = self.uploads.run(self._counted(request_iterator, context))
+        result = self.uploads.run(self._counted(request_iterator, context),
+                                  functools.partial(_caller_waits, context))
         f = result.file
         return pb.UploadFileResponse(
             success=True, message="File uploaded successfully", file_id=f.id,
@@ -364,3 +367,12 @@ class FileServicer(pb_grpc.FileServiceServicer):
         finally:
             sub.close()
 
+
+def _caller_waits(context: grpc.ServicerContext, wait_s: float) -> bool:
+    """Whether the caller is still there, watching up to ``wait_s`` seconds for a cancel."""
+    deadline = time.monotonic() + wait_s
+    while context.is_active():
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.005)
+    return False
