@@ -156,6 +156,8 @@ class CloudFS(pyfuse3.Operations):
         self.table.put_folder(root.folder, ROOT_INODE)
         self.cache = ChunkCache(cache_dir, self.options.cache_bytes)
         self.direct = NodeReads() if self.options.direct_reads else None
+        if self.direct is not None:
+            client.node_reads = self.direct  # direct writes share its channels to the nodes
         self.reader = Reader(client, self.blocking, self.cache, self.options.read_ahead,
                              self.direct)
         self.reader.on_version = self._version_seen

@@ -32,6 +32,17 @@ from .registration import NODE_KEY_FILE, NodeIdentity, NodeKey, Registrar, cpu_c
 from .scrubber import Scrubber
 from .service import SERVER_OPTIONS, SERVICE_NAME, ChunkService, add_to_server
 
+_stdout_lock = threading.Lock()
+
+
+def say(text: str) -> None:
+    """One whole line (or banner) on stdout: the registration thread and the main thread
+    both print, and ``print`` writes the text and its newline separately, so two prints
+    could interleave mid-line (a harness then missed the "registered" line)."""
+    with _stdout_lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
 log = logging.getLogger("cloudgrpc_node")
 
 STOP_GRACE_S = 10.0
@@ -71,6 +82,7 @@ class NodeServer:
                 config.cluster_secret,
                 insecure=config.insecure,
                 peer_credentials=peer_credentials,
+                node_id=lambda: self.registrar.node_id if self.registrar else None,
             ),
             self.server,
         )
@@ -132,10 +144,7 @@ class NodeServer:
 
     def _announce_registered(self, node_id: str) -> None:
         # Harnesses wait for this exact line on stdout; keep its wording stable.
-        print(
-            f"node {self.config.name} registered with gateway {self.config.gateway} as {node_id}",
-            flush=True,
-        )
+        say(f"node {self.config.name} registered with gateway {self.config.gateway} as {node_id}")
 
     def stop(self, grace: float = STOP_GRACE_S) -> None:
         """NOT_SERVING, deregister, then let in-flight calls finish within ``grace``."""
@@ -218,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if config.insecure:
         log.warning(INSECURE_WARNING)
-    print(node.banner(), flush=True)
+    say(node.banner())
     while not stopping.wait(1.0):
         pass
     node.stop()

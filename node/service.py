@@ -22,9 +22,10 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto import errors, read_tokens
+from cloudgrpc_proto import errors, read_tokens, write_grants
 
 from .chunk_store import ChunkCorrupt, ChunkStore, check_sha256
+from .used_grants import UsedGrants
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,11 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         insecure: bool = False,
         peer_credentials: grpc.ChannelCredentials | None = None,
         fetch_timeout_s: float = FETCH_TIMEOUT_S,
+        node_id: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.store = store
+        self._node_id = node_id  # this node's id at the gateway, once registered
+        self._used_grants = UsedGrants()
         self._secret = cluster_secret.encode()
         self._open = insecure and not cluster_secret
         self._peer_credentials = peer_credentials
@@ -132,8 +136,35 @@ class ChunkService(pb_grpc.ChunkServiceServicer):
         if not read_tokens.valid(self._secret.decode(), request.read_token, request.sha256):
             raise errors.PermissionDenied("read token is invalid, expired or not for this chunk")
 
+    def _put_granted(self, request: pb.PutChunkRequest) -> pb.PutChunkResponse:
+        """A client's direct write: the gateway's write token for this chunk, its size and
+        this node, used once; answered with the receipt the client hands the gateway."""
+        node_id = self._node_id() or ""
+        data = request.data
+        grant = write_grants.check_token(self._secret.decode(), request.write_token,
+                                         request.sha256, len(data), node_id)
+        if grant is None:
+            raise errors.PermissionDenied(
+                "write token is invalid, expired, or not for this chunk, size or node")
+        if not self._used_grants.claim(grant.mac, grant.expires):
+            raise errors.PermissionDenied("write token already used (or too many in use)")
+        try:
+            result = self.store.put(request.sha256, data)
+        except BaseException:
+            self._used_grants.give_back(grant.mac)
+            raise
+        log.debug("put chunk %s (%d bytes, direct write, upload %s, already present %s)",
+                  request.sha256, len(data), request.upload_id or "-", result.already_present)
+        return pb.PutChunkResponse(
+            success=True, message="stored", used_bytes=result.used_bytes,
+            already_present=result.already_present, node_id=node_id,
+            receipt=write_grants.issue_receipt(self._secret.decode(), request.sha256,
+                                               len(data), node_id, grant))
+
     @_edge
     def PutChunk(self, request: pb.PutChunkRequest, context: grpc.ServicerContext):  # noqa: N802
+        if request.write_token and not self._open:
+            return self._put_granted(request)
         self._authorize(request.cluster_secret)
         data = request.data  # each access copies out of the message: take it once
         result = self.store.put(request.sha256, data)

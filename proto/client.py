@@ -28,6 +28,8 @@ from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto import environment, errors
 from cloudgrpc_proto.channel import default_target, open_channel
+from cloudgrpc_proto.direct_reads import NodeReads
+from cloudgrpc_proto.direct_writes import NodeWrites
 from cloudgrpc_proto.retry import RetryPolicy, status_code
 from cloudgrpc_proto.session_store import Session, SessionStore
 from cloudgrpc_proto.transfer import (
@@ -243,6 +245,11 @@ class CloudClient:
         self._refresh_lock = threading.Lock()
         self._verification: dict[str, str] = {}
         self._chunk_size: int | None = None
+        # Direct writes (``direct_writes``): chunk bytes to the nodes under the gateway's
+        # grants; off for good once the gateway says it takes bytes only in the stream.
+        self.direct_writes = environment.get_bool("CLOUDGRPC_DIRECT_WRITES", True)
+        self.node_reads: NodeReads | None = None  # shared channels to the nodes
+        self._writes: NodeWrites | None = None
 
     # -- construction helpers ------------------------------------------------------------
 
@@ -271,6 +278,8 @@ class CloudClient:
         return client
 
     def close(self) -> None:
+        if self._writes is not None:
+            self._writes.close()
         if self._own_channel:
             self.channel.close()
 
@@ -1082,12 +1091,15 @@ class CloudClient:
             try:
                 yield pb.UploadFileRequest(metadata=metadata)
                 watchdog.kick()
-                for kind, item in iter_payload(src, plan, stats, progress):
+                written = (self._write_directly(metadata, src, plan)
+                           if plan is not None and self.direct_writes else None)
+                for kind, item in iter_payload(src, plan, stats, progress, written):
                     if kind == "data":
                         yield pb.UploadFileRequest(chunk_data=item)
                     else:
-                        sha, size = item
-                        yield pb.UploadFileRequest(chunk_ref=pb.ChunkRef(sha256=sha, size=size))
+                        sha, size, *receipts = item
+                        yield pb.UploadFileRequest(chunk_ref=pb.ChunkRef(
+                            sha256=sha, size=size, receipts=receipts[0] if receipts else []))
                     stats.messages += 1
                     watchdog.kick()
             except BaseException as exc:  # recorded: gRPC only logs what a generator raises
@@ -1112,6 +1124,45 @@ class CloudClient:
             raise
         finally:
             watchdog.stop()
+
+    def _write_directly(self, metadata: pb.FileMetadata, src: UploadSource,
+                        plan: list[ChunkPlanEntry]
+                        ) -> Iterator[tuple[ChunkPlanEntry, list[pb.ChunkReceipt] | None]]:
+        """The plan's chunks to send, written to the nodes under grants where possible
+        (``direct_writes.NodeWrites``), in file order with their receipts or None."""
+
+        def read(entry: ChunkPlanEntry) -> bytes:
+            src.handle.seek(src.start + entry.offset)
+            data = src.handle.read(entry.size)
+            if len(data) != entry.size:
+                raise OSError(f"{src.filename}: file shrank while being uploaded")
+            return data
+
+        def prepare(batch: list[ChunkPlanEntry]) -> pb.PrepareChunkWritesResponse | None:
+            if not self.direct_writes:
+                return None
+            try:
+                return self._stubs.file.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
+                    session_token=metadata.session_token, upload_id=metadata.upload_id,
+                    chunks=[pb.ChunkRef(sha256=e.sha256, size=e.size) for e in batch]),
+                    timeout=self.timeout)
+            except grpc.RpcError as exc:
+                code = status_code(exc)
+                if code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION):
+                    self.direct_writes = False  # this gateway takes bytes only in the stream
+                return None  # anything else: the stream through the gateway says what
+
+        entries = [e for e in plan if not e.send_ref]
+        for done in self._node_writes().chunks(entries, read, prepare, metadata.upload_id):
+            yield done.entry, done.receipts
+
+    def _node_writes(self) -> NodeWrites:
+        with self._lock:
+            if self._writes is None:
+                if self.node_reads is None:
+                    self.node_reads = NodeReads()
+                self._writes = NodeWrites(self.node_reads)
+            return self._writes
 
     # -- downloads -----------------------------------------------------------------------
 

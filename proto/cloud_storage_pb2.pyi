@@ -255,12 +255,22 @@ class UploadFileRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[FileMetadata, _Mapping]] = ..., chunk_data: _Optional[bytes] = ..., chunk_ref: _Optional[_Union[ChunkRef, _Mapping]] = ...) -> None: ...
 
 class ChunkRef(_message.Message):
-    __slots__ = ("sha256", "size")
+    __slots__ = ("sha256", "size", "receipts")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     size: int
-    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+    receipts: _containers.RepeatedCompositeFieldContainer[ChunkReceipt]
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., receipts: _Optional[_Iterable[_Union[ChunkReceipt, _Mapping]]] = ...) -> None: ...
+
+class ChunkReceipt(_message.Message):
+    __slots__ = ("node_id", "receipt")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    receipt: str
+    def __init__(self, node_id: _Optional[str] = ..., receipt: _Optional[str] = ...) -> None: ...
 
 class FileMetadata(_message.Message):
     __slots__ = ("session_token", "filename", "file_size", "mime_type", "parent_folder_id", "overwrite_file_id", "replace_existing", "mode", "mtime_ns", "expected_version", "uid", "gid", "upload_id", "parent_mtime_ns", "rdev")
@@ -725,6 +735,48 @@ class FindChunksResponse(_message.Message):
     present: _containers.RepeatedScalarFieldContainer[str]
     chunk_size: int
     def __init__(self, present: _Optional[_Iterable[str]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
+
+class PrepareChunkWritesRequest(_message.Message):
+    __slots__ = ("session_token", "chunks", "upload_id")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
+    upload_id: str
+    def __init__(self, session_token: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., upload_id: _Optional[str] = ...) -> None: ...
+
+class ChunkWriteTarget(_message.Message):
+    __slots__ = ("node_id", "address", "write_token")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    write_token: str
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., write_token: _Optional[str] = ...) -> None: ...
+
+class ChunkWriteGrant(_message.Message):
+    __slots__ = ("sha256", "size", "already_held", "targets")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_HELD_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size: int
+    already_held: bool
+    targets: _containers.RepeatedCompositeFieldContainer[ChunkWriteTarget]
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ..., already_held: _Optional[bool] = ..., targets: _Optional[_Iterable[_Union[ChunkWriteTarget, _Mapping]]] = ...) -> None: ...
+
+class PrepareChunkWritesResponse(_message.Message):
+    __slots__ = ("grants", "expires_at", "node_ca_pem")
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    NODE_CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[ChunkWriteGrant]
+    expires_at: int
+    node_ca_pem: bytes
+    def __init__(self, grants: _Optional[_Iterable[_Union[ChunkWriteGrant, _Mapping]]] = ..., expires_at: _Optional[int] = ..., node_ca_pem: _Optional[bytes] = ...) -> None: ...
 
 class GetFileChunksRequest(_message.Message):
     __slots__ = ("session_token", "file_id", "with_sources")
@@ -1525,28 +1577,34 @@ class PutChunkResult(_message.Message):
     def __init__(self, sha256: _Optional[str] = ..., success: _Optional[bool] = ..., already_present: _Optional[bool] = ..., error_code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class PutChunkRequest(_message.Message):
-    __slots__ = ("sha256", "data", "cluster_secret", "upload_id")
+    __slots__ = ("sha256", "data", "cluster_secret", "upload_id", "write_token")
     SHA256_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_SECRET_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
+    WRITE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     sha256: str
     data: bytes
     cluster_secret: str
     upload_id: str
-    def __init__(self, sha256: _Optional[str] = ..., data: _Optional[bytes] = ..., cluster_secret: _Optional[str] = ..., upload_id: _Optional[str] = ...) -> None: ...
+    write_token: str
+    def __init__(self, sha256: _Optional[str] = ..., data: _Optional[bytes] = ..., cluster_secret: _Optional[str] = ..., upload_id: _Optional[str] = ..., write_token: _Optional[str] = ...) -> None: ...
 
 class PutChunkResponse(_message.Message):
-    __slots__ = ("success", "message", "used_bytes", "already_present")
+    __slots__ = ("success", "message", "used_bytes", "already_present", "receipt", "node_id")
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
     success: bool
     message: str
     used_bytes: int
     already_present: bool
-    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., used_bytes: _Optional[int] = ..., already_present: _Optional[bool] = ...) -> None: ...
+    receipt: str
+    node_id: str
+    def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., used_bytes: _Optional[int] = ..., already_present: _Optional[bool] = ..., receipt: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
 
 class GetChunkRequest(_message.Message):
     __slots__ = ("sha256", "offset", "length", "cluster_secret", "read_token")

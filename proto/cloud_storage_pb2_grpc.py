@@ -559,6 +559,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksResponse.FromString,
                 _registered_method=True)
+        self.PrepareChunkWrites = channel.unary_unary(
+                '/cloudstorage.FileService/PrepareChunkWrites',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesResponse.FromString,
+                _registered_method=True)
         self.GetFileChunks = channel.unary_unary(
                 '/cloudstorage.FileService/GetFileChunks',
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.GetFileChunksRequest.SerializeToString,
@@ -703,6 +708,15 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareChunkWrites(self, request, context):
+        """Added: direct writes. Placement and short-lived write grants for chunks the caller is
+        about to send straight to the storage nodes (ChunkService.PutChunk with write_token);
+        the nodes' receipts then travel in UploadFile's ChunkRef. Quota is held from here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFileChunks(self, request, context):
         """The chunk manifest of a file, so a client can re-send only what changed.
         """
@@ -834,6 +848,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.FindChunks,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksResponse.SerializeToString,
+            ),
+            'PrepareChunkWrites': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareChunkWrites,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesResponse.SerializeToString,
             ),
             'GetFileChunks': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFileChunks,
@@ -1351,6 +1370,33 @@ class FileService:
             '/cloudstorage.FileService/FindChunks',
             cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.FindChunksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareChunkWrites(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.FileService/PrepareChunkWrites',
+            cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.PrepareChunkWritesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,6 +116,7 @@ class UploadStats:
     bytes_referenced: int = 0
     chunks_sent: int = 0
     chunks_referenced: int = 0
+    chunks_direct: int = 0  # of chunks_sent: written to the nodes directly, not via the gateway
     messages: int = 0
     chunk_size: int = 0
     present: set[str] = field(default_factory=set, repr=False)
@@ -147,12 +148,17 @@ def iter_payload(
     plan: list[ChunkPlanEntry] | None,
     stats: UploadStats,
     progress: Progress | None,
+    written: Iterator[tuple[ChunkPlanEntry, Any]] | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """("data", bytes) and ("ref", (sha256, size)) items in file order.
 
     Without a plan the file goes out in 1 MiB messages. With one, every chunk the server
     holds becomes a reference (whole chunks only, so references fall on chunk boundaries)
     and the others go out as data messages.
+
+    ``written`` (direct writes): for each chunk to send, in order, what writing it to the
+    nodes gave: receipts (then it goes as ("ref", (sha256, size, receipts))) or None (its
+    bytes go as data messages after all).
     """
     stats.bytes_total = source.size
     if plan is None:
@@ -165,6 +171,21 @@ def iter_payload(
             if progress:
                 progress(entry.size)
             continue
+        if written is not None:
+            done, receipts = next(written)
+            assert done is entry, "direct writes answered out of order"
+            if receipts is not None:
+                if receipts:
+                    stats.chunks_sent += 1
+                    stats.chunks_direct += 1
+                    stats.bytes_sent += entry.size
+                else:  # the gateway found it held after all: a plain reference
+                    stats.chunks_referenced += 1
+                    stats.bytes_referenced += entry.size
+                yield "ref", (entry.sha256, entry.size, receipts)
+                if progress:
+                    progress(entry.size)
+                continue
         source.handle.seek(source.start + entry.offset)
         left = entry.size
         while left > 0:

@@ -98,6 +98,8 @@ class Settings:
     # Direct reads: GetFileChunks(with_sources) hands out node addresses and read tokens
     # so clients read chunks from the nodes themselves (off when nodes are private).
     direct_reads: bool = True
+    direct_writes: bool = True
+    write_grant_ttl_s: int = 60
     read_token_ttl_s: int = 600
     # Admin status (issue 17): how often each gateway adds its traffic counts to the
     # database, and the windows of the speeds and of the payment success rate.
@@ -218,6 +220,8 @@ def load_settings() -> Settings:
         tls_key=get_str("TLS_KEY"),
         node_tls_ca=get_str("NODE_TLS_CA"),
         direct_reads=get_bool("DIRECT_READS", True),
+        direct_writes=get_bool("DIRECT_WRITES", True),
+        write_grant_ttl_s=max(5, get_int("WRITE_GRANT_TTL_S", 60)),
         read_token_ttl_s=max(30, get_int("READ_TOKEN_TTL_S", 600)),
         traffic_flush_s=max(0.1, get_float("TRAFFIC_FLUSH_S", 5.0)),
         speed_window_s=max(60.0, get_float("SPEED_WINDOW_S", 300.0)),

@@ -227,6 +227,15 @@ class ReplicatedStore:
             if owner_rows:
                 s.execute(insert(UserChunk).on_conflict_do_nothing(), owner_rows)
 
+    def record_copies(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]
+                      ) -> None:
+        """Copies a client wrote itself, on the nodes' receipts (``direct_writes``); with
+        ``user_id``, the chunk becomes theirs to reference."""
+        nodes = list(node_ids)
+        self._record(sha256, size, user_id, nodes)
+        for node_id in nodes:
+            self.registry.note_used(node_id, size)
+
     def _record(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]) -> None:
         insert = self._insert()
         now = utcnow()

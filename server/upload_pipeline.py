@@ -37,6 +37,7 @@ from cloudgrpc_proto.errors import (
 
 from .accounts import Accounts, Caller
 from .config import Settings
+from .direct_writes import DirectWrites
 from .events import EventBus
 from .models import File
 from .namespace import ChunkSpan, Namespace, SmallCommit, check_name
@@ -90,6 +91,8 @@ class UploadPipeline:
         self.reservations = reservations or namespace.reservations or Reservations(
             settings, store.db)
         self.workers = cf.ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload")
+        # chunks clients wrote to the nodes themselves arrive as references with receipts
+        self.direct = DirectWrites(settings, namespace, store, self.reservations)
 
     def run(self, requests: Iterator[pb.UploadFileRequest],
             caller_waits: Callable[[float], bool] = lambda _s: True) -> UploadResult:
@@ -146,6 +149,9 @@ class UploadPipeline:
         except BaseException:
             self._abandon(hold, upload_id)
             raise
+        finally:
+            if meta.upload_id:  # what its direct-write grants still hold goes back
+                self._release_grants(caller.user_id, meta.upload_id)
         elapsed = time.monotonic() - started
         log.info("upload %s: committed %s (%d bytes, %d chunks, %d deduplicated) in %.2fs",
                  upload_id, f.id, total, len(spans), deduped, elapsed)
@@ -290,6 +296,13 @@ class UploadPipeline:
             log.exception("upload %s: could not end its quota reservation (it expires)",
                           upload_id)
 
+    def _release_grants(self, user_id: str, upload_id: str) -> None:
+        try:
+            self.direct.release(user_id, upload_id)
+        except Exception:  # the upload's own outcome is what the caller must see
+            log.exception("upload %s: could not release its write grants (they expire)",
+                          upload_id)
+
     def _receive(self, caller: Caller, requests: Iterator[pb.UploadFileRequest],
                  meta: pb.FileMetadata, room: int, upload_id: str, hold: _Hold
                  ) -> tuple[list[ChunkSpan], int, int, int]:
@@ -368,6 +381,8 @@ class UploadPipeline:
                     if buffered:
                         raise InvalidArgument("a chunk reference must fall on a chunk boundary")
                     ref = req.chunk_ref
+                    if ref.receipts:  # written to the nodes by the client, under a grant
+                        self.direct.accept(caller, ref)
                     # A reference the caller may not use changes nothing, not even the
                     # chunk's collection time. One they may use is claimed after the check:
                     # if the collector took the chunk in between, the commit's foreign key

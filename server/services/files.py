@@ -309,6 +309,12 @@ class FileServicer(pb_grpc.FileServiceServicer):
                                      chunk_size=self.chunk_size)
 
     @rpc
+    def PrepareChunkWrites(self, request: pb.PrepareChunkWritesRequest,
+                           context: grpc.ServicerContext) -> pb.PrepareChunkWritesResponse:
+        caller = self._caller(request.session_token)
+        return self.uploads.direct.prepare(caller, list(request.chunks), request.upload_id)
+
+    @rpc
     def GetFileChunks(self, request: pb.GetFileChunksRequest, context: grpc.ServicerContext
                       ) -> pb.GetFileChunksResponse:
         caller = self._caller(request.session_token)

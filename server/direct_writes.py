@@ -1,0 +1,176 @@
+"""Direct writes: clients put chunk bytes on the storage nodes; the gateway places, grants
+and checks receipts.
+
+Streaming every byte through the gateway makes its CPU the limit of every upload. As in
+GFS, HDFS and SeaweedFS, the gateway here only decides: ``prepare`` holds quota for the
+chunks a client is about to write, picks their nodes (the same placement rule as the
+gateway's own writes) and signs a write token per chunk and node (``write_grants``). The
+client writes each chunk to its nodes itself; each node checks its token and answers a
+signed receipt. The receipts come back in the upload's ``ChunkRef``; ``accept`` checks them,
+records the copies and the caller's ownership and moves the chunk's quota from the grant
+to the upload, after which the reference is taken exactly as any other (the pipeline then
+makes sure of the replication target before it commits).
+
+Why the grant's lifetime is short (half garbage collection's idle window): a chunk written
+under a grant is unknown to the metadata until its receipt is accepted, and the collector
+spares unknown chunk files only while they are younger than that window.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from sqlalchemy import delete, update
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import write_grants
+from cloudgrpc_proto.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    QuotaExceeded,
+    StorageFull,
+    Unavailable,
+)
+
+from .accounts import Caller
+from .config import Settings
+from .models import UploadReservation
+from .namespace import Namespace
+from .placement import rank
+from .replicated_store import ReplicatedStore
+from .reservations import Reservation, Reservations
+
+_GRANTS = uuid.UUID("5b0f6a8e-51c4-4f3e-9d0b-6f1f3b7d2a10")  # names grant reservations
+MAX_CHUNKS_PER_CALL = 64
+MAX_RECEIPTS = 16
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DirectWrites:
+    def __init__(self, settings: Settings, namespace: Namespace, store: ReplicatedStore,
+                 reservations: Reservations) -> None:
+        self.settings = settings
+        self.namespace = namespace
+        self.store = store
+        self.reservations = reservations
+
+    @staticmethod
+    def grant_id(user_id: str, upload_id: str) -> str:
+        """The quota reservation of one upload's grants: one per (user, upload), so the
+        upload's end releases what its grants still hold (chunks that fell back to the
+        stream, grants asked for again)."""
+        return str(uuid.uuid5(_GRANTS, f"{user_id}\n{upload_id}"))
+
+    def release(self, user_id: str, upload_id: str) -> None:
+        """The upload ended (committed or not): its grants hold no quota any more. A chunk
+        written under them that no file references is unknown to the metadata, and
+        garbage collection takes it off the nodes."""
+        with self.store.db.write() as s:
+            s.execute(delete(UploadReservation).where(
+                UploadReservation.id == self.grant_id(user_id, upload_id),
+                UploadReservation.user_id == user_id))
+
+    @property
+    def grant_ttl_s(self) -> int:
+        idle = max(self.settings.gc_idle_s, self.settings.node_call_timeout_s + 5.0)
+        return int(max(5.0, min(float(self.settings.write_grant_ttl_s), idle / 2)))
+
+    def _check_chunk(self, sha256: str, size: int) -> None:
+        if not _SHA256.match(sha256):
+            raise InvalidArgument("a chunk is named by its lowercase hex SHA-256")
+        if not 0 < size <= self.settings.chunk_size:
+            raise InvalidArgument(f"a chunk is 1 to {self.settings.chunk_size} bytes")
+
+    def prepare(self, caller: Caller, chunks: list[pb.ChunkRef], upload_id: str = ""
+                ) -> pb.PrepareChunkWritesResponse:
+        """Grants for ``chunks``: quota held, nodes chosen, a token per chunk and node."""
+        if not self.settings.direct_writes or not self.settings.cluster_secret:
+            raise FailedPrecondition("this gateway takes chunk bytes only through UploadFile")
+        if len(chunks) > MAX_CHUNKS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_CHUNKS_PER_CALL} chunks per call")
+        for ref in chunks:
+            self._check_chunk(ref.sha256, ref.size)
+        hashes = [ref.sha256 for ref in chunks]
+        visible = self.namespace.visible_chunks(caller, hashes)
+        full = self.store.fully_replicated(visible)
+        held = {sha for sha, size in visible.items() if sha in full}
+        wanted = list({ref.sha256: ref.size for ref in chunks
+                       if ref.sha256 not in held or visible[ref.sha256] != ref.size}.items())
+        expires = int(time.time()) + self.grant_ttl_s
+        reply = pb.PrepareChunkWritesResponse(expires_at=expires)
+        targets: dict[str, list[pb.ChunkWriteTarget]] = {}
+        if wanted:
+            reservation = Reservation(self.grant_id(caller.user_id, upload_id or
+                                                    uuid.uuid4().hex), caller.user_id)
+            accepted = self.reservations.grow(reservation, wanted, holder_id=caller.user_id)
+            if not all(grant.accepted for grant in accepted):
+                self.reservations.abandon(reservation, [])
+                raise QuotaExceeded("not enough space: the upload outgrew the free space "
+                                    "(other uploads in progress count too)")
+            need = self.store.replication_target()
+            nodes = self.store.registry.writable_nodes()
+            for sha, size in wanted:
+                chosen = rank(sha, nodes, size)[:need]
+                if len(chosen) < need:
+                    self.reservations.abandon(reservation, [])
+                    if len(nodes) < need:
+                        raise Unavailable(f"only {len(nodes)} storage nodes are online; "
+                                          f"a chunk needs {need}")
+                    raise StorageFull("the storage nodes are out of space: add a node or "
+                                      "free space")
+                targets[sha] = [pb.ChunkWriteTarget(
+                    node_id=node.node_id, address=node.address,
+                    write_token=write_grants.issue_token(
+                        self.settings.cluster_secret, sha, size, node.node_id,
+                        reservation.id, expires)) for node in chosen]
+        for ref in chunks:
+            reply.grants.append(pb.ChunkWriteGrant(
+                sha256=ref.sha256, size=ref.size, already_held=ref.sha256 not in targets,
+                targets=targets.get(ref.sha256, [])))
+        if targets and self.settings.node_tls_ca:
+            with open(self.settings.node_tls_ca, "rb") as handle:
+                reply.node_ca_pem = handle.read()
+        return reply
+
+    def accept(self, caller: Caller, ref: pb.ChunkRef) -> None:
+        """Check the nodes' receipts for a chunk the caller wrote under a grant, and record
+        its copies and the caller's ownership. Raises PermissionDenied for a receipt that
+        is forged, expired, for another chunk or node, or from another user's grant, and
+        Unavailable when fewer copies than the replication target are stored."""
+        self._check_chunk(ref.sha256, ref.size)
+        if len(ref.receipts) > MAX_RECEIPTS:
+            raise InvalidArgument(f"at most {MAX_RECEIPTS} receipts per chunk")
+        secret = self.settings.cluster_secret
+        grant_ids: set[str] = set()
+        node_ids: list[str] = []
+        for receipt in ref.receipts:
+            signed = write_grants.check_receipt(secret, receipt.receipt, ref.sha256, ref.size,
+                                                receipt.node_id[:64])
+            if signed is None:
+                raise PermissionDenied(f"a receipt for chunk {ref.sha256[:12]} is not valid "
+                                       "(forged, expired or for another chunk or node)")
+            grant_ids.add(signed.grant_id)
+            if receipt.node_id not in node_ids:
+                node_ids.append(receipt.node_id)
+        if len(grant_ids) != 1:
+            raise InvalidArgument("a chunk's receipts must come from one grant")
+        grant_id = grant_ids.pop()
+        with self.store.db.write() as s:
+            row = s.get(UploadReservation, grant_id)
+            if row is None or row.user_id != caller.user_id:
+                raise PermissionDenied(f"the grant for chunk {ref.sha256[:12]} is not yours "
+                                       "or has ended: send the chunk again")
+            # the upload's own reservation counts the chunk from here on
+            s.execute(update(UploadReservation).where(UploadReservation.id == grant_id)
+                      .values(bytes=max(int(row.bytes) - ref.size, 0)))
+        live_before = set(self.store.live_replicas([ref.sha256])[ref.sha256])
+        live = live_before | {n for n in node_ids if self.store.registry.is_online(n)}
+        enough = len(live) >= self.store.replication_target()
+        self.store.record_copies(ref.sha256, ref.size, caller.user_id if enough else "",
+                                 node_ids)
+        if not enough:
+            raise Unavailable(f"chunk {ref.sha256[:12]} is on {len(live)} live nodes of "
+                              f"{self.store.replication_target()}: send it again")
