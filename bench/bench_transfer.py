@@ -3,7 +3,10 @@
 Starts a gateway and three storage nodes (replication 2) on this machine, uploads a
 file of random bytes with the streaming UploadFile, downloads it with DownloadFile,
 checks it byte for byte, and prints MB/s for both together with the ratio to a plain
-``cp`` of the same file in the same run.
+``cp`` of the same file in the same run. Each run also uploads fresh bytes with the client
+library (``CloudClient.upload``, what the CLI and the mount use) with direct writes (chunk
+bytes to the nodes under write grants) and without (every byte through the gateway), and
+reports the gateway's CPU seconds per GiB for each way (utime + stime from /proc).
 
     python bench/bench_transfer.py [--size-mib 256] [--message-kib 1024] [--runs 3]
 """
@@ -25,6 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb  # noqa: E402
+from cloudgrpc_proto.client import CloudClient  # noqa: E402
+from cloudgrpc_proto.transfer import UploadStats  # noqa: E402
 from tests.cluster import Cluster  # noqa: E402
 
 MB = 1_000_000
@@ -56,6 +61,26 @@ def upload(cluster: Cluster, token: str, path: Path, name: str, message: int) ->
                 yield pb.UploadFileRequest(chunk_data=block)
 
     return cluster.files.UploadFile(requests(), timeout=600).file_id
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_upload(cluster: Cluster, token: str, path: Path, name: str, direct: bool
+                  ) -> tuple[float, float, int]:
+    """(seconds, gateway CPU seconds, chunks written directly) of one CloudClient.upload."""
+    assert cluster.gateway is not None
+    pid = cluster.gateway.popen.pid
+    with CloudClient(cluster.address, session_token=token, timeout=60) as client:
+        client.direct_writes = direct
+        stats = UploadStats()
+        cpu = cpu_seconds(pid)
+        t = time.perf_counter()
+        client.upload(str(path), filename=name, stats=stats)
+        return time.perf_counter() - t, cpu_seconds(pid) - cpu, stats.chunks_direct
 
 
 def download(cluster: Cluster, token: str, file_id: str, dest: Path) -> str:
@@ -95,6 +120,8 @@ def main() -> int:
         src = root / "source.bin"
         make_file(src, size)
         ups, downs, cps = [], [], []
+        directs, streamed, cpu_direct, cpu_streamed = [], [], [], []
+        gib = size / 1024**3
         for run in range(opts.runs):
             copy = root / f"copy-{run}.bin"
             t = time.perf_counter()
@@ -113,18 +140,37 @@ def main() -> int:
             got = download(cluster, acct.token, fid, out)
             downs.append(size / (time.perf_counter() - t) / MB)
             out.unlink()
+            for direct in (True, False):
+                make_file(src, size)
+                drop_page_cache(src)
+                took, cpu, written = client_upload(cluster, acct.token, src,
+                                                   f"client-{run}-{direct}.bin", direct)
+                (directs if direct else streamed).append(size / took / MB)
+                (cpu_direct if direct else cpu_streamed).append(cpu / gib)
+                if direct and not written:
+                    print("direct writes were not used", file=sys.stderr)
+                    return 1
             if got != want:
                 print("MISMATCH: downloaded bytes differ from the upload", file=sys.stderr)
                 return 1
             print(f"run {run + 1}: upload {ups[-1]:.0f} MB/s, download {downs[-1]:.0f} MB/s, "
-                  f"local cp {cps[-1]:.0f} MB/s", flush=True)
+                  f"local cp {cps[-1]:.0f} MB/s; client upload direct {directs[-1]:.0f} MB/s "
+                  f"({cpu_direct[-1]:.2f} gateway CPU s/GiB), through the gateway "
+                  f"{streamed[-1]:.0f} MB/s ({cpu_streamed[-1]:.2f} s/GiB)", flush=True)
         up, down, cp = (statistics.median(x) for x in (ups, downs, cps))
+        direct_up, streamed_up = statistics.median(directs), statistics.median(streamed)
         print()
         print(f"file: {opts.size_mib} MiB, 3 nodes, replication 2, "
               f"{opts.message_kib} KiB messages, median of {opts.runs} runs")
         print(f"{'':12}{'MB/s':>8}{'vs cp':>8}{'target':>10}")
-        print(f"{'upload':12}{up:8.0f}{up / cp:8.2f}{'>= 120':>10}")
-        print(f"{'download':12}{down:8.0f}{down / cp:8.2f}{'>= 200':>10}")
+        print(f"{'upload':12}{up:8.0f}{up / cp:8.2f}{'>= 250':>10}   raw UploadFile stream")
+        print(f"{'  client':12}{direct_up:8.0f}{direct_up / cp:8.2f}{'>= 250':>10}   "
+              f"CloudClient.upload, direct writes: gateway CPU "
+              f"{statistics.median(cpu_direct):.2f} s/GiB (target <= 0.3)")
+        print(f"{'  client':12}{streamed_up:8.0f}{streamed_up / cp:8.2f}{'':>10}   "
+              f"CloudClient.upload through the gateway: gateway CPU "
+              f"{statistics.median(cpu_streamed):.2f} s/GiB")
+        print(f"{'download':12}{down:8.0f}{down / cp:8.2f}{'>= 350':>10}")
         print(f"{'local cp':12}{cp:8.0f}{1.0:8.2f}")
         return 0
     finally:
