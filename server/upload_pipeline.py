@@ -381,23 +381,27 @@ class UploadPipeline:
                     if buffered:
                         raise InvalidArgument("a chunk reference must fall on a chunk boundary")
                     ref = req.chunk_ref
-                    if ref.receipts:  # written to the nodes by the client, under a grant
+                    if ref.receipts:
+                        # written to the nodes by the client under a grant: recorded here,
+                        # with every live copy and a fresh claim, and now the caller's
                         self.direct.accept(caller, ref)
-                    # A reference the caller may not use changes nothing, not even the
-                    # chunk's collection time. One they may use is claimed after the check:
-                    # if the collector took the chunk in between, the commit's foreign key
-                    # refuses the file (Conflict), so nothing is lost.
-                    known = self.namespace.visible_chunks(caller, [ref.sha256])
-                    if ref.sha256 not in known:
-                        raise PermissionDenied(
-                            f"chunk {ref.sha256[:12]} is not yours to reference: send its bytes")
-                    if known[ref.sha256] != ref.size:
-                        raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
+                    else:
+                        # A reference the caller may not use changes nothing, not even the
+                        # chunk's collection time. One they may use is claimed after the
+                        # check: if the collector took the chunk in between, the commit's
+                        # foreign key refuses the file (Conflict), so nothing is lost.
+                        known = self.namespace.visible_chunks(caller, [ref.sha256])
+                        if ref.sha256 not in known:
+                            raise PermissionDenied(f"chunk {ref.sha256[:12]} is not yours to "
+                                                   "reference: send its bytes")
+                        if known[ref.sha256] != ref.size:
+                            raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
                     total += ref.size
                     self._check_size(total, meta.file_size, room)
                     self._reserve(hold, caller, ref.sha256, ref.size)
-                    self._top_up(ref.sha256, upload_id)
-                    self.store.touch(ref.sha256)
+                    if not ref.receipts:
+                        self._top_up(ref.sha256, upload_id)
+                        self.store.touch(ref.sha256)
                     hold.taken[ref.sha256] = ref.size
                     spans.append(ChunkSpan(ref.sha256, ref.size))
                     held.append(ref.sha256)
