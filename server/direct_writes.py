@@ -11,7 +11,7 @@ records the copies and the caller's ownership and moves the chunk's quota from t
 to the upload, after which the reference is taken exactly as any other (the pipeline then
 makes sure of the replication target before it commits).
 
-Why the grant's lifetime is short (half garbage collection's idle window): a chunk written
+Why the grant's lifetime is short (a third of garbage collection's idle window): a chunk written
 under a grant is unknown to the metadata until its receipt is accepted, and the collector
 spares unknown chunk files only while they are younger than that window.
 """
@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import write_grants
@@ -75,8 +76,11 @@ class DirectWrites:
 
     @property
     def grant_ttl_s(self) -> int:
+        # A third of the idle window: the chunk is written within the grant's life, its
+        # receipt arrives before the grant ends, and the gateway records it at most one
+        # stream idle period (STREAM_IDLE_S, by default half the window) later.
         idle = max(self.settings.gc_idle_s, self.settings.node_call_timeout_s + 5.0)
-        return int(max(5.0, min(float(self.settings.write_grant_ttl_s), idle / 2)))
+        return int(max(5.0, min(float(self.settings.write_grant_ttl_s), idle / 3)))
 
     def _check_chunk(self, sha256: str, size: int) -> None:
         if not _SHA256.match(sha256):
@@ -135,20 +139,18 @@ class DirectWrites:
                 reply.node_ca_pem = handle.read()
         return reply
 
-    def accept(self, caller: Caller, ref: pb.ChunkRef) -> None:
-        """Check the nodes' receipts for a chunk the caller wrote under a grant, and record
-        its copies and the caller's ownership. Raises PermissionDenied for a receipt that
-        is forged, expired, for another chunk or node, or from another user's grant, and
-        Unavailable when fewer copies than the replication target are stored."""
+    def check(self, ref: pb.ChunkRef) -> Receipted:
+        """Check a chunk reference's receipts as it arrives (no database): which grant and
+        which nodes. Raises PermissionDenied for a receipt that is forged, expired, or for
+        another chunk, size or node."""
         self._check_chunk(ref.sha256, ref.size)
         if len(ref.receipts) > MAX_RECEIPTS:
             raise InvalidArgument(f"at most {MAX_RECEIPTS} receipts per chunk")
-        secret = self.settings.cluster_secret
         grant_ids: set[str] = set()
         node_ids: list[str] = []
         for receipt in ref.receipts:
-            signed = write_grants.check_receipt(secret, receipt.receipt, ref.sha256, ref.size,
-                                                receipt.node_id[:64])
+            signed = write_grants.check_receipt(self.settings.cluster_secret, receipt.receipt,
+                                                ref.sha256, ref.size, receipt.node_id[:64])
             if signed is None:
                 raise PermissionDenied(f"a receipt for chunk {ref.sha256[:12]} is not valid "
                                        "(forged, expired or for another chunk or node)")
@@ -157,20 +159,49 @@ class DirectWrites:
                 node_ids.append(receipt.node_id)
         if len(grant_ids) != 1:
             raise InvalidArgument("a chunk's receipts must come from one grant")
-        grant_id = grant_ids.pop()
+        return Receipted(ref.sha256, ref.size, grant_ids.pop(), node_ids)
+
+    def accept(self, caller: Caller, chunks: list[Receipted]) -> None:
+        """Record the copies of checked chunks (``check``) and make them the caller's, in
+        a few statements for the whole batch. Raises PermissionDenied when a grant is not
+        the caller's (or has ended), and Unavailable when a chunk has fewer live copies
+        than the replication target (recorded, but not the caller's to reference)."""
+        if not chunks:
+            return
         with self.store.db.write() as s:
-            row = s.get(UploadReservation, grant_id)
-            if row is None or row.user_id != caller.user_id:
-                raise PermissionDenied(f"the grant for chunk {ref.sha256[:12]} is not yours "
-                                       "or has ended: send the chunk again")
-            # the upload's own reservation counts the chunk from here on
-            s.execute(update(UploadReservation).where(UploadReservation.id == grant_id)
-                      .values(bytes=max(int(row.bytes) - ref.size, 0)))
-        live_before = set(self.store.live_replicas([ref.sha256])[ref.sha256])
-        live = live_before | {n for n in node_ids if self.store.registry.is_online(n)}
-        enough = len(live) >= self.store.replication_target()
-        self.store.record_copies(ref.sha256, ref.size, caller.user_id if enough else "",
-                                 node_ids)
-        if not enough:
-            raise Unavailable(f"chunk {ref.sha256[:12]} is on {len(live)} live nodes of "
-                              f"{self.store.replication_target()}: send it again")
+            grants = {row.id: row for row in s.scalars(select(UploadReservation).where(
+                UploadReservation.id.in_({c.grant_id for c in chunks})))}
+            for chunk in chunks:
+                row = grants.get(chunk.grant_id)
+                if row is None or row.user_id != caller.user_id:
+                    raise PermissionDenied(f"the grant for chunk {chunk.sha256[:12]} is not "
+                                           "yours or has ended: send the chunk again")
+                # the upload's own reservation counts the chunk from here on
+                row.bytes = max(int(row.bytes) - chunk.size, 0)
+        target = self.store.replication_target()
+        live_before = self.store.live_replicas([c.sha256 for c in chunks])
+        enough: set[str] = set()
+        short: list[tuple[str, int]] = []
+        for chunk in chunks:
+            live = set(live_before.get(chunk.sha256, [])) | {
+                n for n in chunk.node_ids if self.store.registry.is_online(n)}
+            if len(live) >= target:
+                enough.add(chunk.sha256)
+            else:
+                short.append((chunk.sha256, len(live)))
+        self.store.record_copies([(c.sha256, c.size, c.node_ids) for c in chunks],
+                                 caller.user_id, enough)
+        if short:
+            sha, count = short[0]
+            raise Unavailable(f"chunk {sha[:12]} is on {count} live nodes of {target}: "
+                              "send it again")
+
+
+@dataclass(frozen=True)
+class Receipted:
+    """A chunk a client wrote under a grant, its receipts checked."""
+
+    sha256: str
+    size: int
+    grant_id: str
+    node_ids: list[str]

@@ -227,14 +227,32 @@ class ReplicatedStore:
             if owner_rows:
                 s.execute(insert(UserChunk).on_conflict_do_nothing(), owner_rows)
 
-    def record_copies(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]
-                      ) -> None:
-        """Copies a client wrote itself, on the nodes' receipts (``direct_writes``); with
-        ``user_id``, the chunk becomes theirs to reference."""
-        nodes = list(node_ids)
-        self._record(sha256, size, user_id, nodes)
-        for node_id in nodes:
-            self.registry.note_used(node_id, size)
+    def record_copies(self, copies: list[tuple[str, int, list[str]]], user_id: str,
+                      owned: set[str]) -> None:
+        """Copies clients wrote themselves, on the nodes' receipts (``direct_writes``):
+        (hash, size, node ids) each, in one transaction, claimed now; the ``owned`` ones
+        become ``user_id``'s to reference."""
+        if not copies:
+            return
+        insert = self._insert()
+        now = utcnow()
+        sizes = {sha: size for sha, size, _ in copies}
+        chunk_rows = [{"sha256": sha, "size": size, "created_at": now, "last_used_at": now}
+                      for sha, size in sizes.items()]
+        replica_rows = [{"chunk_sha256": sha, "node_id": n, "created_at": now}
+                        for sha, _, nodes in copies for n in dict.fromkeys(nodes)]
+        owner_rows = [{"user_id": user_id, "chunk_sha256": sha, "created_at": now}
+                      for sha in sizes if sha in owned]
+        with self.db.write() as s:
+            s.execute(insert(Chunk).on_conflict_do_update(
+                index_elements=["sha256"], set_={"last_used_at": now}), chunk_rows)
+            if replica_rows:
+                s.execute(insert(Replica).on_conflict_do_nothing(), replica_rows)
+            if owner_rows:
+                s.execute(insert(UserChunk).on_conflict_do_nothing(), owner_rows)
+        for _sha, size, nodes in copies:
+            for node_id in nodes:
+                self.registry.note_used(node_id, size)
 
     def _record(self, sha256: str, size: int, user_id: str, node_ids: Iterable[str]) -> None:
         insert = self._insert()

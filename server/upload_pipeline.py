@@ -37,7 +37,7 @@ from cloudgrpc_proto.errors import (
 
 from .accounts import Accounts, Caller
 from .config import Settings
-from .direct_writes import DirectWrites
+from .direct_writes import DirectWrites, Receipted
 from .events import EventBus
 from .models import File
 from .namespace import ChunkSpan, Namespace, SmallCommit, check_name
@@ -52,6 +52,9 @@ MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
 # How long after its stream ended an upload of unknown size may still turn out cancelled
 # (see UploadPipeline.run).
 UNKNOWN_SIZE_END_GRACE_S = 0.1
+# Chunks written under grants are recorded this many at a time, or after this long.
+RECEIPT_BATCH = 32
+RECEIPT_WAIT_S = 2.0
 
 
 def _bad_name(name: str) -> CloudError | None:
@@ -365,11 +368,36 @@ class UploadPipeline:
                 self.store.touch(*held)
             self.reservations.renew(hold.reservation)
 
+        receipted: list[Receipted] = []
+        receipted_since = time.monotonic()
+
+        def take_receipted() -> None:
+            """Record the chunks written under grants and take their quota, in one go."""
+            nonlocal stored, receipted_since
+            receipted_since = time.monotonic()
+            if not receipted:
+                return
+            batch = list(receipted)
+            receipted.clear()
+            self.direct.accept(caller, batch)
+            grants = self.reservations.grow(hold.reservation,
+                                            [(c.sha256, c.size) for c in batch],
+                                            holder_id=caller.user_id)
+            if not all(grant.accepted for grant in grants):
+                raise QuotaExceeded("not enough space: the upload outgrew the free space "
+                                    "(other uploads in progress count too)")
+            for c in batch:
+                hold.taken[c.sha256] = c.size
+                spans.append(ChunkSpan(c.sha256, c.size))
+                held.append(c.sha256)
+                stored += 1
+
         try:
             for req in requests:
                 keep_claimed()
                 kind = req.WhichOneof("data")
                 if kind == "chunk_data":
+                    take_receipted()
                     data = req.chunk_data
                     total += len(data)
                     self._check_size(total, meta.file_size, room)
@@ -382,32 +410,38 @@ class UploadPipeline:
                         raise InvalidArgument("a chunk reference must fall on a chunk boundary")
                     ref = req.chunk_ref
                     if ref.receipts:
-                        # written to the nodes by the client under a grant: recorded here,
-                        # with every live copy and a fresh claim, and now the caller's
-                        self.direct.accept(caller, ref)
-                    else:
-                        # A reference the caller may not use changes nothing, not even the
-                        # chunk's collection time. One they may use is claimed after the
-                        # check: if the collector took the chunk in between, the commit's
-                        # foreign key refuses the file (Conflict), so nothing is lost.
-                        known = self.namespace.visible_chunks(caller, [ref.sha256])
-                        if ref.sha256 not in known:
-                            raise PermissionDenied(f"chunk {ref.sha256[:12]} is not yours to "
-                                                   "reference: send its bytes")
-                        if known[ref.sha256] != ref.size:
-                            raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
+                        # written to the nodes by the client under a grant: receipts checked
+                        # now, recorded (with the quota) a batch at a time
+                        receipted.append(self.direct.check(ref))
+                        total += ref.size
+                        self._check_size(total, meta.file_size, room)
+                        if len(receipted) >= RECEIPT_BATCH or \
+                                time.monotonic() - receipted_since >= RECEIPT_WAIT_S:
+                            take_receipted()
+                        continue
+                    take_receipted()
+                    # A reference the caller may not use changes nothing, not even the
+                    # chunk's collection time. One they may use is claimed after the check:
+                    # if the collector took the chunk in between, the commit's foreign key
+                    # refuses the file (Conflict), so nothing is lost.
+                    known = self.namespace.visible_chunks(caller, [ref.sha256])
+                    if ref.sha256 not in known:
+                        raise PermissionDenied(
+                            f"chunk {ref.sha256[:12]} is not yours to reference: send its bytes")
+                    if known[ref.sha256] != ref.size:
+                        raise InvalidArgument(f"chunk {ref.sha256[:12]} has another size")
                     total += ref.size
                     self._check_size(total, meta.file_size, room)
                     self._reserve(hold, caller, ref.sha256, ref.size)
-                    if not ref.receipts:
-                        self._top_up(ref.sha256, upload_id)
-                        self.store.touch(ref.sha256)
+                    self._top_up(ref.sha256, upload_id)
+                    self.store.touch(ref.sha256)
                     hold.taken[ref.sha256] = ref.size
                     spans.append(ChunkSpan(ref.sha256, ref.size))
                     held.append(ref.sha256)
                     deduped += 1
                 elif kind == "metadata":
                     raise InvalidArgument("metadata may only come first")
+            take_receipted()
             if buffered:
                 cut(parts[0] if len(parts) == 1 else b"".join(parts))
                 parts, buffered = [], 0
