@@ -46,6 +46,7 @@ from cloudgrpc_proto.client import CloudClient, SmallUpload
 from cloudgrpc_proto.private_files import open_private, private_dir, read_private, write_private
 
 from .aio import Blocking, trio_deadline
+from .write_behind import Ahead, WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Staging:
     frozen: bool = False  # an upload is reading it: copy before changing
     opens: int = 0  # open handles using it
     journaled: str = ""  # what the journal next to it says (JSON), "" = none written
+    ahead: Ahead = field(default_factory=Ahead)  # chunks written ahead (write_behind.py)
 
     @property
     def journal(self) -> Path:
@@ -166,6 +168,8 @@ class Writer:
         # Awaited before an upload that creates a file by parent id + name: queued deletes
         # (deleter.flush) go first, so the name of a file just removed is free again.
         self.before_create: Callable[[], Awaitable[None]] = _nothing
+        # Whole chunks of files being written go to the nodes before their upload.
+        self.behind = WriteBehind(client, blocking, 0)
         self.uploaded_bytes = 0
         self.uploads_done = 0
         self.uploads_failed = 0  # given up for good (a retry is not a failure)
@@ -206,6 +210,7 @@ class Writer:
             self._remove(st)
 
     def _remove(self, st: Staging) -> None:
+        self.behind.forget(st.ahead)
         try:
             os.close(st.fd)
         except OSError:
@@ -269,6 +274,7 @@ class Writer:
         await self.blocking(shutil.copyfile, st.path, copy.path)
         copy.size, copy.gen, copy.uploaded_gen, copy.opens = st.size, st.gen, \
             st.uploaded_gen, st.opens
+        copy.ahead, st.ahead = st.ahead, Ahead(ended=True)  # writes go on in the copy
         if st.frozen:
             self._old.append(st)  # removed once its upload ends
         else:
@@ -283,6 +289,7 @@ class Writer:
         written = os.pwrite(st.fd, data, offset)
         st.size = max(st.size, offset + written)
         st.gen += 1
+        self.behind.wrote(st.ahead, st.fd, offset, written)
         return written
 
     async def truncate(self, ino: int, size: int) -> None:
@@ -290,6 +297,7 @@ class Writer:
         os.ftruncate(st.fd, size)
         st.size = size
         st.gen += 1
+        self.behind.truncated(st.ahead, size)
 
     def read(self, ino: int, offset: int, length: int) -> bytes:
         st = self.staging[ino]
@@ -437,11 +445,13 @@ class Writer:
                        if st.dirty and ino not in active)
         return {"upload_queue_depth": len(active), "bytes_pending_upload": pending,
                 "bytes_uploaded": self.uploaded_bytes, "uploads_done": self.uploads_done,
-                "uploads_failed": self.uploads_failed}
+                "uploads_failed": self.uploads_failed,
+                "chunks_written_ahead": self.behind.chunks_ahead}
 
     async def run(self) -> None:
-        """The upload workers; runs until cancelled."""
+        """The upload workers and the write-behind; runs until cancelled."""
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.behind.run)
             for _ in range(self.workers):
                 nursery.start_soon(self._worker)
 
@@ -556,6 +566,9 @@ class Writer:
             return
         job, st, target, gen = begun
         self._notify()
+        # the chunks already written ahead; the copy's later writes are for the next upload
+        upload_id, ahead = await self.behind.take(st.ahead)
+        st.ahead = st.ahead.successor(self.behind.chunk_size)
 
         def progress(amount: int) -> None:
             job.bytes_done += amount
@@ -568,8 +581,7 @@ class Writer:
                 self.client.upload, str(st.path), filename=target.name, mode=target.mode,
                 uid=target.uid, gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
                 known_chunks=st.size >= SMALL_UPLOAD, parent_mtime_ns=target.parent_mtime_ns,
-                rdev=target.rdev,
-                upload_id=f"mount-{uuid.uuid4().hex[:10]}", **where)
+                rdev=target.rdev, upload_id=upload_id, ahead=ahead, **where)
         except errors.CloudError as exc:
             self._aborted(ino, job, st, target, exc)
             return
@@ -586,6 +598,9 @@ class Writer:
         begun = [(ino, b) for ino in claimed if (b := self._begin(ino)) is not None]
         if not begun:
             return
+        for _, (_, st, _, _) in begun:  # small files go whole: nothing written ahead is used
+            self.behind.forget(st.ahead)
+            st.ahead = st.ahead.successor(self.behind.chunk_size)
         self._notify()
         batch_id = f"mount-{uuid.uuid4().hex[:10]}"
 

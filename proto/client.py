@@ -29,7 +29,7 @@ from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto import environment, errors
 from cloudgrpc_proto.channel import default_target, open_channel
 from cloudgrpc_proto.direct_reads import NodeReads
-from cloudgrpc_proto.direct_writes import NodeWrites
+from cloudgrpc_proto.direct_writes import GRANT_MARGIN_S, NodeWrites, receipt_expiry
 from cloudgrpc_proto.retry import RetryPolicy, status_code
 from cloudgrpc_proto.session_store import Session, SessionStore
 from cloudgrpc_proto.transfer import (
@@ -987,6 +987,7 @@ class CloudClient:
         stats: UploadStats | None = None,
         parent_mtime_ns: int = 0,
         rdev: int = 0,
+        ahead: dict[str, list[pb.ChunkReceipt]] | None = None,
     ) -> pb.UploadFileResponse:
         """Stream a file to the gateway: metadata first, then 1 MiB data messages.
 
@@ -994,7 +995,9 @@ class CloudClient:
         as a ``chunk_ref`` instead of its bytes; re-running an interrupted upload therefore
         only sends what is missing, and an appended file only its changed tail.
         ``progress`` gets the number of bytes newly done (sent or referenced) as they go;
-        ``stats`` (optional) is filled with what actually travelled.
+        ``stats`` (optional) is filled with what actually travelled. ``ahead``: receipts
+        of chunks already written to the nodes for this ``upload_id`` (``write_ahead``),
+        by hash; a chunk whose content changed since simply has another hash.
         """
         src = UploadSource.open(source, filename, file_size)
         stats = stats if stats is not None else UploadStats()
@@ -1023,7 +1026,8 @@ class CloudClient:
                 )
                 attempt_stats = UploadStats(chunk_size=stats.chunk_size, present=stats.present)
                 try:
-                    response = self._stream_upload(metadata, src, plan, attempt_stats, report)
+                    response = self._stream_upload(metadata, src, plan, attempt_stats, report,
+                                                   ahead)
                 except grpc.RpcError as exc:
                     if (
                         status_code(exc) == grpc.StatusCode.UNAUTHENTICATED
@@ -1083,6 +1087,7 @@ class CloudClient:
         plan: list[ChunkPlanEntry] | None,
         stats: UploadStats,
         progress: Progress | None,
+        ahead: dict[str, list[pb.ChunkReceipt]] | None = None,
     ) -> pb.UploadFileResponse:
         watchdog = Watchdog(self.stall_timeout)
         failure: list[BaseException] = []
@@ -1091,7 +1096,7 @@ class CloudClient:
             try:
                 yield pb.UploadFileRequest(metadata=metadata)
                 watchdog.kick()
-                written = (self._write_directly(metadata, src, plan)
+                written = (self._write_directly(metadata, src, plan, ahead)
                            if plan is not None and self.direct_writes else None)
                 for kind, item in iter_payload(src, plan, stats, progress, written):
                     if kind == "data":
@@ -1126,7 +1131,8 @@ class CloudClient:
             watchdog.stop()
 
     def _write_directly(self, metadata: pb.FileMetadata, src: UploadSource,
-                        plan: list[ChunkPlanEntry]
+                        plan: list[ChunkPlanEntry],
+                        ahead: dict[str, list[pb.ChunkReceipt]] | None = None,
                         ) -> Iterator[tuple[ChunkPlanEntry, list[pb.ChunkReceipt] | None]]:
         """The plan's chunks to send, written to the nodes under grants where possible
         (``direct_writes.NodeWrites``), in file order with their receipts or None."""
@@ -1138,12 +1144,25 @@ class CloudClient:
                 raise OSError(f"{src.filename}: file shrank while being uploaded")
             return data
 
+        # receipts written ahead, but only those the gateway will still take
+        usable = {sha: receipts for sha, receipts in (ahead or {}).items()
+                  if receipt_expiry(receipts) > time.time() + GRANT_MARGIN_S}
+        entries = [e for e in plan if not e.send_ref]
+        for done in self._node_writes().chunks(
+                entries, read, self._granter(metadata.session_token, metadata.upload_id),
+                metadata.upload_id, usable):
+            yield done.entry, done.receipts
+
+    def _granter(self, token: str, upload_id: str
+                 ) -> Callable[[list[ChunkPlanEntry]], pb.PrepareChunkWritesResponse | None]:
+        """Asks the gateway for write grants for one upload (None: write through it)."""
+
         def prepare(batch: list[ChunkPlanEntry]) -> pb.PrepareChunkWritesResponse | None:
             if not self.direct_writes:
                 return None
             try:
                 return self._stubs.file.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
-                    session_token=metadata.session_token, upload_id=metadata.upload_id,
+                    session_token=token, upload_id=upload_id,
                     chunks=[pb.ChunkRef(sha256=e.sha256, size=e.size) for e in batch]),
                     timeout=self.timeout)
             except grpc.RpcError as exc:
@@ -1151,10 +1170,32 @@ class CloudClient:
                 if code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.FAILED_PRECONDITION):
                     self.direct_writes = False  # this gateway takes bytes only in the stream
                 return None  # anything else: the stream through the gateway says what
+        return prepare
 
-        entries = [e for e in plan if not e.send_ref]
-        for done in self._node_writes().chunks(entries, read, prepare, metadata.upload_id):
-            yield done.entry, done.receipts
+    def write_ahead(self, upload_id: str, chunks: list[tuple[str, bytes]]
+                    ) -> dict[str, list[pb.ChunkReceipt]]:
+        """Write whole chunks (hash, bytes) of a file still being written to the nodes,
+        for the upload ``upload_id`` that will follow (write-behind): the receipts to pass
+        to ``upload(ahead=...)``, by hash. Best effort: what fails is sent by the upload."""
+        if not self.direct_writes or not chunks:
+            return {}
+        try:
+            token = self._token_for_call(Auth.REQUIRED)
+        except errors.CloudError:
+            return {}
+        return self._node_writes().ahead(chunks, self._granter(token, upload_id), upload_id)
+
+    def end_write_ahead(self, upload_id: str) -> None:
+        """The file written ahead will not be uploaded under ``upload_id``: the quota its
+        grants hold goes back now (best effort; it would expire anyway)."""
+        if not self.direct_writes:
+            return
+        try:
+            self._stubs.file.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
+                session_token=self._token_for_call(Auth.REQUIRED), upload_id=upload_id,
+                release=True), timeout=self.timeout)
+        except (grpc.RpcError, errors.CloudError):
+            pass
 
     def _node_writes(self) -> NodeWrites:
         with self._lock:

@@ -36,6 +36,13 @@ PUT_TIMEOUT_S = 60.0
 GRANT_MARGIN_S = 10.0  # a grant with less time left than this is asked for again
 
 
+def receipt_expiry(receipts: list[pb.ChunkReceipt]) -> float:
+    """Unix time the gateway stops taking these receipts (inf for none: a plain ref)."""
+    times = [int(r.receipt.split(".")[1]) for r in receipts
+             if r.receipt.count(".") == 3 and r.receipt.split(".")[1].isdigit()]
+    return float(min(times)) if times else float("inf")
+
+
 @dataclass
 class Written:
     """One chunk's outcome: receipts to reference it with, or None to send its bytes."""
@@ -90,11 +97,14 @@ class NodeWrites:
 
     def chunks(self, entries: list[ChunkPlanEntry], read: Callable[[ChunkPlanEntry], bytes],
                prepare: Callable[[list[ChunkPlanEntry]], pb.PrepareChunkWritesResponse | None],
-               upload_id: str) -> Iterator[Written]:
+               upload_id: str, ready: dict[str, list[pb.ChunkReceipt]] | None = None
+               ) -> Iterator[Written]:
         """``entries`` (chunks to send, in file order) written directly where possible,
         yielded in order. ``prepare`` asks the gateway for grants (None: no direct writes,
         the chunks fall back); ``read`` gives a chunk's bytes. At most ``IN_FLIGHT`` chunks
-        are read and on their way at once; a grant about to expire is asked for again."""
+        are read and on their way at once; a grant about to expire is asked for again.
+        ``ready``: receipts of chunks written ahead (write-behind), used as they are."""
+        ready = ready or {}
         todo: deque[ChunkPlanEntry] = deque(entries)
         granted: deque[tuple[ChunkPlanEntry, pb.ChunkWriteGrant | None, bytes, int]] = deque()
         inflight: deque[tuple[ChunkPlanEntry, cf.Future[list[pb.ChunkReceipt] | None] | None]]
@@ -103,7 +113,9 @@ class NodeWrites:
 
         def grant_more() -> None:
             nonlocal direct
-            batch = [todo.popleft() for _ in range(min(GRANT_BATCH, len(todo)))]
+            batch: list[ChunkPlanEntry] = []
+            while todo and len(batch) < GRANT_BATCH and todo[0].sha256 not in ready:
+                batch.append(todo.popleft())
             reply = prepare(batch) if direct else None
             if reply is None:
                 granted.extend((entry, None, b"", 0) for entry in batch)
@@ -115,6 +127,12 @@ class NodeWrites:
 
         while todo or granted or inflight:
             while len(inflight) < IN_FLIGHT and (granted or todo):
+                if not granted and todo[0].sha256 in ready:
+                    entry = todo.popleft()
+                    ahead: cf.Future[list[pb.ChunkReceipt] | None] = cf.Future()
+                    ahead.set_result(ready[entry.sha256])
+                    inflight.append((entry, ahead))
+                    continue
                 if not granted:
                     grant_more()
                     continue
@@ -143,6 +161,30 @@ class NodeWrites:
             elif receipts:
                 self.written += 1
             yield Written(entry, receipts)
+
+    def ahead(self, chunks: list[tuple[str, bytes]],
+              prepare: Callable[[list[ChunkPlanEntry]], pb.PrepareChunkWritesResponse | None],
+              upload_id: str) -> dict[str, list[pb.ChunkReceipt]]:
+        """Write whole chunks (hash, bytes) before their upload starts (write-behind):
+        the receipts of those that reached all their nodes (an empty list: the gateway
+        holds the chunk already), by hash. What failed is simply missing."""
+        entries = [ChunkPlanEntry(0, len(data), sha) for sha, data in chunks]
+        reply = prepare(entries) if entries else None
+        if reply is None:
+            return {}
+        ca_pem = bytes(reply.node_ca_pem)
+        data_of = dict(chunks)
+        futures = {grant.sha256: self._pool.submit(self.put, grant, data_of[grant.sha256],
+                                                   ca_pem, upload_id)
+                   for grant in reply.grants if not grant.already_held}
+        done: dict[str, list[pb.ChunkReceipt]] = {
+            grant.sha256: [] for grant in reply.grants if grant.already_held}
+        for sha, future in futures.items():
+            receipts = future.result()
+            if receipts is not None:
+                done[sha] = receipts
+                self.written += 1
+        return done
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -312,6 +312,9 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def PrepareChunkWrites(self, request: pb.PrepareChunkWritesRequest,
                            context: grpc.ServicerContext) -> pb.PrepareChunkWritesResponse:
         caller = self._caller(request.session_token)
+        if request.release:
+            self.uploads.direct.release(caller.user_id, request.upload_id)
+            return pb.PrepareChunkWritesResponse()
         return self.uploads.direct.prepare(caller, list(request.chunks), request.upload_id)
 
     @rpc

@@ -79,6 +79,10 @@ class FakeClient:
         self.uploads: list[bytes] = []
         self.fail = fail
         self.error = error or errors.Unavailable("down")
+        self.direct_writes = False  # no nodes here: nothing is written ahead
+
+    def chunk_size(self) -> int:
+        return 4 * 1024 * 1024
 
     def upload(self, path: str, **kwargs: Any) -> pb.UploadFileResponse:
         data = Path(path).read_bytes()

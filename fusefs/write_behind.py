@@ -1,0 +1,153 @@
+"""Write-behind: a file's chunks go to the storage nodes while it is still being written.
+
+Writes land in the staging copy (``writer.py``). Once a writer going forward from the
+start of the file has filled a whole chunk, that chunk is read back from the copy, hashed
+and written to its nodes under write grants for the upload that will follow
+(``CloudClient.write_ahead``). When the file is then flushed, fsynced or closed, its upload
+finds those chunks' receipts by hash and sends only the tail and the commit, so fsync and
+close wait for the tail, not the whole file (JuiceFS and rclone's write-back do the same
+with their object stores). A chunk changed after it was sent has another hash by the time
+of the upload, so that chunk, and only that one, goes again with the upload.
+
+Nothing here is needed for correctness: the upload alone is complete and checks every
+hash; crash safety stays with the staging copy and its journal. What was written ahead of
+an upload that never happens (the file deleted first) holds quota until the gateway is
+told (``end_write_ahead``) or the grants expire, and garbage collection takes the chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import trio
+
+from cloudgrpc_proto import cloud_storage_pb2 as pb
+from cloudgrpc_proto import errors
+from cloudgrpc_proto.client import CloudClient
+
+from .aio import Blocking
+
+log = logging.getLogger(__name__)
+
+CHUNKS_PER_CALL = 4  # chunks read and written per call: the memory one file holds
+FILES_AT_ONCE = 2    # files whose chunks are being written ahead at the same time
+
+
+@dataclass
+class Ahead:
+    """One staging copy's chunks written ahead of its next upload."""
+
+    upload_id: str = field(default_factory=lambda: f"mount-{uuid.uuid4().hex[:10]}")
+    receipts: dict[str, list[pb.ChunkReceipt]] = field(default_factory=dict)
+    contiguous: int = 0  # bytes written from offset 0 with no gap
+    next_chunk: int = 0  # the first chunk not yet written ahead
+    sending: trio.Event | None = None  # set when the send in progress ends
+    ended: bool = False  # the copy is gone, or its upload took these receipts
+
+    def successor(self, chunk_size: int) -> Ahead:
+        """For the copy's next upload: the chunks before ``contiguous`` were this one's."""
+        return Ahead(contiguous=self.contiguous,
+                     next_chunk=self.contiguous // chunk_size if chunk_size else 0)
+
+
+class WriteBehind:
+    def __init__(self, client: CloudClient, blocking: Blocking, chunk_size: int) -> None:
+        self.client = client
+        self.blocking = blocking
+        self.chunk_size = chunk_size
+        self._nursery: trio.Nursery | None = None
+        self._files = trio.CapacityLimiter(FILES_AT_ONCE)
+        self.chunks_ahead = 0  # chunks written ahead (for status)
+
+    @property
+    def enabled(self) -> bool:
+        return self.chunk_size > 0 and self._nursery is not None and self.client.direct_writes
+
+    async def run(self) -> None:
+        """Hosts the sends; runs until cancelled."""
+        try:
+            self.chunk_size = await self.blocking(self.client.chunk_size)
+        except errors.CloudError as exc:
+            log.info("no write-behind (the gateway's chunk size is unknown): %s", exc)
+            return
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await trio.sleep_forever()
+
+    def wrote(self, ahead: Ahead, fd: int, offset: int, length: int) -> None:
+        """``length`` bytes were written at ``offset`` of the copy open as ``fd``."""
+        if offset <= ahead.contiguous:
+            ahead.contiguous = max(ahead.contiguous, offset + length)
+        self._maybe_send(ahead, fd)
+
+    def truncated(self, ahead: Ahead, size: int) -> None:
+        ahead.contiguous = min(ahead.contiguous, size)
+        ahead.next_chunk = min(ahead.next_chunk, size // self.chunk_size) \
+            if self.chunk_size else 0
+
+    def _maybe_send(self, ahead: Ahead, fd: int) -> None:
+        if not self.enabled or ahead.sending is not None or ahead.ended:
+            return
+        if ahead.next_chunk >= ahead.contiguous // self.chunk_size:
+            return
+        # Our own descriptor: the copy's may be closed (file deleted) while we read.
+        ahead.sending = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._send, ahead, os.dup(fd))
+
+    async def _send(self, ahead: Ahead, fd: int) -> None:
+        size = self.chunk_size
+        try:
+            async with self._files:
+                while not ahead.ended and ahead.next_chunk < ahead.contiguous // size:
+                    first = ahead.next_chunk
+                    last = min(ahead.contiguous // size, first + CHUNKS_PER_CALL)
+                    chunks = await self.blocking(_read_chunks, fd, first, last, size)
+                    if ahead.ended:
+                        return
+                    got = await self.blocking(self.client.write_ahead, ahead.upload_id, chunks)
+                    ahead.receipts.update(got)
+                    self.chunks_ahead += len(got)
+                    # next_chunk moves on even for chunks that failed: the upload sends them
+                    ahead.next_chunk = max(ahead.next_chunk, last)
+        except Exception as exc:  # noqa: BLE001 - best effort: the upload sends what is missing
+            log.info("write-behind of %s stopped: %s", ahead.upload_id, exc)
+        finally:
+            os.close(fd)
+            event, ahead.sending = ahead.sending, None
+            if event is not None:
+                event.set()
+
+    async def take(self, ahead: Ahead) -> tuple[str, dict[str, list[pb.ChunkReceipt]]]:
+        """For the upload starting now: its upload id and the receipts written ahead
+        (after the send in progress, if any, ends)."""
+        if ahead.sending is not None:
+            await ahead.sending.wait()
+        ahead.ended = True
+        return ahead.upload_id, dict(ahead.receipts)
+
+    def forget(self, ahead: Ahead) -> None:
+        """The copy is gone without its upload: give back what its grants hold."""
+        if ahead.ended:
+            return
+        ahead.ended = True
+        if ahead.receipts and self._nursery is not None:
+            self._nursery.start_soon(self._end, ahead.upload_id)
+
+    async def _end(self, upload_id: str) -> None:
+        await self.blocking(self.client.end_write_ahead, upload_id)
+
+
+def _read_chunks(fd: int, first: int, last: int, size: int) -> list[tuple[str, bytes]]:
+    """Chunks ``first`` to ``last`` (excluded) of the copy, with their hashes."""
+    chunks = []
+    for index in range(first, last):
+        data = os.pread(fd, size, index * size)
+        if len(data) != size:
+            break  # the copy shrank meanwhile: the upload sends the rest
+        chunks.append((hashlib.sha256(data).hexdigest(), data))
+    return chunks
