@@ -1129,6 +1129,11 @@ class CloudFS(pyfuse3.Operations):
         """Remove a file's name (``name`` in ``parent``; the node's own when not given)."""
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EPERM)
+        if node.area is Area.TREE and not node.local and node.attrs_at == 0.0:
+            # whether the file has other names decides what goes: another client changed
+            # it (the change feed marked it stale), perhaps linked it; an rm -r of a listed
+            # tree pays no call here
+            await self._refresh(node)
         if node.area is Area.TREE and node.nlink > 1 and not node.local:
             await self._remove_name(node, parent or self.node(node.parent), name or node.name)
             return

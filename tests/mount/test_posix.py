@@ -14,7 +14,7 @@ import pytest
 
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
-from tests.mount.conftest import Mount
+from tests.mount.conftest import Mount, eventually
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -343,10 +343,19 @@ def test_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-u
     assert os.stat(again.path / "h" / "sub" / "b").st_nlink == 1
     # nothing went to the trash: each removed name had another
     assert sorted(os.listdir(again.path / ".trash")) == []
-    # the last name goes to the trash as any file does
+    # a second mount of the account links it too; the first one sees the third name
+    other = make_mount(account)
+    other.sh("ln l2 l4")
+    eventually(lambda: "l4" in os.listdir(again.path), 15)
+    assert os.stat(again.path / "l4").st_nlink == 3 and os.stat(again.path / "l4").st_ino == \
+        st2.st_ino
     os.unlink(again.path / "l2")
     os.unlink(again.path / "sub-l3")
-    assert again.sh("cat .trash/sub-l3").stdout == "one\ntwo\n"
+    assert read(str(other.path / "l4")) == b"one\ntwo\n"
+    assert sorted(os.listdir(again.path / ".trash")) == []
+    # the last name goes to the trash as any file does
+    os.unlink(again.path / "l4")
+    assert again.sh("cat .trash/l4").stdout == "one\ntwo\n"
 
 
 def test_rsync_ah_keeps_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
