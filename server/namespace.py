@@ -665,7 +665,8 @@ class Namespace:
                 raise PermissionDenied("the root folder cannot be deleted")
             has_children = s.scalar(select(exists().where(
                 Folder.parent_id == folder.id, Folder.deleted_at.is_(None)))) or s.scalar(
-                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None))))
+                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None)))
+            ) or s.scalar(select(exists().where(FileLink.folder_id == folder.id)))
             if has_children and not recursive:
                 raise FailedPrecondition(f"folder not empty: {folder.name}")
             parent_id = folder.parent_id
@@ -786,7 +787,8 @@ class Namespace:
                     if not isinstance(entry, Folder):
                         raise AlreadyExists(f"{name} is a folder")
                     ids, files = self._subtree(s, existing)
-                    if len(ids) > 1 or any(f.deleted_at is None for f in files):
+                    if len(ids) > 1 or any(f.deleted_at is None for f in files) or s.scalar(
+                            select(exists().where(FileLink.folder_id == existing.id))):
                         raise FailedPrecondition(f"folder not empty: {name}")
                     self._purge_folder(s, caller, existing)
                 elif existing.nlink > 1:  # a file with other names: only this one goes
@@ -1202,6 +1204,11 @@ class Namespace:
                 for fid, pid, name, size in s.execute(
                         select(File.id, File.folder_id, File.name, File.size).where(
                             File.folder_id.in_(parents), File.name.in_(names), *live)):
+                    by_name[(pid, name)] = (fid, int(size))
+                for fid, pid, name, size in s.execute(  # further names (hard links)
+                        select(File.id, FileLink.folder_id, FileLink.name, File.size)
+                        .join(FileLink, FileLink.file_id == File.id).where(
+                            FileLink.folder_id.in_(parents), FileLink.name.in_(names), *live)):
                     by_name[(pid, name)] = (fid, int(size))
         credited: set[str] = set()
         sizes: list[int] = []

@@ -318,6 +318,7 @@ def _hard_links(root: str) -> list[object]:
     write(f"{h}/x", b"new x")
     os.rename(f"{h}/x", c)  # mv over a link replaces that name only
     seen += [read(c), read(b), os.stat(b).st_nlink, os.stat(c).st_nlink]
+    seen += [_errno(os.rmdir, f"{h}/sub")]  # a folder holding only a link is not empty
     seen += [_errno(os.link, f"{h}/sub", f"{h}/dirlink"), _errno(os.link, b, c)]
     return seen
 

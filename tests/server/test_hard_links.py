@@ -185,6 +185,17 @@ def test_whole_file_deletes_and_folder_purges(shared_cluster: Cluster) -> None:
     assert names["kept-outside"].file_id == kept
     assert acct.download(kept) == b"kept bytes"
     assert acct.storage().used_bytes == used
+    # A folder holding only a further name is not empty.
+    only_link = _mkdir(acct, "only-link")
+    _link(acct, a, only_link, "a-again")
+    assert _code(lambda: acct.cluster.files.DeleteFolder(pb.DeleteFolderRequest(
+        session_token=acct.token, folder_id=only_link), timeout=10)
+    ) == grpc.StatusCode.FAILED_PRECONDITION
+    spare = _mkdir(acct, "spare")
+    assert _code(lambda: _move(acct, spare, "", "only-link")
+                 ) == grpc.StatusCode.FAILED_PRECONDITION
+    assert list(_names(acct, only_link)) == ["a-again"]
+    _unlink(acct, a, only_link, "a-again")
     # Batch deletes take every name too.
     _link(acct, kept, "", "again")
     result = acct.cluster.files.DeleteFiles(pb.DeleteFilesRequest(
