@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
 from tests.mount.conftest import Mount, eventually
@@ -330,6 +331,16 @@ def test_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-u
     assert expected[:3] == [2, 2, True] and expected[-2:] == [errno.EPERM, errno.EEXIST]
     mnt = make_mount(account)
     assert _hard_links(str(mnt.path)) == expected
+    # links stay in one account: a file someone shared (write) is another filesystem's
+    friend = mnt.cluster.sign_up()
+    shared = friend.upload(b"theirs", "theirs.txt").file_id
+    mnt.cluster.files.ShareFile(pb.ShareFileRequest(
+        session_token=friend.token, file_id=shared, share_with_email=account.email,
+        permission="write"), timeout=10)
+    assert _errno(os.link, mnt.path / "Shared" / "theirs.txt", mnt.path / "mine") == errno.EXDEV
+    assert _errno(os.link, mnt.path / "h" / "c", mnt.path / ".trash" / "c") in (
+        errno.EACCES, errno.EPERM)
+    assert not os.path.exists(mnt.path / "mine")
     # shell tools, and the names kept across a remount with one inode
     mnt.sh("echo one > l1 && ln l1 l2 && ln l2 sub-l3 && rm l1 && echo two >> l2")
     assert mnt.sh("stat -c %h l2 sub-l3 && cat sub-l3").stdout == "2\n2\none\ntwo\n"
