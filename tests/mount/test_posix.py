@@ -370,7 +370,8 @@ def test_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-u
     assert again.sh("cat .trash/l4").stdout == "one\ntwo\n"
 
 
-def test_rsync_ah_keeps_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_hard_linked_tree_round_trips_through_rsync_cp_and_tar(make_mount, account,  # type: ignore[no-untyped-def]
+                                                                tmp_path) -> None:
     if shutil.which("rsync") is None:
         pytest.skip("rsync is not installed (scripts/system-packages.sh test)")
     src = tmp_path / "src"
@@ -397,14 +398,18 @@ def test_rsync_ah_keeps_hard_links(make_mount, account, tmp_path) -> None:  # ty
         return seen
 
     mnt = make_mount(account)
-    mnt.sh(f"rsync -aH {src}/ ./r/")
-    assert tree(mnt.path / "r") == tree(src)
+    mnt.sh(f"rsync -aH {src}/ ./r/ && cp -a {src} ./c && mkdir t && "
+           f"tar --format=posix -C {src} -cf - . | tar -C t -xpf -")
+    copies = ("r", "c", "t")
+    for copy in copies:
+        assert tree(mnt.path / copy) == tree(src), copy
     assert mnt.cli("sync").returncode == 0
     mnt.umount()
     again = make_mount(account)
-    assert tree(again.path / "r") == tree(src)
-    assert os.stat(again.path / "r" / "d" / "two-again").st_mtime_ns == os.stat(
-        src / "two").st_mtime_ns
+    for copy in copies:
+        assert tree(again.path / copy) == tree(src), copy
+        assert os.stat(again.path / copy / "d" / "two-again").st_mtime_ns == os.stat(
+            src / "two").st_mtime_ns
 
 
 def _folder_links(root: str) -> list[int]:
