@@ -779,7 +779,8 @@ class Namespace:
                 # another name of the same file: rename(2) does nothing
                 return entry, posixpath.join(dest.path, name)
             if taken is not None and taken[1] != entry.id:
-                existing = s.get(Folder if taken[0] == "folder" else File, taken[1])
+                existing = s.get(Folder if taken[0] == "folder" else File, taken[1],
+                                 with_for_update=self.db.is_postgres and taken[0] != "folder")
                 assert existing is not None
                 if not replace_existing:
                     raise AlreadyExists(f"{name} already exists")
@@ -959,9 +960,14 @@ class Namespace:
             t = now_ns()
             if name and f.deleted_at is None:
                 folder_id = self._ancestry(s, caller, parent_id).id
-                if f.nlink > 1:
-                    live = s.get(File, f.id)
-                    assert live is not None
+                # locked and read again: an unlink of another name of it may just have
+                # committed (taking this name over as the file's own, or leaving it alone)
+                live = s.get(File, f.id, with_for_update=self.db.is_postgres,
+                             populate_existing=True)
+                if live is None or live.deleted_at is not None:
+                    raise NotFound(f"no such file: {file_id}")
+                f = named(live, live.folder_id, live.name)
+                if live.nlink > 1:
                     self._drop_name(s, live, folder_id, name, t)
                     self.changes.publish(Change("deleted", caller.user_id, f.id, folder_id,
                                                 name))

@@ -272,3 +272,26 @@ def test_migration_keeps_every_file_with_one_name(database_url: str) -> None:
             assert conn.execute(text("SELECT count(*) FROM files")).scalar() == 3
     finally:
         db.dispose()
+
+
+def test_both_names_removed_at_once(shared_cluster: Cluster) -> None:
+    """Two clients each remove one of a file's two names at the same moment: both succeed,
+    no name is left, and the file is in the trash once (the second removal finds the first
+    one's result: the last name)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    acct = shared_cluster.sign_up()
+    ids = []
+    for i in range(4):
+        fid = acct.upload(b"x" * (i + 1), f"a{i}").file_id
+        _link(acct, fid, "", f"b{i}")
+        ids.append(fid)
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(_unlink, acct, fid, "", f"{side}{i}")
+                 for i, fid in enumerate(ids) for side in "ab"]
+        for call in calls:
+            assert call.result().success
+    assert _names(acct) == {}
+    trashed = acct.cluster.files.ListTrash(pb.ListTrashRequest(session_token=acct.token),
+                                           timeout=10).files
+    assert sorted(f.file_id for f in trashed) == sorted(ids)
