@@ -379,7 +379,7 @@ class Namespace:
         return entry
 
     def _links_in(self, s: DbSession, folder_id: str, include_deleted: bool) -> list[File]:
-        """The files further names in the folder name, each shown with that name."""
+        """Files that further names in the folder name, each shown with that name."""
         q = select(File, FileLink.name).join(FileLink, FileLink.file_id == File.id).where(
             FileLink.folder_id == folder_id)
         if not include_deleted:
@@ -978,15 +978,17 @@ class Namespace:
                     return gone
                 if (folder_id, name) != (f.folder_id, f.name):
                     raise NotFound(f"no such name of the file: {name}")
-            further = self._drop_links(s, [f.id]) if f.nlink > 1 else []
             if permanent:
+                further = self._drop_links(s, [f.id]) if f.nlink > 1 else []
                 self._release(s, caller.user_id, f.size)
-                s.execute(_DELETE_FILE, {"entry_id": f.id})
+                s.execute(_DELETE_FILE, {"entry_id": f.id})  # (links made since: cascaded)
             else:
                 f.deleted_at = utcnow()
                 f.original_folder_id = f.folder_id
                 f.ctime_ns = t
                 s.execute(_TRASH_FILE, {"entry_id": f.id, "now": f.deleted_at, "t": t})
+                # after the row is taken (and locked): a link made meanwhile goes too
+                further = self._drop_links(s, [f.id])
             s.execute(_TOUCH_FOLDERS, {"a": f.folder_id, "b": f.folder_id, "t": t})
             for _, folder_id, _name in further:
                 s.execute(_TOUCH_FOLDERS, {"a": folder_id, "b": folder_id, "t": t})
@@ -1020,7 +1022,7 @@ class Namespace:
             doomed = [fid for fid, (_, _, _, trashed) in found.items()
                       if permanent or not trashed]
             t = now_ns()
-            further = self._drop_links(s, doomed)  # a file goes with every name it has
+            further = self._drop_links(s, doomed) if permanent else []  # (rest: below)
             for part in _parts(doomed):
                 if permanent:
                     s.execute(delete(File).where(File.id.in_(part))
@@ -1030,6 +1032,8 @@ class Namespace:
                               .values(deleted_at=utcnow(), original_folder_id=File.folder_id,
                                       ctime_ns=t)
                               .execution_options(synchronize_session=False))
+            if not permanent:  # after the rows are taken: a link made meanwhile goes too
+                further = self._drop_links(s, doomed)
             if permanent:
                 self._release(s, caller.user_id, sum(found[fid][2] for fid in doomed))
             parents = sorted({found[fid][0] for fid in doomed} | {f for _, f, _ in further})

@@ -295,3 +295,29 @@ def test_both_names_removed_at_once(shared_cluster: Cluster) -> None:
     trashed = acct.cluster.files.ListTrash(pb.ListTrashRequest(session_token=acct.token),
                                            timeout=10).files
     assert sorted(f.file_id for f in trashed) == sorted(ids)
+
+
+def test_a_link_made_while_the_file_goes_to_the_trash_goes_with_it(shared_cluster: Cluster
+                                                                  ) -> None:
+    """LinkFile racing DeleteFiles: the link is refused (the file is in the trash) or made
+    and then taken with the file; either way no name is left naming a trashed file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    acct = shared_cluster.sign_up()
+    ids = [acct.upload(b"r", f"r{i}").file_id for i in range(4)]
+
+    def link(i: int) -> None:
+        try:
+            _link(acct, ids[i], "", f"l{i}")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(link, i) for i in range(4)]
+        calls += [pool.submit(lambda i=i: acct.cluster.files.DeleteFiles(pb.DeleteFilesRequest(
+            session_token=acct.token, file_ids=[ids[i]]), timeout=10)) for i in range(4)]
+        for call in calls:
+            call.result()
+    assert _names(acct) == {}
+    for i in range(4):
+        _mkdir(acct, f"l{i}")  # the name is free
