@@ -321,3 +321,22 @@ def test_a_link_made_while_the_file_goes_to_the_trash_goes_with_it(shared_cluste
     assert _names(acct) == {}
     for i in range(4):
         _mkdir(acct, f"l{i}")  # the name is free
+
+
+def test_a_name_in_a_trashed_folder_still_counts(shared_cluster: Cluster) -> None:
+    acct = shared_cluster.sign_up()
+    a = acct.upload(b"kept in the folder", "a").file_id
+    d = _mkdir(acct, "d")
+    _link(acct, a, d, "b")
+    acct.cluster.files.DeleteFolder(pb.DeleteFolderRequest(
+        session_token=acct.token, folder_id=d, recursive=True), timeout=10)
+    assert _names(acct)["a"].nlink == 2
+    assert "other names" in _unlink(acct, a, "", "a").message
+    assert _names(acct) == {}
+    reply = acct.cluster.files.ListTrash(pb.ListTrashRequest(session_token=acct.token),
+                                         timeout=10)
+    assert [x.name for x in reply.folders] == ["d"] and list(reply.files) == []
+    acct.cluster.files.RestoreFile(pb.RestoreFileRequest(session_token=acct.token, file_id=d),
+                                   timeout=10)
+    b = _names(acct, d)["b"]
+    assert b.file_id == a and b.nlink == 1 and acct.download(a) == b"kept in the folder"
