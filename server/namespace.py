@@ -358,18 +358,13 @@ class Namespace:
         return str(row.kind), str(row.id)
 
     def _child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
-        folder = s.scalars(select(Folder).where(
-            Folder.parent_id == parent_id, Folder.name == name, Folder.deleted_at.is_(None))
-        ).first()
-        if folder is not None:
-            return folder
-        found = s.scalars(select(File).where(
-            File.folder_id == parent_id, File.name == name, File.deleted_at.is_(None))
-        ).first()
-        if found is not None:
-            return found
-        return s.scalars(select(File).join(FileLink, FileLink.file_id == File.id).where(
-            FileLink.folder_id == parent_id, FileLink.name == name)).first()
+        """The live entry called ``name`` in the folder (a file also by a further name), or
+        None: one statement for a name that is free, the common case of a lookup."""
+        taken = self._name_taken(s, parent_id, name)
+        if taken is None:
+            return None
+        kind, entry_id = taken
+        return s.get(Folder if kind == "folder" else File, entry_id)
 
     def _named_child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
         """``_child`` for replies: a file reached by a further name shows that name."""
