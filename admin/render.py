@@ -320,7 +320,7 @@ def event_line(e: pb.SystemEvent) -> Text:
 
 FSCK_STYLE = {"missing_on_node": "yellow", "corrupt": "red", "unknown_to_metadata": "yellow",
               "under_replicated": "yellow", "lost_file": "bold red",
-              "node_unreachable": "bold red"}
+              "node_unreachable": "bold red", "link_count": "yellow"}
 
 
 def fsck_finding_line(f: pb.FsckFinding) -> Text:
@@ -329,7 +329,7 @@ def fsck_finding_line(f: pb.FsckFinding) -> Text:
     What: ``chunk SHA12 on NODE`` for a copy, ``PATH (owner EMAIL, file ID)`` for a lost
     file, ``node NAME`` for a node; the full hashes are in the JSON form.
     """
-    if f.kind == "lost_file":
+    if f.kind in ("lost_file", "link_count"):
         what = f"{f.path} (owner {f.owner_email}, file {f.file_id})"
     elif f.kind == "node_unreachable":
         what = f"node {f.node_name}"

@@ -668,6 +668,13 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
             if not args.recursive:
                 raise errors.InvalidArgument(f"cannot remove {entry.path}: is a folder (use -r)")
             client.delete_folder(entry.id, recursive=True, permanent=args.permanent)
+        elif entry.names > 1 and not looks_like_id(raw):
+            # one name of a file with several (a hard link): that name goes, as rm does
+            # locally; the file stays under its others (an id names the whole file)
+            client.delete_file(entry.id, permanent=args.permanent,
+                               parent_folder_id=entry.parent_id, name=entry.name)
+            ctx.out.success(f"removed the name {entry.path} (the file keeps its other names)")
+            continue
         else:
             client.delete_file(entry.id, permanent=args.permanent)
         what = "deleted permanently" if args.permanent else "moved to trash"
@@ -695,7 +702,10 @@ def cmd_mv(ctx: Context, args: argparse.Namespace) -> int:
     else:
         parent = resolver.folder(posixpath.dirname(dst_path))
         name = posixpath.basename(dst_path)
-    response = client.move_entry(src.id, parent.move_ref, name, replace_existing=replace)
+    several = src.names > 1 and not looks_like_id(args.src)  # which name of the file moves
+    response = client.move_entry(src.id, parent.move_ref, name, replace_existing=replace,
+                                 old_parent_folder_id=src.parent_id if several else "",
+                                 old_name=src.name if several else "")
     moved = Entry.from_response(response)
     final = moved.path or posixpath.join(parent.path, name)
     ctx.out.success(f"moved {src.path or src.id} -> {final}")

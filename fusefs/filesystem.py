@@ -58,6 +58,7 @@ NAME_MAX = 255
 # write beyond it answers EFBIG, as there, before the quota is asked (EDQUOT).
 MAX_FILE_SIZE = 1 << 44
 SYMLINK_MAX = 4095
+MAX_LINKS = 65000  # the gateway's limit of names per file (ext4's): EMLINK beyond
 ATTR_TTL = 1.0  # kernel entry/attr timeout
 STALE_TTL = 1.0  # our own cache, when the change feed is down
 WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
@@ -1100,10 +1101,10 @@ class CloudFS(pyfuse3.Operations):
 
     @_errno_guard
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
-        parent, node, _ = await self._existing(parent_inode, name)
+        parent, node, text = await self._existing(parent_inode, name)
         if node.is_dir:
             raise _fail(errno.EISDIR)
-        await self._remove_file(node)
+        await self._remove_file(node, parent, text)
 
     def _let_go(self, node: Node) -> None:
         """A file's name is gone: its local copy goes too, unless descriptors still have it
@@ -1111,9 +1112,33 @@ class CloudFS(pyfuse3.Operations):
         if not self._open_count.get(node.ino):
             self.writer.discard(node.ino)
 
-    async def _remove_file(self, node: Node) -> None:
+    async def _remove_name(self, node: Node, parent: Node, name: str) -> None:
+        """unlink of one name of a file with several (hard links): the file, its content,
+        its other names and its open descriptors stay; nothing goes to the trash."""
+        await self.mutate(
+            (node.entry_id, node.entry_id),  # echoed as "deleted" (the name) and "updated"
+            self.client.delete_file,
+            node.entry_id,
+            parent_folder_id=parent.entry_id,
+            name=name,
+        )
+        self.table.drop_name(node, parent, name)
+        node.attrs_at = 0.0  # nlink and ctime as the gateway has them, at the next stat
+        self._dir_changed(parent)
+
+    async def _remove_file(self, node: Node, parent: Node | None = None,
+                           name: str = "") -> None:
+        """Remove a file's name (``name`` in ``parent``; the node's own when not given)."""
         if node.area is Area.VIRTUAL:
             raise _fail(errno.EPERM)
+        if node.area is Area.TREE and not node.local and node.attrs_at == 0.0:
+            # whether the file has other names decides what goes: another client changed
+            # it (the change feed marked it stale), perhaps linked it; an rm -r of a listed
+            # tree pays no call here
+            await self._refresh(node)
+        if node.area is Area.TREE and node.nlink > 1 and not node.local:
+            await self._remove_name(node, parent or self.node(node.parent), name or node.name)
+            return
         if node.local:
             await self.writer.settle(node.ino)
         if node.local:  # never reached the server: nothing to tell it
@@ -1210,7 +1235,7 @@ class CloudFS(pyfuse3.Operations):
                 self._dir_changed(old_parent)
                 self._trash_changed()
             else:
-                await self._remove_file(node)
+                await self._remove_file(node, old_parent, old_name)
             return
         if new_parent.area is not Area.TREE:
             raise _fail(errno.EXDEV if new_parent.area is Area.SHARED else errno.EACCES)
@@ -1227,7 +1252,7 @@ class CloudFS(pyfuse3.Operations):
                     await self.call(self.client.delete_folder, target.entry_id)
                     self.table.mark_deleted(target)
                 else:
-                    await self._remove_file(target)
+                    await self._remove_file(target, new_parent, new_name)
                     await self.deleter.flush()  # the name is free once it is in the trash
             reply = await self.mutate(
                 (
@@ -1246,9 +1271,13 @@ class CloudFS(pyfuse3.Operations):
             self._dir_changed(new_parent)
             self._trash_changed()
             return
-        if target is not None and not target.is_dir and self._open_count.get(target.ino):
+        # a target with other names is not replaced, only its name goes (its file stays)
+        target_named_elsewhere = target is not None and not target.is_dir and target.nlink > 1
+        if target is not None and not target.is_dir and self._open_count.get(target.ino) \
+                and not target_named_elsewhere:
             await self._stage(target)  # replaced while open: its descriptors keep a copy
         keys = (node.entry_id,) if target is None else (node.entry_id, target.entry_id)
+        several = not node.is_dir and node.nlink > 1  # say which of its names moves
         try:
             reply = await self.mutate(
                 keys,
@@ -1257,11 +1286,16 @@ class CloudFS(pyfuse3.Operations):
                 new_parent.entry_id,
                 new_name,
                 replace_existing=True,
+                old_parent_folder_id=old_parent.entry_id if several else "",
+                old_name=old_name if several else "",
             )
         except errors.FailedPrecondition:
             raise _fail(errno.ENOTEMPTY) from None
         self.table.drop_child(old_parent, old_name)
-        if target is not None:
+        if target is not None and target_named_elsewhere:
+            self.table.drop_name(target, new_parent, new_name)
+            target.attrs_at = 0.0
+        elif target is not None:
             self._let_go(target)
             self.reader.forget(target.entry_id)
             self.table.mark_deleted(target)
@@ -1314,8 +1348,36 @@ class CloudFS(pyfuse3.Operations):
     async def link(
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        _name(new_name)
-        raise _fail(errno.EPERM)  # what link(2) says for a filesystem without hard links
+        """A hard link: a further name on the gateway for the same file (same inode here)."""
+        text = _name(new_name)
+        node = self.node(inode)
+        parent = self.node(new_parent_inode)
+        if not parent.is_dir:
+            raise _fail(errno.ENOTDIR)
+        if node.is_dir or node.area is Area.VIRTUAL:
+            raise _fail(errno.EPERM)  # link(2) on a folder
+        if Area.SHARED in (node.area, parent.area):
+            raise _fail(errno.EXDEV)  # another account's file: links stay in one account
+        if node.area is not Area.TREE or parent.area is not Area.TREE:
+            raise _fail(errno.EACCES)  # the trash is read-only
+        if await self._child(parent, text) is not None:
+            raise _fail(errno.EEXIST)
+        await self.deleter.flush()  # a name rm just removed, or the file's own delete
+        await self._ensure_uploaded(node)
+        if node.nlink >= MAX_LINKS:
+            raise _fail(errno.EMLINK)
+        reply = await self.mutate(
+            (node.entry_id,),
+            self.client.link_file,
+            node.entry_id,
+            parent.entry_id,
+            text,
+        )
+        self.table.add_name(node, parent, text)
+        self._apply_reply(node, reply)  # nlink and ctime as the gateway counts them
+        self._dir_changed(parent)
+        self.table.remember(node)
+        return self.attrs(node)
 
     @_errno_guard
     async def mknod(

@@ -86,6 +86,9 @@ class Node:
     subfolders: int = 0  # a folder's live subfolders as the gateway last counted them
     ftype: int = 0  # a Kind.FILE's S_IFMT type when it is a fifo, socket or device (else 0)
     rdev: int = 0  # a device's number
+    # A file's names (hard links) as the gateway counts them; the node's ``name`` and
+    # ``parent`` are one of them, each folder's ``children`` maps its own to this inode.
+    nlink: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -239,6 +242,7 @@ class InodeTable:
         node.atime_ns, node.mtime_ns, node.ctime_ns = entry.atime_ns, entry.mtime_ns, \
             entry.ctime_ns
         node.version = int(entry.version)
+        node.nlink = max(int(entry.nlink), 1)  # 0 from a gateway without hard links
         node.permission = entry.permission or "owner"
         node.attrs_at = time.monotonic()
 
@@ -261,6 +265,28 @@ class InodeTable:
     def drop_child(self, folder: Node, name: str) -> None:
         if folder.children is not None:
             folder.children.pop(name, None)
+
+    def drop_name(self, node: Node, folder: Node, name: str) -> None:
+        """One name of a file with several is gone: the node lives on under its others."""
+        self.drop_child(folder, name)
+        node.nlink = max(node.nlink - 1, 1)
+        node.ctime_ns = _now_ns()
+        if (node.parent, node.name) == (folder.ino, name):
+            # the node's own name was that one: any folder listed here that holds another
+            # name of it becomes its place (else the next listing or lookup tells)
+            for other in self.by_ino.values():
+                if other.children is None:
+                    continue
+                for child_name, ino in other.children.items():
+                    if ino == node.ino:
+                        node.parent, node.name = other.ino, child_name
+                        return
+
+    def add_name(self, node: Node, folder: Node, name: str) -> None:
+        """A further name of the file (a hard link made here)."""
+        self.add_child(folder, name, node.ino)
+        node.nlink += 1
+        node.ctime_ns = _now_ns()
 
     def mark_deleted(self, node: Node) -> None:
         """The entry is gone (trashed or replaced): unlink it from its parent's view."""
@@ -318,10 +344,10 @@ class InodeTable:
             attr.st_nlink = 2 + self.subfolders(node)  # "." and the name, each ".." below
         elif node.kind is Kind.LINK:
             attr.st_mode = stat.S_IFLNK | 0o777
-            attr.st_nlink = 1
+            attr.st_nlink = node.nlink
         else:
             attr.st_mode = (node.ftype or stat.S_IFREG) | perm
-            attr.st_nlink = 0 if node.deleted else 1  # unlinked, still open: 0 as on ext4
+            attr.st_nlink = 0 if node.deleted else node.nlink  # unlinked, open: 0 as on ext4
             attr.st_rdev = node.rdev
         attr.st_ino = node.ino
         attr.generation = 0

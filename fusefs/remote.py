@@ -78,6 +78,11 @@ class Entry:
         return self.id or "root"
 
     @property
+    def names(self) -> int:
+        """How many names (hard links) the file has; 1 for folders and older gateways."""
+        return max(int(getattr(self.raw, "nlink", 0) or 1), 1) if not self.is_folder else 1
+
+    @property
     def kind(self) -> str:
         if self.is_folder:
             return "folder"

@@ -694,7 +694,11 @@ class CloudClient:
         new_name: str = "",
         *,
         replace_existing: bool = False,
+        old_parent_folder_id: str = "",
+        old_name: str = "",
     ) -> pb.EntryResponse:
+        """Move or rename; ``old_parent_folder_id``/``old_name`` pick which name of a file
+        with several (hard links) moves."""
         return self._unary(
             self._stubs.file.MoveEntry,
             lambda t: pb.MoveEntryRequest(
@@ -703,6 +707,8 @@ class CloudClient:
                 new_parent_folder_id=new_parent_folder_id,
                 new_name=new_name,
                 replace_existing=replace_existing,
+                old_parent_folder_id=old_parent_folder_id,
+                old_name=old_name,
             ),
             idempotent=False,
         )
@@ -753,10 +759,22 @@ class CloudClient:
             idempotent=False,
         )
 
-    def delete_file(self, file_id: str, *, permanent: bool = False) -> pb.DeleteFileResponse:
+    def delete_file(self, file_id: str, *, permanent: bool = False, parent_folder_id: str = "",
+                    name: str = "") -> pb.DeleteFileResponse:
+        """To the trash (or away); with ``name`` only that name of a file with several."""
         return self._unary(
             self._stubs.file.DeleteFile,
-            lambda t: pb.DeleteFileRequest(session_token=t, file_id=file_id, permanent=permanent),
+            lambda t: pb.DeleteFileRequest(session_token=t, file_id=file_id, permanent=permanent,
+                                           parent_folder_id=parent_folder_id, name=name),
+            idempotent=False,
+        )
+
+    def link_file(self, file_id: str, parent_folder_id: str, name: str) -> pb.EntryResponse:
+        """A further name (hard link) for one of the caller's own files."""
+        return self._unary(
+            self._stubs.file.LinkFile,
+            lambda t: pb.LinkFileRequest(session_token=t, file_id=file_id,
+                                         parent_folder_id=parent_folder_id, name=name),
             idempotent=False,
         )
 

@@ -190,6 +190,18 @@ class RevokeDeviceResponse(_message.Message):
     sessions_ended: int
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., sessions_ended: _Optional[int] = ...) -> None: ...
 
+class LinkFileRequest(_message.Message):
+    __slots__ = ("session_token", "file_id", "parent_folder_id", "name")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    file_id: str
+    parent_folder_id: str
+    name: str
+    def __init__(self, session_token: _Optional[str] = ..., file_id: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
 class UploadSmallFilesRequest(_message.Message):
     __slots__ = ("session_token", "files")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -343,7 +355,7 @@ class DownloadFileResponse(_message.Message):
     def __init__(self, file_info: _Optional[_Union[FileInfo, _Mapping]] = ..., chunk_data: _Optional[bytes] = ...) -> None: ...
 
 class FileInfo(_message.Message):
-    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "offset", "length", "version")
+    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "offset", "length", "version", "nlink")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -353,6 +365,7 @@ class FileInfo(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    NLINK_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     filename: str
     file_size: int
@@ -362,7 +375,8 @@ class FileInfo(_message.Message):
     offset: int
     length: int
     version: int
-    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    nlink: int
+    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., version: _Optional[int] = ..., nlink: _Optional[int] = ...) -> None: ...
 
 class ListFilesRequest(_message.Message):
     __slots__ = ("session_token", "folder_id", "include_deleted", "path")
@@ -391,7 +405,7 @@ class ListFilesResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., folders: _Optional[_Iterable[_Union[FolderEntry, _Mapping]]] = ..., message: _Optional[str] = ..., folder: _Optional[_Union[FolderEntry, _Mapping]] = ...) -> None: ...
 
 class FileEntry(_message.Message):
-    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "is_deleted", "parent_folder_id", "owner_email", "permission", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "symlink_target", "version", "deleted_at", "original_path", "path", "rdev")
+    __slots__ = ("file_id", "filename", "file_size", "mime_type", "created_at", "modified_at", "is_deleted", "parent_folder_id", "owner_email", "permission", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "symlink_target", "version", "deleted_at", "original_path", "path", "rdev", "nlink")
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     FILENAME_FIELD_NUMBER: _ClassVar[int]
     FILE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +428,7 @@ class FileEntry(_message.Message):
     ORIGINAL_PATH_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     RDEV_FIELD_NUMBER: _ClassVar[int]
+    NLINK_FIELD_NUMBER: _ClassVar[int]
     file_id: str
     filename: str
     file_size: int
@@ -436,7 +451,8 @@ class FileEntry(_message.Message):
     original_path: str
     path: str
     rdev: int
-    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., symlink_target: _Optional[str] = ..., version: _Optional[int] = ..., deleted_at: _Optional[str] = ..., original_path: _Optional[str] = ..., path: _Optional[str] = ..., rdev: _Optional[int] = ...) -> None: ...
+    nlink: int
+    def __init__(self, file_id: _Optional[str] = ..., filename: _Optional[str] = ..., file_size: _Optional[int] = ..., mime_type: _Optional[str] = ..., created_at: _Optional[str] = ..., modified_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., symlink_target: _Optional[str] = ..., version: _Optional[int] = ..., deleted_at: _Optional[str] = ..., original_path: _Optional[str] = ..., path: _Optional[str] = ..., rdev: _Optional[int] = ..., nlink: _Optional[int] = ...) -> None: ...
 
 class FolderEntry(_message.Message):
     __slots__ = ("folder_id", "name", "parent_folder_id", "created_at", "is_deleted", "mode", "uid", "gid", "atime_ns", "mtime_ns", "ctime_ns", "path", "owner_email", "permission", "subfolders")
@@ -473,14 +489,18 @@ class FolderEntry(_message.Message):
     def __init__(self, folder_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_folder_id: _Optional[str] = ..., created_at: _Optional[str] = ..., is_deleted: _Optional[bool] = ..., mode: _Optional[int] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., atime_ns: _Optional[int] = ..., mtime_ns: _Optional[int] = ..., ctime_ns: _Optional[int] = ..., path: _Optional[str] = ..., owner_email: _Optional[str] = ..., permission: _Optional[str] = ..., subfolders: _Optional[int] = ...) -> None: ...
 
 class DeleteFileRequest(_message.Message):
-    __slots__ = ("session_token", "file_id", "permanent")
+    __slots__ = ("session_token", "file_id", "permanent", "parent_folder_id", "name")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     FILE_ID_FIELD_NUMBER: _ClassVar[int]
     PERMANENT_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     file_id: str
     permanent: bool
-    def __init__(self, session_token: _Optional[str] = ..., file_id: _Optional[str] = ..., permanent: _Optional[bool] = ...) -> None: ...
+    parent_folder_id: str
+    name: str
+    def __init__(self, session_token: _Optional[str] = ..., file_id: _Optional[str] = ..., permanent: _Optional[bool] = ..., parent_folder_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class DeleteFileResponse(_message.Message):
     __slots__ = ("success", "message")
@@ -557,18 +577,22 @@ class DeleteFolderRequest(_message.Message):
     def __init__(self, session_token: _Optional[str] = ..., folder_id: _Optional[str] = ..., recursive: _Optional[bool] = ..., permanent: _Optional[bool] = ...) -> None: ...
 
 class MoveEntryRequest(_message.Message):
-    __slots__ = ("session_token", "entry_id", "new_parent_folder_id", "new_name", "replace_existing")
+    __slots__ = ("session_token", "entry_id", "new_parent_folder_id", "new_name", "replace_existing", "old_parent_folder_id", "old_name")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_NAME_FIELD_NUMBER: _ClassVar[int]
     REPLACE_EXISTING_FIELD_NUMBER: _ClassVar[int]
+    OLD_PARENT_FOLDER_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_NAME_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     entry_id: str
     new_parent_folder_id: str
     new_name: str
     replace_existing: bool
-    def __init__(self, session_token: _Optional[str] = ..., entry_id: _Optional[str] = ..., new_parent_folder_id: _Optional[str] = ..., new_name: _Optional[str] = ..., replace_existing: _Optional[bool] = ...) -> None: ...
+    old_parent_folder_id: str
+    old_name: str
+    def __init__(self, session_token: _Optional[str] = ..., entry_id: _Optional[str] = ..., new_parent_folder_id: _Optional[str] = ..., new_name: _Optional[str] = ..., replace_existing: _Optional[bool] = ..., old_parent_folder_id: _Optional[str] = ..., old_name: _Optional[str] = ...) -> None: ...
 
 class StatEntryRequest(_message.Message):
     __slots__ = ("session_token", "entry_id", "path", "parent_folder_id", "name")

@@ -589,6 +589,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.FromString,
                 _registered_method=True)
+        self.LinkFile = channel.unary_unary(
+                '/cloudstorage.FileService/LinkFile',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -756,6 +761,15 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LinkFile(self, request, context):
+        """A further name (hard link) for one of the caller's own files, in one of their folders:
+        both names share content and attributes, FileEntry.nlink counts the names. Another
+        account's file (a share) cannot be linked (PERMISSION_DENIED), nor can a folder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -878,6 +892,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.DeleteFiles,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.SerializeToString,
+            ),
+            'LinkFile': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkFile,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1532,6 +1551,33 @@ class FileService:
             '/cloudstorage.FileService/DeleteFiles',
             cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.DeleteFilesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.FileService/LinkFile',
+            cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,9 +20,9 @@ INSTALL_PACKAGES="make python3-venv gcc python3-dev pkg-config libfuse3-dev"
 DEMO_PACKAGES="$INSTALL_PACKAGES fuse3"
 # make test: a throwaway PostgreSQL server (scripts/postgres-throwaway.sh), `ss`/`ip` and openssl
 # (test certificates), Prometheus (the metrics scrape test), systemd's tools (systemd-analyze
-# verifies the deploy/ units), HAProxy (two gateways behind deploy/haproxy/haproxy.cfg),
-# besides everything the demo's mount tests use.
-TEST_PACKAGES="$DEMO_PACKAGES postgresql iproute2 openssl prometheus systemd haproxy"
+# verifies the deploy/ units), HAProxy (two gateways behind deploy/haproxy/haproxy.cfg), rsync
+# (`rsync -aH` of hard links into the mount), besides everything the demo's mount tests use.
+TEST_PACKAGES="$DEMO_PACKAGES postgresql iproute2 openssl prometheus systemd haproxy rsync"
 
 usage() { echo "usage: $0 install|demo|test | list install|demo|test" >&2; exit 2; }
 

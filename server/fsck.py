@@ -23,6 +23,8 @@ What is checked, per node that answers (``ChunkService.ListChunks``):
 - ``lost_file``: a file with a chunk that has no good copy anywhere and none on a node that
   did not answer: named by its path in its owner's drive and the owner's email.
 - ``node_unreachable``: a node that did not answer; its copies are unknown, not missing.
+- ``link_count``: a file whose stored ``nlink`` is not the number of its names (its own and
+  its hard links in ``file_links``); ``--repair`` sets it to the names counted.
 
 ``--repair``: drops the replica rows of missing and corrupt copies (a corrupt copy is first
 moved to quarantine on its node, as the scrubber does), records unrecorded copies files
@@ -46,7 +48,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import grpc
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto.errors import FailedPrecondition
@@ -55,7 +57,17 @@ from .config import Settings
 from .db import Database
 from .events import EventBus
 from .garbage import GarbageCollector
-from .models import Chunk, File, FileChunk, Folder, Replica, StorageNode, User, utcnow
+from .models import (
+    Chunk,
+    File,
+    FileChunk,
+    FileLink,
+    Folder,
+    Replica,
+    StorageNode,
+    User,
+    utcnow,
+)
 from .node_pool import NodePool
 from .node_registry import DRAIN_OFFLINE
 from .placement import NodeView, rank
@@ -69,6 +81,7 @@ UNKNOWN = "unknown_to_metadata"
 UNDER_REPLICATED = "under_replicated"
 LOST_FILE = "lost_file"
 NODE_UNREACHABLE = "node_unreachable"
+LINK_COUNT = "link_count"
 
 BATCH = 500
 HAS_BATCH = 1000
@@ -182,6 +195,7 @@ class _Run:
         yield from self._unknown_copies(meta)
         lost = yield from self._short_chunks(meta)
         yield from self._lost_files(lost)
+        yield from self._link_counts()
         yield self._summary(meta)
 
     def _stopped(self) -> bool:
@@ -640,6 +654,32 @@ class _Run:
                 f"chunk {sha[:12]} on any node",
                 action="cannot be repaired: the file is kept; restore it from a backup or "
                 "delete it" if self.repair else "")
+
+    def _link_counts(self) -> Iterator[pb.FsckMessage]:
+        """Files whose stored nlink is not their names counted: the mount shows it as
+        st_nlink and decides by it whether an rm of one name keeps the file."""
+        names = select(FileLink.file_id, func.count().label("n")).group_by(
+            FileLink.file_id).subquery()
+        counted = 1 + func.coalesce(names.c.n, 0)
+        with self.f.db.read() as s:
+            rows = s.execute(
+                select(File.id, File.nlink, counted, File.folder_id, File.name, User.email)
+                .outerjoin(names, names.c.file_id == File.id)
+                .join(User, User.id == File.owner_id)
+                .where(File.nlink != counted)).all()
+            found = [(fid, stored, int(n), email, _path(s, folder_id, name))
+                     for fid, stored, n, folder_id, name, email in rows]
+        for fid, stored, n, email, path in found:
+            action = ""
+            if self.repair:
+                with self.f.db.write() as s:  # counted again in the same transaction
+                    s.execute(update(File).where(File.id == fid).values(
+                        nlink=1 + select(func.count()).where(FileLink.file_id == fid)
+                        .scalar_subquery()))
+                action = "set to the names counted"
+            yield self._finding(LINK_COUNT, fixed=self.repair, path=path, owner_email=email,
+                                file_id=fid, action=action,
+                                detail=f"nlink is {stored}, the file has {n} names")
 
     # --- the end ----------------------------------------------------------------------
 

@@ -187,6 +187,33 @@ class File(PosixAttributes, Base):
     modified_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     original_folder_id: Mapped[str | None] = mapped_column(String(36))
+    # How many names the file has: this row's own (folder_id, name) plus its FileLink rows.
+    nlink: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Set on the copy delete_file answers with when it removed one name of several.
+    name_only = False
+
+
+class FileLink(Base):
+    """A further name of a file (a hard link): the file row is the inode, with content,
+    chunks, attributes and its first name; each row here is one more (folder, name)
+    naming it. Names are unique in a folder across folders, files and links (the
+    namespace checks that under the folder's lock; this index holds it among links).
+
+    When the file row's own name is removed while links remain, one link's place and
+    name move into the file row and that link row goes, so a file always has a name of
+    its own and everything that reads ``files`` (trash, shares, fsck, admin) keeps
+    working unchanged.
+    """
+
+    __tablename__ = "file_links"
+    __table_args__ = (Index("uq_file_links_name", "folder_id", "name", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Chunk(Base):

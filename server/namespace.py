@@ -49,7 +49,18 @@ from .accounts import Caller, normalize_email
 from .change_feed import Change, ChangeFeed
 from .db import Database
 from .events import EventBus
-from .models import Chunk, File, FileChunk, Folder, Share, User, UserChunk, new_id, utcnow
+from .models import (
+    Chunk,
+    File,
+    FileChunk,
+    FileLink,
+    Folder,
+    Share,
+    User,
+    UserChunk,
+    new_id,
+    utcnow,
+)
 from .reservations import Reservations
 from .text_checks import check_printable
 
@@ -58,6 +69,7 @@ log = logging.getLogger(__name__)
 NAME_MAX = 255
 MAX_DELETE_BATCH = 1000
 MAX_DEPTH = 4096  # a guard against a (corrupt) cycle in the tree, far deeper than any real one
+MAX_LINKS = 65000  # names one file may have (ext4's limit; link(2) answers EMLINK beyond)
 
 # The metadata calls a mount makes one per mkdir, mv, rm or lookup run a handful of
 # statements each, and on this stack every statement costs far more in SQLAlchemy than in the
@@ -67,6 +79,7 @@ MAX_DEPTH = 4096  # a guard against a (corrupt) cycle in the tree, far deeper th
 # is taken by a folder or a file, one UPDATE touches the parents' times.
 _FOLDERS = Folder.__table__
 _FILES = File.__table__
+_LINKS = FileLink.__table__
 
 
 def _ancestry_query():  # type: ignore[no-untyped-def]
@@ -86,6 +99,9 @@ _NAME_TAKEN = union_all(
     select(literal_column("'file'").label("kind"), _FILES.c.id).where(
         _FILES.c.folder_id == bindparam("parent_id"), _FILES.c.name == bindparam("name"),
         _FILES.c.deleted_at.is_(None)),
+    # a further name of a file (a trashed file has none: they go when it goes)
+    select(literal_column("'link'").label("kind"), _LINKS.c.file_id).where(
+        _LINKS.c.folder_id == bindparam("parent_id"), _LINKS.c.name == bindparam("name")),
 )
 _LOCK_FOLDER = select(_FOLDERS.c.id).where(
     _FOLDERS.c.id == bindparam("folder_id"), _FOLDERS.c.owner_id == bindparam("owner_id")
@@ -114,6 +130,13 @@ _LIVE_FOLDER_FILES = _FOLDER_FILES.where(File.deleted_at.is_(None))
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def named(f: File, folder_id: str, name: str) -> File:
+    """A detached copy of ``f`` showing one of its other names (for replies only)."""
+    copy = File(**{c.key: getattr(f, c.key) for c in _FILES.c})
+    copy.folder_id, copy.name = folder_id, name
+    return copy
 
 
 def _client_id(value: str) -> str:
@@ -325,7 +348,8 @@ class Namespace:
         return f
 
     def _name_taken(self, s: DbSession, parent_id: str, name: str) -> tuple[str, str] | None:
-        """("folder" | "file", id) of the live entry called ``name`` in the folder, or None."""
+        """("folder" | "file" | "link", id) of the live entry called ``name`` in the
+        folder, or None; for a link the id is the file's it names."""
         s.flush()
         rows = s.execute(_NAME_TAKEN, {"parent_id": parent_id, "name": name}).all()
         if not rows:
@@ -334,14 +358,64 @@ class Namespace:
         return str(row.kind), str(row.id)
 
     def _child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
-        folder = s.scalars(select(Folder).where(
-            Folder.parent_id == parent_id, Folder.name == name, Folder.deleted_at.is_(None))
-        ).first()
-        if folder is not None:
-            return folder
-        return s.scalars(select(File).where(
-            File.folder_id == parent_id, File.name == name, File.deleted_at.is_(None))
-        ).first()
+        """The live entry called ``name`` in the folder (a file also by a further name), or
+        None: one statement for a name that is free, the common case of a lookup."""
+        taken = self._name_taken(s, parent_id, name)
+        if taken is None:
+            return None
+        kind, entry_id = taken
+        return s.get(Folder if kind == "folder" else File, entry_id)
+
+    def _named_child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
+        """``_child`` for replies: a file reached by a further name shows that name."""
+        entry = self._child(s, parent_id, name)
+        if isinstance(entry, File) and (entry.folder_id, entry.name) != (parent_id, name):
+            return named(entry, parent_id, name)
+        return entry
+
+    def _links_in(self, s: DbSession, folder_id: str, include_deleted: bool) -> list[File]:
+        """Files that further names in the folder name, each shown with that name."""
+        q = select(File, FileLink.name).join(FileLink, FileLink.file_id == File.id).where(
+            FileLink.folder_id == folder_id)
+        if not include_deleted:
+            q = q.where(File.deleted_at.is_(None))
+        return [named(f, folder_id, name) for f, name in s.execute(q)]
+
+    def _drop_name(self, s: DbSession, f: File, folder_id: str, name: str, t: int) -> None:
+        """Remove one name of a file that has several (``f`` in this session): a further
+        name's row goes; the file's own name is taken over by its oldest further name."""
+        link = s.scalars(select(FileLink).where(
+            FileLink.file_id == f.id, FileLink.folder_id == folder_id,
+            FileLink.name == name)).first()
+        if link is None:
+            if (f.folder_id, f.name) != (folder_id, name):
+                raise NotFound(f"no such name of the file: {name}")
+            link = s.scalars(select(FileLink).where(FileLink.file_id == f.id).order_by(
+                FileLink.created_at, FileLink.id)).first()
+            if link is None:
+                raise FailedPrecondition("the file has one name only")
+            f.folder_id, f.name = link.folder_id, link.name
+        s.delete(link)
+        f.nlink = max(f.nlink - 1, 1)
+        f.ctime_ns = t
+        s.execute(_TOUCH_FOLDERS, {"a": folder_id, "b": folder_id, "t": t})
+        s.flush()
+
+    def _drop_links(self, s: DbSession, file_ids: Sequence[str]) -> list[tuple[str, str, str]]:
+        """Every further name of these files goes (the files go with their own names, to
+        the trash or away): (file id, folder id, name) of each name removed."""
+        gone: list[tuple[str, str, str]] = []
+        for part in _parts(list(file_ids)):
+            rows = s.execute(select(FileLink.file_id, FileLink.folder_id, FileLink.name).where(
+                FileLink.file_id.in_(part))).all()
+            if not rows:
+                continue
+            gone.extend((r.file_id, r.folder_id, r.name) for r in rows)
+            s.execute(delete(FileLink).where(FileLink.file_id.in_(part))
+                      .execution_options(synchronize_session=False))
+            s.execute(update(File).where(File.id.in_(part)).values(nlink=1)
+                      .execution_options(synchronize_session=False))
+        return gone
 
     def path_of(self, s: DbSession, folder: Folder) -> str:
         if folder.parent_id is None:
@@ -355,7 +429,7 @@ class Namespace:
             check_name(part, "path")  # no name holds a control character: none to look up
             if not isinstance(cur, Folder):
                 raise NotFound(f"not a folder on the way to {path}")
-            nxt = self._child(s, cur.id, part)
+            nxt = self._named_child(s, cur.id, part)
             if nxt is None:
                 raise NotFound(f"no such file or folder: {path}")
             cur = nxt
@@ -382,7 +456,7 @@ class Namespace:
             if name:
                 check_name(name)
                 parent = self._ancestry(s, caller, parent_folder_id)
-                entry = self._child(s, parent.id, name)
+                entry = self._named_child(s, parent.id, name)
                 if entry is None:
                     raise NotFound(f"no such file or folder: {name}")
                 return entry, "owner", posixpath.join(parent.path, name)
@@ -405,7 +479,11 @@ class Namespace:
             fq, files_q = (_SUBFOLDERS, _FOLDER_FILES) if include_deleted else (
                 _LIVE_SUBFOLDERS, _LIVE_FOLDER_FILES)
             params = {"folder_id": folder.id}
-            listing = Listing(folder, list(s.scalars(fq, params)), list(s.scalars(files_q, params)))
+            files = list(s.scalars(files_q, params))
+            further = self._links_in(s, folder.id, include_deleted)
+            if further:
+                files = sorted(files + further, key=lambda f: f.name)
+            listing = Listing(folder, list(s.scalars(fq, params)), files)
             listing.paths[folder.id] = path
             listing.subfolders = self.subfolder_counts(
                 s, [folder.id, *(d.id for d in listing.folders)])
@@ -582,7 +660,8 @@ class Namespace:
                 raise PermissionDenied("the root folder cannot be deleted")
             has_children = s.scalar(select(exists().where(
                 Folder.parent_id == folder.id, Folder.deleted_at.is_(None)))) or s.scalar(
-                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None))))
+                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None)))
+            ) or s.scalar(select(exists().where(FileLink.folder_id == folder.id)))
             if has_children and not recursive:
                 raise FailedPrecondition(f"folder not empty: {folder.name}")
             parent_id = folder.parent_id
@@ -602,6 +681,7 @@ class Namespace:
 
     def _purge_folder(self, s: DbSession, caller: Caller, folder: Folder) -> int:
         ids, files = self._subtree(s, folder)
+        files = self._keep_named_elsewhere(s, set(ids), files)
         freed = sum(f.size for f in files)
         for f in files:
             s.delete(f)
@@ -610,6 +690,36 @@ class Namespace:
             s.execute(delete(Folder).where(Folder.id == fid))
         self._release(s, caller.user_id, freed)
         return freed
+
+    def _keep_named_elsewhere(self, s: DbSession, ids: set[str], files: list[File]
+                              ) -> list[File]:
+        """Before the folders ``ids`` go for good: the names inside them go, and a file
+        with a name outside them stays (that name becomes its own). The files that go."""
+        inside: list[FileLink] = []
+        for part in _parts(sorted(ids)):
+            inside.extend(s.scalars(select(FileLink).where(FileLink.folder_id.in_(part))))
+        linked = {f.id for f in files if f.nlink > 1} | {link.file_id for link in inside}
+        if not linked:
+            return files
+        t = now_ns()
+        for link in inside:
+            s.delete(link)
+        s.flush()
+        going = {f.id for f in files}
+        for fid in linked:
+            f = s.get(File, fid)
+            assert f is not None
+            outside = list(s.scalars(select(FileLink).where(FileLink.file_id == fid).order_by(
+                FileLink.created_at, FileLink.id)))
+            if fid in going and outside:
+                f.folder_id, f.name = outside[0].folder_id, outside[0].name
+                s.delete(outside[0])
+                outside = outside[1:]
+                going.discard(fid)
+            f.nlink = 1 + len(outside)
+            f.ctime_ns = t
+        s.flush()
+        return [f for f in files if f.id in going]
 
     def _release(self, s: DbSession, user_id: str, nbytes: int) -> None:
         if nbytes:
@@ -621,7 +731,11 @@ class Namespace:
     # --- moves, attributes, symlinks ------------------------------------------------------
 
     def move(self, caller: Caller, entry_id: str, new_parent_id: str, new_name: str,
-             replace_existing: bool) -> tuple[File | Folder, str]:
+             replace_existing: bool, old_parent_id: str = "", old_name: str = ""
+             ) -> tuple[File | Folder, str]:
+        """Rename or move an entry; ``old_parent_id``/``old_name`` pick which name of a file
+        with several moves (default: its own). As rename(2): onto another name of the same
+        file, nothing happens; onto a file with other names, only that name goes."""
         with self.db.write() as s:
             # A detached copy of the row: the Core UPDATE below changes the row, the copy
             # follows it for the reply.
@@ -638,6 +752,16 @@ class Namespace:
                 raise PermissionDenied("the root folder cannot be moved")
             if entry.deleted_at is not None:
                 raise NotFound("entry is in the trash: restore it instead")
+            link: FileLink | None = None
+            if old_name and isinstance(entry, File):
+                source = self._ancestry(s, caller, old_parent_id).id
+                if (source, old_name) != (entry.folder_id, entry.name):
+                    link = s.scalars(select(FileLink).where(
+                        FileLink.file_id == entry.id, FileLink.folder_id == source,
+                        FileLink.name == old_name)).first()
+                    if link is None:
+                        raise NotFound(f"no such name of the file: {old_name}")
+                    entry.folder_id, entry.name = link.folder_id, link.name
             old_parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
             dest_id = new_parent_id or old_parent
             dest = self._ancestry(s, caller, dest_id or "", lock=True)
@@ -645,8 +769,13 @@ class Namespace:
             if isinstance(entry, Folder) and entry.id in dest.ids:
                 raise InvalidArgument("cannot move a folder into itself")
             taken = self._name_taken(s, dest.id, name)
+            if taken is not None and taken[1] == entry.id and (dest.id, name) != (
+                    old_parent, entry.name):
+                # another name of the same file: rename(2) does nothing
+                return entry, posixpath.join(dest.path, name)
             if taken is not None and taken[1] != entry.id:
-                existing = s.get(Folder if taken[0] == "folder" else File, taken[1])
+                existing = s.get(Folder if taken[0] == "folder" else File, taken[1],
+                                 with_for_update=self.db.is_postgres and taken[0] != "folder")
                 assert existing is not None
                 if not replace_existing:
                     raise AlreadyExists(f"{name} already exists")
@@ -654,9 +783,16 @@ class Namespace:
                     if not isinstance(entry, Folder):
                         raise AlreadyExists(f"{name} is a folder")
                     ids, files = self._subtree(s, existing)
-                    if len(ids) > 1 or any(f.deleted_at is None for f in files):
+                    if len(ids) > 1 or any(f.deleted_at is None for f in files) or s.scalar(
+                            select(exists().where(FileLink.folder_id == existing.id))):
                         raise FailedPrecondition(f"folder not empty: {name}")
                     self._purge_folder(s, caller, existing)
+                elif existing.nlink > 1:  # a file with other names: only this one goes
+                    if isinstance(entry, Folder):
+                        raise AlreadyExists(f"{name} is a file")
+                    self._drop_name(s, existing, dest.id, name, now_ns())
+                    self.changes.publish(Change("deleted", caller.user_id, existing.id,
+                                                dest.id, name))
                 else:
                     if isinstance(entry, Folder):
                         raise AlreadyExists(f"{name} is a file")
@@ -669,8 +805,13 @@ class Namespace:
             old_name = entry.name
             t = now_ns()
             s.flush()
-            s.execute(_MOVE_FOLDER if isinstance(entry, Folder) else _MOVE_FILE,
-                      {"entry_id": entry.id, "new_name": name, "dest_id": dest.id, "t": t})
+            if link is not None:
+                s.execute(update(_LINKS).where(_LINKS.c.id == link.id).values(
+                    folder_id=dest.id, name=name))
+                s.execute(update(_FILES).where(_FILES.c.id == entry.id).values(ctime_ns=t))
+            else:
+                s.execute(_MOVE_FOLDER if isinstance(entry, Folder) else _MOVE_FILE,
+                          {"entry_id": entry.id, "new_name": name, "dest_id": dest.id, "t": t})
             s.execute(_TOUCH_FOLDERS, {"a": dest.id, "b": old_parent or dest.id, "t": t})
             entry.name = name
             if isinstance(entry, Folder):
@@ -757,9 +898,51 @@ class Namespace:
         self.changes.publish(Change("created", caller.user_id, link.id, parent.id, name))
         return link
 
+    def link_file(self, caller: Caller, file_id: str, parent_id: str, name: str
+                  ) -> tuple[File, str]:
+        """A further name for one of the caller's own live files in one of their folders
+        (a hard link): (the file as that name shows it, its path). Both names share the
+        content and attributes; the file's ctime changes, as on Linux."""
+        check_name(name)
+        with self.db.write() as s:
+            folder = s.get(Folder, file_id)
+            if folder is not None and folder.owner_id == caller.user_id:
+                raise PermissionDenied("a folder cannot be linked")
+            f = s.get(File, file_id, with_for_update=self.db.is_postgres)
+            if f is None:
+                raise NotFound(f"no such file: {file_id}")
+            if f.owner_id != caller.user_id:
+                self._access(s, caller, f)  # NotFound unless it is shared with the caller
+                raise PermissionDenied("a file of another account cannot be linked")
+            if f.deleted_at is not None:
+                raise NotFound("file is in the trash")
+            if f.nlink >= MAX_LINKS:
+                raise FailedPrecondition(f"the file has {f.nlink} names already")
+            parent = self._ancestry(s, caller, parent_id, lock=True)
+            if self._name_taken(s, parent.id, name) is not None:
+                raise AlreadyExists(f"{name} already exists")
+            t = now_ns()
+            s.add(FileLink(file_id=f.id, owner_id=caller.user_id, folder_id=parent.id,
+                           name=name))
+            f.nlink += 1
+            f.ctime_ns = t
+            s.execute(_TOUCH_FOLDERS, {"a": parent.id, "b": parent.id, "t": t})
+            s.flush()
+            reply = named(f, parent.id, name)
+            path = posixpath.join(parent.path, name)
+        self.changes.publish(Change("created", caller.user_id, f.id, parent.id, name))
+        return reply, path
+
     # --- deletes, trash -----------------------------------------------------------------
 
-    def delete_file(self, caller: Caller, file_id: str, permanent: bool) -> File:
+    def delete_file(self, caller: Caller, file_id: str, permanent: bool,
+                    parent_id: str = "", name: str = "") -> File:
+        """A file to the trash (or away for good). With ``name`` (in ``parent_id``) only
+        that name of the file goes while it has others: as a local ``rm`` of one hard link
+        frees nothing, nothing goes to the trash until the last name goes. Without one,
+        the file goes with every name it has."""
+        if name:
+            check_name(name)
         with self.db.write() as s:
             # A detached copy of the row: the Core statements below change the row, the copy
             # follows them for the reply and the events.
@@ -770,15 +953,42 @@ class Namespace:
             if not permanent and f.deleted_at is not None:
                 raise NotFound("file is already in the trash")
             t = now_ns()
+            if name and f.deleted_at is None:
+                folder_id = self._ancestry(s, caller, parent_id).id
+                # locked and read again: an unlink of another name of it may just have
+                # committed (taking this name over as the file's own, or leaving it alone)
+                live = s.get(File, f.id, with_for_update=self.db.is_postgres,
+                             populate_existing=True)
+                if live is None or live.deleted_at is not None:
+                    raise NotFound(f"no such file: {file_id}")
+                f = named(live, live.folder_id, live.name)
+                if live.nlink > 1:
+                    self._drop_name(s, live, folder_id, name, t)
+                    self.changes.publish(Change("deleted", caller.user_id, f.id, folder_id,
+                                                name))
+                    self.changes.publish(Change("updated", caller.user_id, f.id,
+                                                live.folder_id, live.name))
+                    gone = named(live, folder_id, name)
+                    gone.name_only = True
+                    return gone
+                if (folder_id, name) != (f.folder_id, f.name):
+                    raise NotFound(f"no such name of the file: {name}")
             if permanent:
+                further = self._drop_links(s, [f.id]) if f.nlink > 1 else []
                 self._release(s, caller.user_id, f.size)
-                s.execute(_DELETE_FILE, {"entry_id": f.id})
+                s.execute(_DELETE_FILE, {"entry_id": f.id})  # (links made since: cascaded)
             else:
                 f.deleted_at = utcnow()
                 f.original_folder_id = f.folder_id
                 f.ctime_ns = t
                 s.execute(_TRASH_FILE, {"entry_id": f.id, "now": f.deleted_at, "t": t})
+                # after the row is taken (and locked): a link made meanwhile goes too
+                further = self._drop_links(s, [f.id])
             s.execute(_TOUCH_FOLDERS, {"a": f.folder_id, "b": f.folder_id, "t": t})
+            for _, folder_id, _name in further:
+                s.execute(_TOUCH_FOLDERS, {"a": folder_id, "b": folder_id, "t": t})
+        for _, folder_id, other in further:
+            self.changes.publish(Change("deleted", caller.user_id, f.id, folder_id, other))
         self.changes.publish(Change("deleted", caller.user_id, f.id, f.folder_id, f.name))
         self.events.emit("delete", f"{f.name} {'deleted' if permanent else 'moved to trash'}",
                          caller.user_id, file_id=f.id, size=f.size, permanent=permanent)
@@ -807,6 +1017,7 @@ class Namespace:
             doomed = [fid for fid, (_, _, _, trashed) in found.items()
                       if permanent or not trashed]
             t = now_ns()
+            further = self._drop_links(s, doomed) if permanent else []  # (rest: below)
             for part in _parts(doomed):
                 if permanent:
                     s.execute(delete(File).where(File.id.in_(part))
@@ -816,14 +1027,18 @@ class Namespace:
                               .values(deleted_at=utcnow(), original_folder_id=File.folder_id,
                                       ctime_ns=t)
                               .execution_options(synchronize_session=False))
+            if not permanent:  # after the rows are taken: a link made meanwhile goes too
+                further = self._drop_links(s, doomed)
             if permanent:
                 self._release(s, caller.user_id, sum(found[fid][2] for fid in doomed))
-            parents = sorted({found[fid][0] for fid in doomed})
+            parents = sorted({found[fid][0] for fid in doomed} | {f for _, f, _ in further})
             for part in _parts(parents):
                 s.execute(update(Folder).where(Folder.id.in_(part))
                           .values(mtime_ns=t, ctime_ns=t)
                           .execution_options(synchronize_session=False))
         done = set(doomed)
+        for fid, folder_id, name in further:
+            self.changes.publish(Change("deleted", caller.user_id, fid, folder_id, name))
         out: list[tuple[str, CloudError | None]] = []
         for fid in ids:
             if fid in done:
@@ -994,6 +1209,11 @@ class Namespace:
                 for fid, pid, name, size in s.execute(
                         select(File.id, File.folder_id, File.name, File.size).where(
                             File.folder_id.in_(parents), File.name.in_(names), *live)):
+                    by_name[(pid, name)] = (fid, int(size))
+                for fid, pid, name, size in s.execute(  # further names (hard links)
+                        select(File.id, FileLink.folder_id, FileLink.name, File.size)
+                        .join(FileLink, FileLink.file_id == File.id).where(
+                            FileLink.folder_id.in_(parents), FileLink.name.in_(names), *live)):
                     by_name[(pid, name)] = (fid, int(size))
         credited: set[str] = set()
         sizes: list[int] = []
@@ -1249,6 +1469,10 @@ class Namespace:
                         File.folder_id == folder_id, File.name.in_(part),
                         File.deleted_at.is_(None))):
                     taken.setdefault((folder_id, f.name), f)
+                for f, name in s.execute(select(File, FileLink.name).join(
+                        FileLink, FileLink.file_id == File.id).where(
+                        FileLink.folder_id == folder_id, FileLink.name.in_(part))):
+                    taken.setdefault((folder_id, name), f)
         return taken
 
     # --- shares ---------------------------------------------------------------------------

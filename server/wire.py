@@ -22,7 +22,7 @@ def file_entry(f: File, *, permission: str = "owner", owner_email: str = "",
         owner_email=owner_email, permission=permission, mode=f.mode, uid=f.uid, gid=f.gid,
         atime_ns=f.atime_ns, mtime_ns=f.mtime_ns, ctime_ns=f.ctime_ns,
         symlink_target=f.symlink_target or "", version=f.version, rdev=f.rdev or 0,
-        deleted_at=iso(f.deleted_at), path=path,
+        deleted_at=iso(f.deleted_at), path=path, nlink=f.nlink or 1,
     )
 
 

@@ -107,7 +107,7 @@ class FileServicer(pb_grpc.FileServiceServicer):
         yield pb.DownloadFileResponse(file_info=pb.FileInfo(
             file_id=f.id, filename=f.name, file_size=f.size, mime_type=f.mime_type,
             created_at=iso(f.created_at), modified_at=iso(f.modified_at), offset=plan.offset,
-            length=plan.length, version=f.version))
+            length=plan.length, version=f.version, nlink=f.nlink or 1))
         sent = 0
         for piece in self.downloads.stream(plan):
             sent += len(piece)
@@ -174,7 +174,8 @@ class FileServicer(pb_grpc.FileServiceServicer):
                   ) -> pb.EntryResponse:
         caller = self._caller(request.session_token)
         entry, path = self.ns.move(caller, request.entry_id, request.new_parent_folder_id,
-                                   request.new_name, request.replace_existing)
+                                   request.new_name, request.replace_existing,
+                                   request.old_parent_folder_id, request.old_name)
         return entry_response(entry, path=path)
 
     @rpc
@@ -191,6 +192,14 @@ class FileServicer(pb_grpc.FileServiceServicer):
         return entry_response(entry)
 
     @rpc
+    def LinkFile(self, request: pb.LinkFileRequest, context: grpc.ServicerContext
+                 ) -> pb.EntryResponse:
+        caller = self._caller(request.session_token)
+        entry, path = self.ns.link_file(caller, request.file_id, request.parent_folder_id,
+                                        request.name)
+        return entry_response(entry, path=path)
+
+    @rpc
     def CreateSymlink(self, request: pb.CreateSymlinkRequest, context: grpc.ServicerContext
                       ) -> pb.EntryResponse:
         caller = self._caller(request.session_token)
@@ -202,7 +211,11 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def DeleteFile(self, request: pb.DeleteFileRequest, context: grpc.ServicerContext
                    ) -> pb.DeleteFileResponse:
         caller = self._caller(request.session_token)
-        self.ns.delete_file(caller, request.file_id, request.permanent)
+        name_only = self.ns.delete_file(caller, request.file_id, request.permanent,
+                                        request.parent_folder_id, request.name).name_only
+        if name_only:
+            return pb.DeleteFileResponse(success=True, message="Name removed; the file keeps "
+                                         "its other names")
         return pb.DeleteFileResponse(
             success=True, message="File permanently deleted" if request.permanent
             else "File moved to trash")

@@ -407,3 +407,25 @@ def test_rm_mv_share_trash(real: Cluster, user: tuple[Cli, str], tmp_path: pathl
     cli.ok("rm", "--permanent", "/x/y/b.txt")
     cli.ok("trash", "empty")
     assert json.loads(cli.ok("trash", "list", "--json").out) == []
+
+
+def test_rm_and_mv_of_one_name_of_a_hard_linked_file(real: Cluster, user: tuple[Cli, str],
+                                                      tmp_path: pathlib.Path) -> None:
+    """A path names one name of a file with several: `mv` moves that name and `rm`
+    removes it, the file stays under its other names and nothing goes to the trash."""
+    cli, email = user
+    (tmp_path / "a.txt").write_text("alpha")
+    cli.ok("upload", str(tmp_path / "a.txt"), "/h")
+    file_id = json.loads(cli.ok("ls", "/h", "--json").out)[0]["id"]
+    acct = real.sign_in(email)
+    real.files.LinkFile(pb.LinkFileRequest(session_token=acct.token, file_id=file_id,
+                                           name="b.txt"), timeout=10)
+    cli.ok("mv", "/b.txt", "/h/c.txt")
+    assert sorted(e["name"] for e in json.loads(cli.ok("ls", "/h", "--json").out)) == [
+        "a.txt", "c.txt"]
+    cli.ok("rm", "/h/a.txt")
+    assert [e["name"] for e in json.loads(cli.ok("ls", "/h", "--json").out)] == ["c.txt"]
+    assert cli("download", "/h/c.txt", "-").raw == b"alpha"
+    assert json.loads(cli.ok("trash", "list", "--json").out) == []
+    cli.ok("rm", "/h/c.txt")  # the last name: to the trash as any file
+    assert [e["name"] for e in json.loads(cli.ok("trash", "list", "--json").out)] == ["c.txt"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import shutil
 import stat
 import subprocess
 import time
 
 import pytest
 
+from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
-from tests.mount.conftest import Mount
+from tests.mount.conftest import Mount, eventually
 
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
@@ -147,7 +149,7 @@ def test_errno_on_error_paths(mnt: Mount) -> None:
     assert _errno(os.mkdir, f"{d}/{'n' * 256}") == errno.ENAMETOOLONG
     write(f"{d}/{'n' * 255}", b"ok")  # NAME_MAX itself is fine
     assert _errno(os.stat, f"{d}/{'n/' * 2100}") == errno.ENAMETOOLONG  # PATH_MAX
-    assert _errno(os.link, f"{d}/dir/f", f"{d}/hard") == errno.EPERM
+    assert _errno(os.link, f"{d}/dir", f"{d}/hard") == errno.EPERM  # a folder
     assert _errno(os.open, f"{d}/.cloudgrpc-status", os.O_WRONLY) in (errno.EACCES,
                                                                        errno.EPERM)
     assert _errno(os.mkdir, f"{d}/.trash/x") in (errno.EACCES, errno.EPERM)
@@ -291,6 +293,123 @@ def test_a_file_unlinked_while_open_lives_until_the_last_close(mnt: Mount, tmp_p
     assert _unlinked_while_open(str(mnt.path)) == expected
     # the trash holds it as it was when it was removed (what rm of a closed file does)
     assert mnt.sh("cat .trash/f").stdout == "hello world"
+
+
+def _hard_links(root: str) -> list[object]:
+    """What ln, rm and mv do with several names of one file."""
+    h = f"{root}/h"
+    os.makedirs(f"{h}/sub")
+    a, b, c = f"{h}/a", f"{h}/sub/b", f"{h}/c"
+    write(a, b"alpha")
+    os.link(a, b)
+    sa, sb = os.stat(a), os.stat(b)
+    seen: list[object] = [sa.st_nlink, sb.st_nlink, sa.st_ino == sb.st_ino]
+    write(b, b"written through b")  # O_TRUNC through one name, read through the other
+    seen.append(read(a))
+    os.chmod(a, 0o600)
+    seen.append(stat.S_IMODE(os.stat(b).st_mode))
+    os.link(a, c)
+    seen.append(os.stat(b).st_nlink)
+    ctime = os.stat(b).st_ctime_ns
+    time.sleep(0.02)
+    os.unlink(a)  # one name goes, the file stays
+    seen += [os.path.exists(a), read(b), os.stat(c).st_nlink, os.stat(b).st_ctime_ns != ctime]
+    os.rename(b, c)  # two names of one file: rename(2) does nothing
+    seen += [sorted(os.listdir(h)), os.path.exists(b)]
+    write(f"{h}/x", b"new x")
+    os.rename(f"{h}/x", c)  # mv over a link replaces that name only
+    seen += [read(c), read(b), os.stat(b).st_nlink, os.stat(c).st_nlink]
+    seen += [_errno(os.rmdir, f"{h}/sub")]  # a folder holding only a link is not empty
+    seen += [_errno(os.link, f"{h}/sub", f"{h}/dirlink"), _errno(os.link, b, c)]
+    return seen
+
+
+def test_hard_links(make_mount, account, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    local = tmp_path / "local"
+    local.mkdir()
+    expected = _hard_links(str(local))
+    assert expected[:3] == [2, 2, True] and expected[-2:] == [errno.EPERM, errno.EEXIST]
+    mnt = make_mount(account)
+    assert _hard_links(str(mnt.path)) == expected
+    # links stay in one account: a file someone shared (write) is another filesystem's
+    friend = mnt.cluster.sign_up()
+    shared = friend.upload(b"theirs", "theirs.txt").file_id
+    mnt.cluster.files.ShareFile(pb.ShareFileRequest(
+        session_token=friend.token, file_id=shared, share_with_email=account.email,
+        permission="write"), timeout=10)
+    assert _errno(os.link, mnt.path / "Shared" / "theirs.txt", mnt.path / "mine") == errno.EXDEV
+    assert _errno(os.link, mnt.path / "h" / "c", mnt.path / ".trash" / "c") in (
+        errno.EACCES, errno.EPERM)
+    assert not os.path.exists(mnt.path / "mine")
+    # shell tools, and the names kept across a remount with one inode
+    mnt.sh("echo one > l1 && ln l1 l2 && ln l2 sub-l3 && rm l1 && echo two >> l2")
+    assert mnt.sh("stat -c %h l2 sub-l3 && cat sub-l3").stdout == "2\n2\none\ntwo\n"
+    assert mnt.cli("sync").returncode == 0
+    mnt.umount()
+    again = make_mount(account)
+    st2, st3 = os.stat(again.path / "l2"), os.stat(again.path / "sub-l3")
+    assert (st2.st_ino, st2.st_nlink) == (st3.st_ino, 2)
+    assert read(str(again.path / "sub-l3")) == b"one\ntwo\n"
+    assert not os.path.exists(again.path / "l1")
+    assert read(str(again.path / "h" / "sub" / "b")) == b"written through b"
+    assert os.stat(again.path / "h" / "sub" / "b").st_nlink == 1
+    # nothing went to the trash: each removed name had another
+    assert sorted(os.listdir(again.path / ".trash")) == []
+    # a second mount of the account links it too; the first one sees the third name
+    other = make_mount(account)
+    other.sh("ln l2 l4")
+    eventually(lambda: "l4" in os.listdir(again.path), 15)
+    assert os.stat(again.path / "l4").st_nlink == 3 and os.stat(again.path / "l4").st_ino == \
+        st2.st_ino
+    os.unlink(again.path / "l2")
+    os.unlink(again.path / "sub-l3")
+    assert read(str(other.path / "l4")) == b"one\ntwo\n"
+    assert sorted(os.listdir(again.path / ".trash")) == []
+    # the last name goes to the trash as any file does
+    os.unlink(again.path / "l4")
+    assert again.sh("cat .trash/l4").stdout == "one\ntwo\n"
+
+
+def test_hard_linked_tree_round_trips_through_rsync_cp_and_tar(make_mount, account,  # type: ignore[no-untyped-def]
+                                                                tmp_path) -> None:
+    if shutil.which("rsync") is None:
+        pytest.skip("rsync is not installed (scripts/system-packages.sh test)")
+    src = tmp_path / "src"
+    (src / "d" / "e").mkdir(parents=True)
+    (src / "one").write_bytes(b"1" * 5000)
+    os.link(src / "one", src / "d" / "one-again")
+    os.link(src / "one", src / "d" / "e" / "one-third")
+    (src / "two").write_bytes(b"two")
+    os.link(src / "two", src / "d" / "two-again")
+    (src / "solo").write_bytes(b"solo")
+    os.chmod(src / "two", 0o640)
+    for i, p in enumerate(["one", "two", "solo"]):
+        os.utime(src / p, ns=(1_300_000_000_000_000_007 + i, 1_200_000_000_111_111_111 + i))
+
+    def tree(root) -> dict[str, tuple[int, int, int, bytes]]:  # type: ignore[no-untyped-def]
+        seen, inodes = {}, {}
+        for dirpath, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                group = inodes.setdefault(st.st_ino, len(inodes))  # which names share one
+                seen[os.path.relpath(p, root)] = (st.st_mode, st.st_nlink, group, read(p))
+        return seen
+
+    mnt = make_mount(account)
+    mnt.sh(f"rsync -aH {src}/ ./r/ && cp -a {src} ./c && mkdir t && "
+           f"tar --format=posix -C {src} -cf - . | tar -C t -xpf -")
+    copies = ("r", "c", "t")
+    for copy in copies:
+        assert tree(mnt.path / copy) == tree(src), copy
+    assert mnt.cli("sync").returncode == 0
+    mnt.umount()
+    again = make_mount(account)
+    for copy in copies:
+        assert tree(again.path / copy) == tree(src), copy
+        assert os.stat(again.path / copy / "d" / "two-again").st_mtime_ns == os.stat(
+            src / "two").st_mtime_ns
 
 
 def _folder_links(root: str) -> list[int]:

@@ -41,7 +41,7 @@ from cloudgrpc_server.db import Database
 from cloudgrpc_server.key_files import cluster_keys
 from cloudgrpc_server.metadata_backup import MetadataBackup
 from cloudgrpc_server.metadata_restore import run_restore
-from cloudgrpc_server.models import Base, Event, Folder, StorageNode, User
+from cloudgrpc_server.models import Base, Event, File, FileLink, Folder, StorageNode, User
 from cloudgrpc_server.snapshot_format import SnapshotEncoder, read_records
 from tests.cluster import ADMIN_KEY, CLUSTER_SECRET, Cluster, running_cluster
 from tests.conftest import database_for
@@ -374,6 +374,11 @@ def _seed(db: Database) -> None:
             s.add(child)
             s.flush()
             parent = child
+        # a file with two names (a hard link): the names table travels with the files
+        f = File(owner_id=user.id, folder_id=parent.id, name="doc", nlink=2)
+        s.add(f)
+        s.flush()
+        s.add(FileLink(file_id=f.id, owner_id=user.id, folder_id=root.id, name="doc-link"))
         s.add_all([Event(event_type="seed", message=f"event {i}") for i in range(3)])
 
 
@@ -407,6 +412,8 @@ def test_snapshot_is_one_point_in_time_and_one_at_a_time(source_db: Database,
     assert run_restore(Settings(data_dir=tmp_path / "keys", database_url=target), path) == 0
     emails = [r[0] for r in query(target, "SELECT email FROM users")]
     assert emails == ["ada@example.com"]
+    assert query(target, "SELECT f.name, f.nlink, l.name FROM files f JOIN file_links l"
+                 " ON l.file_id = f.id") == [("doc", 2, "doc-link")]
     # the events as they were, and the restore's own mark (see restore_guard)
     assert sorted(r[0] for r in query(target, "SELECT event_type FROM events")) == \
         ["metadata_restored"] + ["seed"] * 3
@@ -483,8 +490,10 @@ def _head() -> str:
     return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
 
 
-# Columns migrations after 0005 added (0006, 0008), by table.
-ADDED_AFTER_0005 = {"storage_nodes": "logical_bytes", "files": "rdev"}
+# Columns migrations after 0005 added (0006, 0008, 0009), by table, and their tables (0007,
+# 0009).
+ADDED_AFTER_0005 = {"storage_nodes": {"logical_bytes"}, "files": {"rdev", "nlink"}}
+TABLES_AFTER_0005 = {"traffic_minutes", "file_links"}
 
 
 def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> None:
@@ -508,13 +517,13 @@ def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> Non
             elif isinstance(r, dict) and r.get("kind") == "table":
                 table = r["name"]
                 names = [c[0] for c in r["columns"]]
-                later = ADDED_AFTER_0005.get(table)
-                drop = names.index(later) if later else None
-                if table != "traffic_minutes":
-                    yield {**r, "columns": [c for c in r["columns"] if c[0] != later]}
+                later = ADDED_AFTER_0005.get(table, set())
+                drop = {names.index(c) for c in later}
+                if table not in TABLES_AFTER_0005:
+                    yield {**r, "columns": [c for c in r["columns"] if c[0] not in later]}
             elif isinstance(r, list):
-                if table != "traffic_minutes":
-                    yield [v for i, v in enumerate(r) if i != drop]
+                if table not in TABLES_AFTER_0005:
+                    yield [v for i, v in enumerate(r) if i not in drop]
             else:
                 yield r
 

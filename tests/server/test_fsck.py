@@ -356,3 +356,40 @@ def test_one_fsck_at_a_time(fsck_cluster: Cluster, owner: Account) -> None:
                 "the abandoned fsck kept running"
             time.sleep(0.1)
     assert list(next_run)[-1].summary.clean
+
+
+def test_wrong_link_count_is_found_and_set_right(fsck_cluster: Cluster, owner: Account
+                                                ) -> None:
+    """A file's stored nlink (st_nlink on a mount, and what decides whether an rm of one
+    name keeps the file) against its names: reported with its path, repaired to the count.
+    (Presence-only passes: the copies' content is not what this is about.)"""
+    c = fsck_cluster
+
+    def quick(repair: bool) -> tuple[list[pb.FsckFinding], pb.FsckSummary]:
+        out = list(c.admin.Fsck(pb.FsckRequest(admin_key=ADMIN_KEY, repair=repair,
+                                               presence_only=True), timeout=60))
+        return ([m.finding for m in out if m.WhichOneof("body") == "finding"],
+                next(m.summary for m in out if m.WhichOneof("body") == "summary"))
+
+    file_id, _, _ = stored(owner, name="linked.bin")
+    c.files.LinkFile(pb.LinkFileRequest(session_token=owner.token, file_id=file_id,
+                                        name="linked-again.bin"), timeout=10)
+    engine = sa.create_engine(c.database_url)
+    try:
+        with engine.begin() as db:
+            db.execute(sa.text("UPDATE files SET nlink = 5 WHERE id = :f"), {"f": file_id})
+        findings, summary = quick(repair=False)
+        mine = [f for f in findings if f.file_id == file_id]
+        assert kinds(mine) == ["link_count"] and summary.problems_remaining >= 1
+        assert mine[0].path == "/linked.bin" and mine[0].owner_email == owner.email
+        assert "nlink is 5, the file has 2 names" in mine[0].detail
+        findings, summary = quick(repair=True)
+        assert [f.action for f in findings if f.file_id == file_id] == [
+            "set to the names counted"]
+        with engine.connect() as db:
+            assert db.execute(sa.text("SELECT nlink FROM files WHERE id = :f"),
+                              {"f": file_id}).scalar_one() == 2
+    finally:
+        engine.dispose()
+    findings, _ = quick(repair=False)
+    assert [f for f in findings if f.kind == "link_count"] == []
