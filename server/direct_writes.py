@@ -66,13 +66,16 @@ class DirectWrites:
         return str(uuid.uuid5(_GRANTS, f"{user_id}\n{upload_id}"))
 
     def release(self, user_id: str, upload_id: str) -> None:
-        """The upload ended (committed or not): its grants hold no quota any more. A chunk
-        written under them that no file references is unknown to the metadata, and
-        garbage collection takes it off the nodes."""
+        """The upload ended (committed or not). The chunks it handed in count through the
+        file (or as parked chunks) already; what its grants still hold is for chunks never
+        handed in, which may be on the nodes all the same (a client that wrote them and
+        then fell back, or stopped): that stays counted until garbage collection could
+        have taken them (the reservation's expiry), so granting, writing and ending in a
+        loop cannot put more than the quota on the nodes. An empty grant goes now."""
         with self.store.db.write() as s:
             s.execute(delete(UploadReservation).where(
                 UploadReservation.id == self.grant_id(user_id, upload_id),
-                UploadReservation.user_id == user_id))
+                UploadReservation.user_id == user_id, UploadReservation.bytes <= 0))
 
     @property
     def grant_ttl_s(self) -> int:

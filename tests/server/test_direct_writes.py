@@ -176,3 +176,10 @@ def test_grants_hold_quota(shared_cluster: Cluster) -> None:
     err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
         session_token=acct.token, upload_id="q2", chunks=too_big[3:]))
     assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # giving the upload up does not give the quota back: chunks may have been written
+    # under those grants, and they stay counted until garbage collection could take them
+    c.files.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
+        session_token=acct.token, upload_id="q", release=True), timeout=10)
+    err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
+        session_token=acct.token, upload_id="q3", chunks=too_big[3:]))
+    assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
