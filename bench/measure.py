@@ -123,5 +123,27 @@ class PgStatements:
                 "WHERE datname = current_database()")).scalar_one()
         return PgCounts(int(statements), int(transactions), int(rows))
 
+    def top(self, count: int) -> list[tuple[int, str]]:
+        """The ``count`` most-called statements since the reset: (calls, query text)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT calls, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM "
+                "pg_database WHERE datname = current_database()) AND query NOT ILIKE "
+                "'%pg_stat%' ORDER BY calls DESC LIMIT :n"), {"n": count}).all()
+        return [(int(calls), " ".join(str(query).split())) for calls, query in rows]
+
+    def footprint(self, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """Each table's (rows, bytes on disk with its indexes and TOAST), after VACUUM so
+        the sizes are the live rows' (benches compare two footprints)."""
+        out: dict[str, tuple[int, int]] = {}
+        with self.engine.connect() as conn:
+            for table in tables:
+                conn.execute(sa.text(f"VACUUM {table}"))  # names from the code, not input
+                rows = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                size = conn.execute(sa.text("SELECT pg_total_relation_size(:t)"),
+                                    {"t": table}).scalar_one()
+                out[table] = (int(rows), int(size))
+        return out
+
     def close(self) -> None:
         self.engine.dispose()
