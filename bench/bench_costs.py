@@ -65,9 +65,14 @@ TINY = 4096
 METADATA_TABLES = ("files", "file_chunks", "chunks", "user_chunks", "replicas")
 # The operator's defaults (DESIGN.md), not the tests' fast timings, so the idle cost is the
 # one a deployment pays.
-DEFAULT_TIMINGS = {"HEARTBEAT_INTERVAL_S": "5", "NODE_TIMEOUT_S": "30", "LOG_LEVEL": "WARNING",
-                   # Enough workers and per-account streams for the watch phases.
-                   "GRPC_MAX_WORKERS": "160", "STREAMS_PER_USER": "150"}
+DEFAULT_TIMINGS = {"HEARTBEAT_INTERVAL_S": "5", "NODE_TIMEOUT_S": "30", "LOG_LEVEL": "WARNING"}
+
+
+def stream_settings(streams: int) -> dict[str, str]:
+    """Workers and per-account streams for the watch phases: every open stream holds a
+    gateway worker, and a quarter of the workers is kept for short calls."""
+    workers = max(64, (streams + 16) * 4 // 3 + 8)
+    return {"GRPC_MAX_WORKERS": str(workers), "STREAMS_PER_USER": str(streams + 8)}
 
 
 @dataclass
@@ -80,7 +85,8 @@ class Phase:
     gateway_s: float  # net of the idle rate
     nodes_s: float
     postgres_s: float
-    statements: float
+    statements: float  # sent by the gateway
+    nested: float  # foreign-key checks and the like inside them
     transactions: float
 
 
@@ -91,13 +97,13 @@ class Meter:
         self.cluster, self.pg_dir, self.stats, self.top = cluster, pg_dir, stats, top
         self.idle: Phase | None = None  # per second
 
-    def _read(self) -> tuple[float, float, float, float, int, int]:
+    def _read(self) -> tuple[float, float, float, float, int, int, int]:
         assert self.cluster.gateway is not None
         gateway = cpu_seconds(self.cluster.gateway.popen.pid) or 0.0
         nodes = sum(cpu_seconds(p.popen.pid) or 0.0 for p in self.cluster.nodes.values())
         counts = self.stats.counts()
         return (time.monotonic(), gateway, nodes, tree_cpu_seconds(postmaster_pid(self.pg_dir)),
-                counts.statements, counts.transactions)
+                counts.statements, counts.nested, counts.transactions)
 
     def run(self, name: str, unit: str, calls: float, mib: float,
             work: Callable[[], object]) -> Phase:
@@ -113,8 +119,8 @@ class Meter:
         phase = Phase(name, unit, calls, mib, wall,
                       net(1, idle.gateway_s if idle else 0), net(2, idle.nodes_s if idle else 0),
                       net(3, idle.postgres_s if idle else 0),
-                      net(4, idle.statements if idle else 0),
-                      net(5, idle.transactions if idle else 0))
+                      net(4, idle.statements if idle else 0), net(5, idle.nested if idle else 0),
+                      net(6, idle.transactions if idle else 0))
         print(f"  {name}: {calls:g} {unit}s, {wall:.1f} s wall", flush=True)
         for count, query in self.stats.top(self.top):
             print(f"      {count / max(calls, 1e-9):6.2f}/{unit}  {query[:110]}")
@@ -185,7 +191,7 @@ def measure(opts: argparse.Namespace, cluster: Cluster, pg_dir: Path, url: str) 
         idle = meter.run("idle", "second", opts.idle_s, 0, lambda: time.sleep(opts.idle_s))
         meter.idle = Phase("idle rate", "second", 1, 0, 1, *(
             v / idle.wall_s for v in (idle.gateway_s, idle.nodes_s, idle.postgres_s,
-                                      idle.statements, idle.transactions)))
+                                      idle.statements, idle.nested, idle.transactions)))
         phases.append(meter.idle)
 
         large = [os.urandom(opts.large_mib * MiB) for _ in range(opts.large)]
@@ -255,7 +261,8 @@ def measure(opts: argparse.Namespace, cluster: Cluster, pg_dir: Path, url: str) 
                             changes * opts.streams, 0, fan_out)
             # What the CreateFolder calls themselves cost (the mkdir phase) is not fan-out.
             mkdir = next(p for p in phases if p.name == "mkdir")
-            for attr in ("gateway_s", "nodes_s", "postgres_s", "statements", "transactions"):
+            for attr in ("gateway_s", "nodes_s", "postgres_s", "statements", "nested",
+                         "transactions"):
                 setattr(fan, attr, max(0.0, getattr(fan, attr)
                                        - getattr(mkdir, attr) / mkdir.calls * changes))
             phases.append(fan)
@@ -270,9 +277,11 @@ def measure(opts: argparse.Namespace, cluster: Cluster, pg_dir: Path, url: str) 
 
 def print_table(result: dict) -> None:
     print("\nper unit, net of the idle rate (first line: the idle rate, per second); CPU in "
-          "ms (utime+stime), statements from pg_stat_statements, transactions about")
+          "ms (utime+stime); stmts = statements the gateway sent (BEGIN, COMMIT and pool "
+          "pings included), nested = run inside them (foreign-key checks), from "
+          "pg_stat_statements; xacts = transactions, about")
     print(f"{'phase':32}{'unit':>14}{'n':>7}{'gw ms':>8}{'gw s/GiB':>9}{'node ms':>8}"
-          f"{'node s/GiB':>11}{'pg ms':>7}{'stmts':>7}{'xacts':>7}")
+          f"{'node s/GiB':>11}{'pg ms':>7}{'stmts':>7}{'nested':>7}{'xacts':>7}")
     for p in result["phases"]:
         n = max(p["calls"], 1e-9)
         gib = p["mib"] / 1024
@@ -283,7 +292,7 @@ def print_table(result: dict) -> None:
         print(f"{p['name']:32}{p['unit']:>14}{p['calls']:7g}{1000 * p['gateway_s'] / n:8.2f}"
               f"{per_gib(p['gateway_s']):>9}{1000 * p['nodes_s'] / n:8.2f}"
               f"{per_gib(p['nodes_s']):>11}{1000 * p['postgres_s'] / n:7.2f}"
-              f"{p['statements'] / n:7.1f}{p['transactions'] / n:7.1f}")
+              f"{p['statements'] / n:7.1f}{p['nested'] / n:7.1f}{p['transactions'] / n:7.1f}")
     print(f"gateway resident memory per open WatchChanges stream: "
           f"{result['rss_kib_per_stream']:.0f} KiB")
     files = result["footprint"]["files added"]["rows"]
@@ -321,10 +330,12 @@ def main() -> int:
                              text=True, env={**os.environ,
                                              "POSTGRES_EXTRA_OPTIONS": PG_STATEMENTS_OPTIONS},
                              ).stdout.strip()
-        cluster = Cluster(root, database_url=url, env=DEFAULT_TIMINGS, node_capacity_gb=20)
+        settings = {**DEFAULT_TIMINGS, **stream_settings(opts.streams)}
+        cluster = Cluster(root, database_url=url, env=settings, node_capacity_gb=20)
         cluster.start()
         print(f"1 gateway (direct), 3 nodes (replication 2), PostgreSQL with "
-              f"pg_stat_statements; {os.cpu_count()} cores", flush=True)
+              f"pg_stat_statements; {os.cpu_count()} cores; " + ", ".join(
+                  f"{k}={v}" for k, v in settings.items()), flush=True)
         result = measure(opts, cluster, pg_dir, url)
         print_table(result)
         if opts.json:

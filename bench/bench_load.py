@@ -1030,7 +1030,8 @@ def print_costs(costs: RunCosts) -> None:
     print(f"  the whole machine was {100 * costs.machine_busy:.0f} % busy on "
           f"{os.cpu_count()} cores (other jobs included)")
     if costs.statements is not None:
-        print(f"  PostgreSQL: {costs.statements} statements ({costs.statements / ops:.1f}/op), "
+        print(f"  PostgreSQL: {costs.statements} statements sent ({costs.statements / ops:.1f}/op; "
+              "BEGIN, COMMIT and pool pings included, foreign-key checks not), "
               f"about {costs.transactions} transactions ({(costs.transactions or 0) / ops:.1f}"
               "/op; pg_stat_statements and pg_stat_database, reset when the load started)")
 

@@ -92,9 +92,10 @@ def postmaster_pid(pg_dir: Path) -> int:
 
 @dataclass
 class PgCounts:
-    statements: int  # every statement the gateways ran (pg_stat_statements' calls)
-    transactions: int  # commits + rollbacks
-    rows: int  # rows returned or changed by those statements
+    statements: int  # statements the gateways sent (top level: BEGIN, COMMIT, pings too)
+    nested: int  # run inside those: foreign-key checks, triggers
+    transactions: int  # commits + rollbacks (about: backends report them within a second)
+    rows: int  # rows returned or changed by the statements sent
 
 
 class PgStatements:
@@ -114,14 +115,16 @@ class PgStatements:
 
     def counts(self) -> PgCounts:
         with self.engine.connect() as conn:
-            statements, rows = conn.execute(sa.text(
-                "SELECT coalesce(sum(calls), 0), coalesce(sum(rows), 0) "
+            statements, nested, rows = conn.execute(sa.text(
+                "SELECT coalesce(sum(calls) FILTER (WHERE toplevel), 0), "
+                "coalesce(sum(calls) FILTER (WHERE NOT toplevel), 0), "
+                "coalesce(sum(rows) FILTER (WHERE toplevel), 0) "
                 "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
                 "WHERE datname = current_database()) AND query NOT ILIKE '%pg_stat%'")).one()
             transactions = conn.execute(sa.text(
                 "SELECT xact_commit + xact_rollback FROM pg_stat_database "
                 "WHERE datname = current_database()")).scalar_one()
-        return PgCounts(int(statements), int(transactions), int(rows))
+        return PgCounts(int(statements), int(nested), int(transactions), int(rows))
 
     def top(self, count: int) -> list[tuple[int, str]]:
         """The ``count`` most-called statements since the reset: (calls, query text)."""
@@ -129,7 +132,7 @@ class PgStatements:
             rows = conn.execute(sa.text(
                 "SELECT calls, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM "
                 "pg_database WHERE datname = current_database()) AND query NOT ILIKE "
-                "'%pg_stat%' ORDER BY calls DESC LIMIT :n"), {"n": count}).all()
+                "'%pg_stat%' AND toplevel ORDER BY calls DESC LIMIT :n"), {"n": count}).all()
         return [(int(calls), " ".join(str(query).split())) for calls, query in rows]
 
     def footprint(self, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
