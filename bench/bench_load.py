@@ -66,6 +66,7 @@ from bench.measure import (  # noqa: E402
 )
 from cloudgrpc_proto import cloud_storage_pb2 as pb  # noqa: E402
 from cloudgrpc_proto import errors  # noqa: E402
+from cloudgrpc_proto.channel import open_channel  # noqa: E402
 from cloudgrpc_proto.client import CloudClient, SmallUpload  # noqa: E402
 from tests.balancer import Site, gateway_names, gateways_behind_haproxy  # noqa: E402
 from tests.cluster import ADMIN_KEY, Cluster  # noqa: E402
@@ -182,12 +183,20 @@ class LoadClient(threading.Thread):
     """One user at work: a mix of operations on its own folder, until told to stop."""
 
     def __init__(self, idx: int, account: int, address: str, token: str, ledger: Ledger,
-                 stop: threading.Event, seed: int, hang_s: float) -> None:
+                 stop: threading.Event, seed: int, hang_s: float,
+                 own_connection: bool = False) -> None:
         super().__init__(daemon=True, name=f"client-{idx}")
         self.idx = idx
         self.hang_s = hang_s
         self.account = account
-        self.client = CloudClient(address, session_token=token)
+        # gRPC shares one connection among a process's channels to the same address; a
+        # local subchannel pool gives this client a TCP connection of its own, as a user's
+        # own process would have.
+        self.channel = (open_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                        if own_connection else None)
+        self.client = (CloudClient(address, channel=self.channel, session_token=token)
+                       if self.channel is not None else
+                       CloudClient(address, session_token=token))
         self.ledger = ledger
         self.stop_event = stop
         self.rng = random.Random(seed * 1000 + idx)
@@ -223,6 +232,8 @@ class LoadClient(threading.Thread):
                 with self.ledger.lock:
                     self.ledger.hung.append((self.idx, op, elapsed))
         self.client.close()
+        if self.channel is not None:
+            self.channel.close()
 
     def _write(self, op: str, call: Callable[[], T]) -> T:
         """Run a write, retrying transient failures as the mount's upload queue does."""
@@ -711,6 +722,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--haproxy", action="store_true",
                         help="one gateway through HAProxy too (default: clients and nodes "
                              "straight to it, as before --gateways existed)")
+    parser.add_argument("--haproxy-global", action="append", default=[], metavar="LINE",
+                        help="a line for HAProxy's global section (e.g. "
+                             "'tune.h2.initial-window-size 16384'); repeatable")
+    parser.add_argument("--connection-per-client", action="store_true",
+                        help="each client on a TCP connection of its own (default: the "
+                             "clients share one, as gRPC does within a process)")
     parser.add_argument("--faults", action="store_true",
                         help="node SIGKILL at 25%%, chunk corrupted at 40%%, gateway SIGKILL "
                              "and restart at 60%% (with several gateways: the first one)")
@@ -823,7 +840,10 @@ def run_once(opts: argparse.Namespace, gateway_count: int,
         env = {"LOG_LEVEL": "WARNING", "GRPC_MAX_WORKERS": "96", **BENCH_TIMINGS}
         how = (f"{gateway_count} gateway{'s' if gateway_count > 1 else ''} "
                + ("behind HAProxy (clients and nodes through it)" if balanced
-                  else "(clients and nodes straight to it, no HAProxy)"))
+                  else "(clients and nodes straight to it, no HAProxy)")
+               + ("; a connection per client" if opts.connection_per_client
+                  else "; the clients share one connection")
+               + "".join(f"; HAProxy {line}" for line in opts.haproxy_global if balanced))
         print("settings: " + ", ".join(f"{k}={shown(k, v)}" for k, v in BENCH_TIMINGS.items())
               + f"; hang threshold {opts.hang_s:g} s; database "
               + ("postgres (throwaway)" if pg_dir else ("given URL" if url else "sqlite"))
@@ -832,7 +852,7 @@ def run_once(opts: argparse.Namespace, gateway_count: int,
         if balanced:
             site = stack.enter_context(gateways_behind_haproxy(
                 root, url, gateways=gateway_count, nodes=3, env=env,
-                node_capacity_gb=opts.node_gb))
+                node_capacity_gb=opts.node_gb, haproxy_global=tuple(opts.haproxy_global)))
             cluster = site.front
             restartable = site.gateways[gateway_names(gateway_count)[0]]
         else:
@@ -871,7 +891,8 @@ def run_once(opts: argparse.Namespace, gateway_count: int,
         watch = ReplicationWatch(address, t0)
         watch.start()
         threads = [LoadClient(i, i % accounts_n, address, tokens[i % accounts_n], ledger,
-                              stop, opts.seed, opts.hang_s) for i in range(opts.clients)]
+                              stop, opts.seed, opts.hang_s, opts.connection_per_client)
+                   for i in range(opts.clients)]
         for th in threads:
             th.start()
         log(t0, f"{opts.clients} clients on {accounts_n} accounts started; {how}")

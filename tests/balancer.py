@@ -123,11 +123,13 @@ def _together(calls: list[Callable[[], object]]) -> None:
 @contextlib.contextmanager
 def gateways_behind_haproxy(root: Path, database_url: str, gateways: int = 2, nodes: int = 3,
                             env: dict[str, str] | None = None,
-                            node_capacity_gb: float = 2.0) -> Iterator[Site]:
+                            node_capacity_gb: float = 2.0,
+                            haproxy_global: tuple[str, ...] = ()) -> Iterator[Site]:
     """Start the site, yield it, stop every process it started (by PID).
 
     ``env`` is given to gateways and nodes alike. The gateways share an OTP key (a code
     mailed by one verifies on another) and trust HAProxy's address for x-forwarded-for.
+    ``haproxy_global`` lines go into HAProxy's ``global`` section (tuning a bench tries).
     """
     (root / "front").mkdir(parents=True, exist_ok=True)
     front = Cluster(root / "front", database_url=database_url, nodes=nodes, env=env,
@@ -146,7 +148,8 @@ def gateways_behind_haproxy(root: Path, database_url: str, gateways: int = 2, no
         front.port = free_port()
         cfg = root / "cloudgrpc-haproxy.cfg"
         cfg.write_text(haproxy_config(front.port, [g.port for g in site_gateways.values()]))
-        (root / "global.cfg").write_text("global\n    maxconn 1000\n")
+        (root / "global.cfg").write_text("global\n    maxconn 1000\n" + "".join(
+            f"    {line}\n" for line in haproxy_global))
         haproxy = _spawn("haproxy", [haproxy_binary(), "-f", str(root / "global.cfg"), "-f",
                                      str(cfg), "-db"], dict(os.environ), root)
         wait_until(lambda: answers(front), 15, "HAProxy in front of the gateways")
