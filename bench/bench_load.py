@@ -24,6 +24,15 @@ kind (the typed errors of ``cloudgrpc_proto.errors`` and their exit codes), hang
 
     python bench/bench_load.py [--clients 32] [--seconds 120] [--database postgres|sqlite]
                                [--faults] [--hang-s 60] [--json FILE]
+                               [--gateways N[,N...]] [--haproxy] [--connection-per-client]
+
+With ``--gateways N`` (PostgreSQL) N gateways share the database behind Debian's HAProxy
+(``tests/balancer.py``: the documented ``deploy/haproxy/haproxy.cfg``, one ``server`` line
+per gateway); nodes register and clients call through it. ``--gateways 1`` is straight to
+the gateway, as before, unless ``--haproxy``. Each run also reports the CPU seconds
+(utime + stime from /proc/PID/stat, before and after the load) of the gateways, nodes,
+HAProxy, PostgreSQL (postmaster and backends) and the clients, per operation and per GiB,
+and on its own PostgreSQL the statements per operation (pg_stat_statements).
 
 The bench starts PostgreSQL itself (``scripts/postgres-throwaway.sh``) when asked for it,
 and stops every process it started (by PID) and removes its folders, Ctrl-C included.
