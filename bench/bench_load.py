@@ -24,6 +24,15 @@ kind (the typed errors of ``cloudgrpc_proto.errors`` and their exit codes), hang
 
     python bench/bench_load.py [--clients 32] [--seconds 120] [--database postgres|sqlite]
                                [--faults] [--hang-s 60] [--json FILE]
+                               [--gateways N[,N...]] [--haproxy] [--connection-per-client]
+
+With ``--gateways N`` (PostgreSQL) N gateways share the database behind Debian's HAProxy
+(``tests/balancer.py``: the documented ``deploy/haproxy/haproxy.cfg``, one ``server`` line
+per gateway); nodes register and clients call through it. ``--gateways 1`` is straight to
+the gateway, as before, unless ``--haproxy``. Each run also reports the CPU seconds
+(utime + stime from /proc/PID/stat, before and after the load) of the gateways, nodes,
+HAProxy, PostgreSQL (postmaster and backends) and the clients, per operation and per GiB,
+and on its own PostgreSQL the statements per operation (pg_stat_statements).
 
 The bench starts PostgreSQL itself (``scripts/postgres-throwaway.sh``) when asked for it,
 and stops every process it started (by PID) and removes its folders, Ctrl-C included.
@@ -36,6 +45,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import io
 import json
@@ -56,9 +66,18 @@ from typing import TypeVar
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import (  # noqa: E402
+    PG_STATEMENTS_OPTIONS,
+    CpuMeter,
+    PgStatements,
+    postmaster_pid,
+    tree_cpu_seconds,
+)
 from cloudgrpc_proto import cloud_storage_pb2 as pb  # noqa: E402
 from cloudgrpc_proto import errors  # noqa: E402
+from cloudgrpc_proto.channel import open_channel  # noqa: E402
 from cloudgrpc_proto.client import CloudClient, SmallUpload  # noqa: E402
+from tests.balancer import Site, gateway_names, gateways_behind_haproxy  # noqa: E402
 from tests.cluster import ADMIN_KEY, Cluster  # noqa: E402
 
 T = TypeVar("T")
@@ -173,12 +192,20 @@ class LoadClient(threading.Thread):
     """One user at work: a mix of operations on its own folder, until told to stop."""
 
     def __init__(self, idx: int, account: int, address: str, token: str, ledger: Ledger,
-                 stop: threading.Event, seed: int, hang_s: float) -> None:
+                 stop: threading.Event, seed: int, hang_s: float,
+                 own_connection: bool = False) -> None:
         super().__init__(daemon=True, name=f"client-{idx}")
         self.idx = idx
         self.hang_s = hang_s
         self.account = account
-        self.client = CloudClient(address, session_token=token)
+        # gRPC shares one connection among a process's channels to the same address; a
+        # local subchannel pool gives this client a TCP connection of its own, as a user's
+        # own process would have.
+        self.channel = (open_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                        if own_connection else None)
+        self.client = (CloudClient(address, channel=self.channel, session_token=token)
+                       if self.channel is not None else
+                       CloudClient(address, session_token=token))
         self.ledger = ledger
         self.stop_event = stop
         self.rng = random.Random(seed * 1000 + idx)
@@ -214,6 +241,8 @@ class LoadClient(threading.Thread):
                 with self.ledger.lock:
                     self.ledger.hung.append((self.idx, op, elapsed))
         self.client.close()
+        if self.channel is not None:
+            self.channel.close()
 
     def _write(self, op: str, call: Callable[[], T]) -> T:
         """Run a write, retrying transient failures as the mount's upload queue does."""
@@ -470,14 +499,18 @@ def corrupted_copy_state(path: Path, corrupted_sha: str) -> str:
 
 
 def restart_gateway(cluster: Cluster, watch: ReplicationWatch, nodes_up: int, t0: float,
-                    report: FaultReport) -> None:
-    """SIGKILL the gateway and start it again on the same port and database."""
+                    report: FaultReport, cpu: CpuMeter) -> None:
+    """SIGKILL the gateway and start it again on the same port and database (its CPU time
+    read just before the kill, the new process's counted from its start)."""
     assert cluster.gateway is not None
     killed = time.monotonic()
+    cpu.final(cluster.gateway.popen.pid)
     cluster.gateway.stop(signal.SIGKILL)
     report.gateway_killed_at_s = killed - t0
     log(t0, "gateway killed (SIGKILL)")
     cluster.start_gateway()  # same port (Cluster keeps it), same DATA_DIR and database
+    assert cluster.gateway is not None
+    cpu.start(cluster.gateway.popen.pid)
     report.gateway_listening_s = time.monotonic() - killed
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -631,8 +664,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def print_table(opts: argparse.Namespace, ledger: Ledger, elapsed: float) -> dict[str, object]:
-    print(f"\n{opts.clients} clients, {elapsed:.0f} s, {opts.database}, 3 nodes "
+def print_table(opts: argparse.Namespace, ledger: Ledger, elapsed: float,
+                how: str) -> dict[str, object]:
+    print(f"\n{opts.clients} clients, {elapsed:.0f} s, {opts.database}, {how}, 3 nodes "
           f"(replication 2), faults {'on' if opts.faults else 'off'}")
     print(f"{'operation':10}{'ok':>7}{'ops/s':>8}{'MB/s':>7}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'max ms':>9}{'errors':>8}{'retries':>8}")
@@ -681,7 +715,7 @@ class Stopped(Exception):
     """SIGTERM: leave through the same clean-up as Ctrl-C."""
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=120)
@@ -690,9 +724,22 @@ def main() -> int:
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite",
                         help="postgres: a throwaway server started (and stopped) by the bench")
     parser.add_argument("--database-url", default="", help="use this database instead")
+    parser.add_argument("--gateways", default="1", metavar="N[,N...]",
+                        help="gateways on one PostgreSQL behind HAProxy (more than 1 needs "
+                             "--database postgres); a list (1,2) runs each in turn, on a new "
+                             "throwaway database each, and compares them")
+    parser.add_argument("--haproxy", action="store_true",
+                        help="one gateway through HAProxy too (default: clients and nodes "
+                             "straight to it, as before --gateways existed)")
+    parser.add_argument("--haproxy-global", action="append", default=[], metavar="LINE",
+                        help="a line for HAProxy's global section (e.g. "
+                             "'tune.h2.initial-window-size 16384'); repeatable")
+    parser.add_argument("--connection-per-client", action="store_true",
+                        help="each client on a TCP connection of its own (default: the "
+                             "clients share one, as gRPC does within a process)")
     parser.add_argument("--faults", action="store_true",
                         help="node SIGKILL at 25%%, chunk corrupted at 40%%, gateway SIGKILL "
-                             "and restart at 60%%")
+                             "and restart at 60%% (with several gateways: the first one)")
     parser.add_argument("--hang-s", type=float, default=60.0,
                         help="an operation taking longer than this counts as a hang")
     parser.add_argument("--node-gb", type=float, default=20.0, help="capacity of each node")
@@ -711,12 +758,74 @@ def main() -> int:
         if not sep or not name:
             parser.error(f"--set wants NAME=VALUE, got {item!r}")
         BENCH_TIMINGS[name] = value
+    try:
+        opts.gateway_counts = [int(n) for n in opts.gateways.split(",")]
+    except ValueError:
+        parser.error(f"--gateways wants numbers like 1 or 1,2, got {opts.gateways!r}")
+    if any(n < 1 for n in opts.gateway_counts):
+        parser.error("--gateways: at least 1")
+    shared_db = opts.database == "postgres" or opts.database_url.startswith("postgres")
+    if not shared_db and any(n > 1 or opts.haproxy for n in opts.gateway_counts):
+        parser.error("several gateways (and --haproxy) need PostgreSQL: --database postgres")
+    return opts
+
+
+def main() -> int:
+    opts = parse_args()
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    summaries: list[dict[str, object]] = []
+    status = 0
+    for index, count in enumerate(opts.gateway_counts):
+        if len(opts.gateway_counts) > 1:
+            print(f"\n=== run {index + 1} of {len(opts.gateway_counts)}: {count} gateway(s) ===",
+                  flush=True)
+        code, summary = run_once(opts, count, index)
+        if code in (130, 143):
+            return code
+        summaries.append(summary)
+        status = status or code
+    if len(summaries) > 1:
+        print_comparison(summaries)
+    if opts.json:
+        doc = summaries[0] if len(summaries) == 1 else {"runs": summaries}
+        Path(opts.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return status
+
+
+@dataclass
+class RunCosts:
+    """CPU seconds each kind of process used while the clients ran (utime + stime from
+    /proc/PID/stat, read when the load started and when the clients had stopped), and what
+    PostgreSQL ran meanwhile."""
+
+    gateways: int
+    through: str
+    wall_s: float = 0.0
+    ops: int = 0
+    mib: float = 0.0
+    gateway_cpu_s: float = 0.0
+    node_cpu_s: float = 0.0
+    haproxy_cpu_s: float | None = None
+    postgres_cpu_s: float | None = None  # postmaster and every backend
+    clients_cpu_s: float = 0.0  # this process: the client threads
+    machine_busy: float = 0.0  # of every core, whoever used it (other jobs too)
+    statements: int | None = None
+    transactions: int | None = None
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of every core since boot, from /proc/stat's first line."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already in user
+    return total - idle, total
+
+
+def run_once(opts: argparse.Namespace, gateway_count: int,
+             index: int) -> tuple[int, dict[str, object]]:
+    """One load run with ``gateway_count`` gateways: start, load, audit, report, stop."""
     accounts_n = opts.accounts or max(1, (opts.clients + 3) // 4)
-
-    def on_term(signum: int, frame: object) -> None:
-        raise Stopped()
-
-    signal.signal(signal.SIGTERM, on_term)
+    balanced = gateway_count > 1 or opts.haproxy
     root = Path(tempfile.mkdtemp(prefix="cloudgrpc-load-"))
     pg_dir: Path | None = None
     cluster: Cluster | None = None
@@ -724,6 +833,8 @@ def main() -> int:
     threads: list[LoadClient] = []
     watch: ReplicationWatch | None = None
     owners: dict[int, CloudClient] = {}
+    stack = contextlib.ExitStack()
+    statements: PgStatements | None = None
     try:
         url = opts.database_url
         if not url and opts.database == "postgres":
@@ -731,33 +842,69 @@ def main() -> int:
             # and our 0700 root folder would keep it out.
             pg_dir = Path(tempfile.mkdtemp(prefix="cloudgrpc-load-pg-"))
             url = subprocess.run([str(ROOT / "scripts" / "postgres-throwaway.sh"), "start",
-                                  str(pg_dir)], check=True, capture_output=True,
-                                 text=True).stdout.strip()
+                                  str(pg_dir)], check=True, capture_output=True, text=True,
+                                 env={**os.environ,
+                                      "POSTGRES_EXTRA_OPTIONS": PG_STATEMENTS_OPTIONS},
+                                 ).stdout.strip()
         env = {"LOG_LEVEL": "WARNING", "GRPC_MAX_WORKERS": "96", **BENCH_TIMINGS}
+        how = (f"{gateway_count} gateway{'s' if gateway_count > 1 else ''} "
+               + ("behind HAProxy (clients and nodes through it)" if balanced
+                  else "(clients and nodes straight to it, no HAProxy)")
+               + ("; a connection per client" if opts.connection_per_client
+                  else "; the clients share one connection")
+               + "".join(f"; HAProxy {line}" for line in opts.haproxy_global if balanced))
         print("settings: " + ", ".join(f"{k}={shown(k, v)}" for k, v in BENCH_TIMINGS.items())
               + f"; hang threshold {opts.hang_s:g} s; database "
-              + ("postgres (throwaway)" if pg_dir else ("given URL" if url else "sqlite")),
-              flush=True)
-        cluster = Cluster(root, database_url=url, env=env, node_capacity_gb=opts.node_gb)
-        cluster.start()
+              + ("postgres (throwaway)" if pg_dir else ("given URL" if url else "sqlite"))
+              + f"; {how}", flush=True)
+        site: Site | None = None
+        if balanced:
+            site = stack.enter_context(gateways_behind_haproxy(
+                root, url, gateways=gateway_count, nodes=3, env=env,
+                node_capacity_gb=opts.node_gb, haproxy_global=tuple(opts.haproxy_global)))
+            cluster = site.front
+            restartable = site.gateways[gateway_names(gateway_count)[0]]
+        else:
+            cluster = Cluster(root, database_url=url, env=env, node_capacity_gb=opts.node_gb)
+            stack.callback(cluster.stop)
+            cluster.start()
+            restartable = cluster
         address = cluster.address
         admin = CloudClient(address, admin_key=ADMIN_KEY)
         tokens = []
         for i in range(accounts_n):
-            acct = cluster.sign_up(f"load{i}@example.com", f"Load {i}")
+            acct = cluster.sign_up(f"load{i}-run{index}@example.com", f"Load {i}")
             admin.set_user_quota(acct.email, 200 * 1024**3)
             tokens.append(acct.token)
             owners[i] = CloudClient(address, session_token=acct.token)
         admin.close()
+        if pg_dir is not None:
+            statements = PgStatements(url)
+        costs = RunCosts(gateway_count, "HAProxy" if balanced else "direct")
+        gateway_cpu, node_cpu, haproxy_cpu = CpuMeter(), CpuMeter(), CpuMeter()
+        gateway_procs = ({n: g.gateway for n, g in site.gateways.items() if g.gateway}
+                         if site else {"gateway": cluster.gateway} if cluster.gateway else {})
+        for proc in gateway_procs.values():
+            gateway_cpu.start(proc.popen.pid)
+        for proc in cluster.nodes.values():
+            node_cpu.start(proc.popen.pid)
+        if site is not None:
+            haproxy_cpu.start(site.haproxy.popen.pid)
+        pg_cpu_before = tree_cpu_seconds(postmaster_pid(pg_dir)) if pg_dir else 0.0
+        if statements is not None:
+            statements.reset()
+        clients_cpu_before = sum(os.times()[:2])
+        busy_before = machine_ticks()
         ledger = Ledger()
         t0 = time.monotonic()
         watch = ReplicationWatch(address, t0)
         watch.start()
         threads = [LoadClient(i, i % accounts_n, address, tokens[i % accounts_n], ledger,
-                              stop, opts.seed, opts.hang_s) for i in range(opts.clients)]
+                              stop, opts.seed, opts.hang_s, opts.connection_per_client)
+                   for i in range(opts.clients)]
         for th in threads:
             th.start()
-        log(t0, f"{opts.clients} clients on {accounts_n} accounts started")
+        log(t0, f"{opts.clients} clients on {accounts_n} accounts started; {how}")
         faults = FaultReport()
         victim, other, witness = "node1", "node2", "node3"
         schedule = ([(0.25, "kill node"), (0.40, "corrupt chunk"), (0.60, "kill gateway")]
@@ -776,6 +923,7 @@ def main() -> int:
                 _, action = schedule.pop(0)
                 if action == "kill node":
                     faults.node_held_mb = du(cluster.node_dir(victim)) / 1e6
+                    node_cpu.final(cluster.nodes[victim].popen.pid)
                     cluster.stop_node(victim, signal.SIGKILL)
                     node_down = True
                     faults.node_killed = victim
@@ -790,9 +938,10 @@ def main() -> int:
                     log(t0, f"chunk {sha[:12] or '(none found)'} overwritten on {other}"
                             + (f" (a chunk of {path})" if path else ""))
                 else:
-                    restart_gateway(cluster, watch, 2 if node_down else 3, t0, faults)
+                    restart_gateway(restartable, watch, 2 if node_down else 3, t0, faults,
+                                    gateway_cpu)
             if node_down and watch.healed_at is not None:
-                cluster.start_node(victim)
+                node_cpu.start(cluster.start_node(victim).popen.pid)
                 node_down = False
                 faults.node_restarted_at_s = time.monotonic() - t0
                 log(t0, f"{victim} started again")
@@ -802,6 +951,10 @@ def main() -> int:
         for th in threads:
             th.join(max(0.1, joined_by - time.monotonic()))
         elapsed = opts.seconds  # the clients were told to stop then
+        read_costs(costs, ledger, time.monotonic() - t0, gateway_cpu, node_cpu,
+                   haproxy_cpu if site else None,
+                   tree_cpu_seconds(postmaster_pid(pg_dir)) - pg_cpu_before if pg_dir else None,
+                   sum(os.times()[:2]) - clients_cpu_before, busy_before, statements)
         with ledger.lock:
             for idx, (op, started) in ledger.busy.items():
                 ledger.hung.append((idx, op, time.monotonic() - started))
@@ -828,13 +981,14 @@ def main() -> int:
         if faults.corrupted_chunk:  # after scrub, the audit's reads and fsck had their go
             faults.corrupted_copy_after = corrupted_copy_state(
                 chunk_path(cluster, other, faults.corrupted_chunk), corrupted_sha)
-        return report(opts, ledger, elapsed, faults, result, fsck, healed, list(watch.series))
+        return report(opts, ledger, elapsed, faults, result, fsck, healed, list(watch.series),
+                      costs, how)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
-        return 130
+        return 130, {}
     except Stopped:
         print("\nterminated: stopping everything", file=sys.stderr)
-        return 143
+        return 143, {}
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip this
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -843,8 +997,9 @@ def main() -> int:
             watch.stop_event.set()
         for client in owners.values():
             client.close()
-        if cluster is not None:
-            cluster.stop()
+        if statements is not None:
+            statements.close()
+        stack.close()  # the gateways, nodes and HAProxy, by PID
         if pg_dir is not None:
             subprocess.run([str(ROOT / "scripts" / "postgres-throwaway.sh"), "stop",
                             str(pg_dir)], check=False, capture_output=True)
@@ -854,6 +1009,82 @@ def main() -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_stopped)
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped()
+
+
+def read_costs(costs: RunCosts, ledger: Ledger, wall_s: float, gateway_cpu: CpuMeter,
+               node_cpu: CpuMeter, haproxy_cpu: CpuMeter | None, postgres_cpu_s: float | None,
+               clients_cpu_s: float, busy_before: tuple[int, int],
+               statements: PgStatements | None) -> None:
+    """Fill ``costs`` right after the clients stopped (before the audit adds its own)."""
+    busy_after = machine_ticks()
+    costs.wall_s = wall_s
+    with ledger.lock:
+        costs.ops = sum(len(s.latencies) for s in ledger.stats.values())
+        costs.mib = sum(s.bytes for s in ledger.stats.values()) / MiB
+    costs.gateway_cpu_s = gateway_cpu.seconds()
+    costs.node_cpu_s = node_cpu.seconds()
+    costs.haproxy_cpu_s = haproxy_cpu.seconds() if haproxy_cpu is not None else None
+    costs.postgres_cpu_s = postgres_cpu_s
+    costs.clients_cpu_s = clients_cpu_s
+    costs.machine_busy = ((busy_after[0] - busy_before[0])
+                          / max(1, busy_after[1] - busy_before[1]))
+    if statements is not None:
+        counts = statements.counts()
+        costs.statements, costs.transactions = counts.statements, counts.transactions
+
+
+def print_costs(costs: RunCosts) -> None:
+    ops = max(1, costs.ops)
+    gib = max(costs.mib / 1024, 1e-9)
+    print(f"CPU while the clients ran ({costs.wall_s:.0f} s wall; utime+stime from "
+          "/proc/PID/stat before and after; per operation = over every completed operation "
+          "of every kind, per GiB = over the bytes uploaded and downloaded):")
+
+    def line(what: str, seconds: float | None) -> None:
+        if seconds is None:
+            return
+        print(f"  {what:34}{seconds:8.1f} s  {1000 * seconds / ops:7.1f} ms/op  "
+              f"{seconds / gib:6.2f} s/GiB  {seconds / max(costs.wall_s, 1e-9):5.2f} cores")
+
+    line(f"gateway{'s' if costs.gateways > 1 else ''} ({costs.gateways}, {costs.through})",
+         costs.gateway_cpu_s)
+    line("storage nodes (3)", costs.node_cpu_s)
+    line("HAProxy", costs.haproxy_cpu_s)
+    line("PostgreSQL (postmaster + backends)", costs.postgres_cpu_s)
+    line("clients (this bench process)", costs.clients_cpu_s)
+    print(f"  the whole machine was {100 * costs.machine_busy:.0f} % busy on "
+          f"{os.cpu_count()} cores (other jobs included)")
+    if costs.statements is not None:
+        print(f"  PostgreSQL: {costs.statements} statements sent ({costs.statements / ops:.1f}/op; "
+              "BEGIN, COMMIT and pool pings included, foreign-key checks not), "
+              f"about {costs.transactions} transactions ({(costs.transactions or 0) / ops:.1f}"
+              "/op; pg_stat_statements and pg_stat_database, reset when the load started)")
+
+
+def print_comparison(summaries: list[dict[str, object]]) -> None:
+    """One line per run: throughput, latency of the whole mix, gateway CPU per operation."""
+    print("\ncomparison (same clients, seconds and seed; each run on a new database):")
+    print(f"{'gateways':18}{'ops/s':>8}{'MB/s':>7}{'p50 ms':>8}{'p99 ms':>8}"
+          f"{'gw ms/op':>10}{'gw cores':>10}{'busy %':>8}  result")
+    for s in summaries:
+        costs = s["costs"]
+        assert isinstance(costs, dict)
+        everything = s["operations"]["all"]  # type: ignore[index]
+        ops = max(1, int(costs["ops"]))
+        label = f"{costs['gateways']} ({costs['through']})"
+        print(f"{label:18}{everything['ops_s']:8.1f}{everything['mb_s']:7.1f}"
+              f"{everything['p50_ms']:8.0f}{everything['p99_ms']:8.0f}"
+              f"{1000 * costs['gateway_cpu_s'] / ops:10.1f}"
+              f"{costs['gateway_cpu_s'] / max(costs['wall_s'], 1e-9):10.2f}"
+              f"{100 * costs['machine_busy']:8.0f}  {'ok' if s['ok'] else 'FAILED'}")
+    print(f"this machine has {os.cpu_count()} cores shared by the clients, gateways, nodes, "
+          "HAProxy and PostgreSQL (and other jobs): a second gateway adds a process, not "
+          "cores; a gain needs cores the first gateway could not use")
 
 
 def thin(series: list[tuple[float, int, int]], step: float) -> list[tuple[float, int, int]]:
@@ -867,8 +1098,10 @@ def thin(series: list[tuple[float, int, int]], step: float) -> list[tuple[float,
 
 def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: FaultReport,
            result: AuditReport, fsck: FsckResult, healed: bool,
-           series: list[tuple[float, int, int]]) -> int:
-    rows = print_table(opts, ledger, elapsed)
+           series: list[tuple[float, int, int]], costs: RunCosts,
+           how: str) -> tuple[int, dict[str, object]]:
+    rows = print_table(opts, ledger, elapsed, how)
+    print_costs(costs)
     print(f"hangs (> {opts.hang_s:g} s): {len(ledger.hung)}"
           + "".join(f"\n  client {i} {op} {s:.0f} s" for i, op, s in ledger.hung))
     print(f"audit: {result.checked} acknowledged files checked, {result.lost} lost, "
@@ -909,19 +1142,17 @@ def report(opts: argparse.Namespace, ledger: Ledger, elapsed: float, faults: Fau
     ok = (acked > 0 and result.lost == 0 and result.corrupt == 0 and result.resurrected == 0
           and not ledger.corrupt_reads and not ledger.hung and fsck.clean is not False
           and not missed)
-    if opts.json:
-        summary = {"clients": opts.clients, "seconds": elapsed, "database": opts.database,
-                   "faults": opts.faults, "operations": rows,
-                   "settings": {k: shown(k, v) for k, v in BENCH_TIMINGS.items()},
-                   "hangs": len(ledger.hung), "hang_threshold_s": opts.hang_s,
-                   "audit": asdict(result), "fault_report": asdict(faults),
-                   "full_replication_at_end": healed, "short_chunks_series": series,
-                   "fsck": {"available": fsck.available, "clean": fsck.clean,
-                            "runs": fsck.runs},
-                   "ok": ok}
-        Path(opts.json).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary = {"clients": opts.clients, "seconds": elapsed, "database": opts.database,
+               "gateways": costs.gateways, "through": costs.through,
+               "faults": opts.faults, "operations": rows, "costs": asdict(costs),
+               "settings": {k: shown(k, v) for k, v in BENCH_TIMINGS.items()},
+               "hangs": len(ledger.hung), "hang_threshold_s": opts.hang_s,
+               "audit": asdict(result), "fault_report": asdict(faults),
+               "full_replication_at_end": healed, "short_chunks_series": series,
+               "fsck": {"available": fsck.available, "clean": fsck.clean, "runs": fsck.runs},
+               "ok": ok}
     print("RESULT: " + ("ok" if ok else "FAILED"))
-    return 0 if ok else 1
+    return (0 if ok else 1), summary
 
 
 if __name__ == "__main__":

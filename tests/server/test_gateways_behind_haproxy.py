@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,119 +26,47 @@ import sqlalchemy as sa
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
-from cloudgrpc_proto.retry import RetryPolicy
-from tests.cluster import ADMIN_KEY, Cluster, Proc, _spawn, free_port
+from tests.balancer import (
+    HAPROXY_CFG,
+    RETRY,
+    HAProxyMissing,
+    Site,
+    gateways_behind_haproxy,
+    haproxy_binary,
+    haproxy_config,
+    wait_until,
+)
+from tests.cluster import ADMIN_KEY
 from tests.conftest import database_for
 
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
-HAPROXY_CFG = REPO / "deploy" / "haproxy" / "haproxy.cfg"
 OTP_KEY = "test-otp-key-shared-by-both-gateways"
 LEADER_LOCK = 0x436C6F7564  # server/leader.py
-# The client library's own retry policy (3 tries, backoff from 0.25 s): what users get.
-RETRY = RetryPolicy()
 
 
 def _haproxy() -> str:
-    path = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    if not os.access(path, os.X_OK):
-        pytest.fail("haproxy is missing: install Debian's haproxy package "
-                    "(scripts/system-packages.sh lists it)")
-    return path
-
-
-def haproxy_config(front_port: int, gateway_ports: list[int]) -> str:
-    """The documented configuration with this test's addresses (each replaced exactly once,
-    so the file cannot drift from what is tested)."""
-    text = HAPROXY_CFG.read_text()
-    swaps = {"bind 0.0.0.0:50051": f"bind 127.0.0.1:{front_port}",
-             "server gw1 10.0.0.11:50051": f"server gw1 127.0.0.1:{gateway_ports[0]}",
-             "server gw2 10.0.0.12:50051": f"server gw2 127.0.0.1:{gateway_ports[1]}"}
-    for old, new in swaps.items():
-        assert text.count(old) == 1, f"{HAPROXY_CFG} no longer has {old!r} once"
-        text = text.replace(old, new)
-    return text
-
-
-@dataclass
-class Site:
-    front: Cluster  # clients and nodes talk to HAProxy through this one
-    gateways: dict[str, Cluster]  # "a", "b": each gateway's own address
-    haproxy: Proc
-    database_url: str
-
-    def client(self, **kwargs: Any) -> CloudClient:
-        return CloudClient(self.front.address, timeout=5, retry=RETRY, **kwargs)
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds it took ``check`` to hold (polling), or fail naming ``what``."""
-    t0 = time.monotonic()
-    while not check():
-        if time.monotonic() - t0 > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
-    return time.monotonic() - t0
+    try:
+        return haproxy_binary()
+    except HAProxyMissing as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    _haproxy()
     root = tmp_path_factory.mktemp("behind-haproxy")
-    with database_for("postgres", root) as url:
-        (root / "front").mkdir()
-        front = Cluster(root / "front", database_url=url, nodes=3)
-        shared = {"SMTP_PORT": str(front.mail.port), "OTP_KEY": OTP_KEY,
-                  "REPAIR_INTERVAL_S": "1", "GC_INTERVAL_S": "1",
-                  # Long, so a refused session on the other gateway proves the relay
-                  # dropped it from the cache, not that the cache expired.
-                  "SESSION_CACHE_S": "60",
-                  "TRUSTED_PROXIES": "127.0.0.1",  # HAProxy's address here
-                  # A silent change stream says "hello" again every second (30 s by
-                  # default, within HAProxy's 75 s timeouts), so a test can see it.
-                  "CHANGE_KEEPALIVE_S": "1"}
-        gateways = {name: Cluster(root / f"gateway-{name}", database_url=url, nodes=0,
-                                  env=shared) for name in ("a", "b")}
-        haproxy: Proc | None = None
-        try:
-            # Together, as a service manager starts them: one migrates, the other waits.
-            starters = [threading.Thread(target=g.start_gateway) for g in gateways.values()]
-            for t in starters:
-                t.start()
-            for t in starters:
-                t.join()
-            assert all(g.port for g in gateways.values()), "a gateway did not start"
-            front.port = free_port()
-            cfg = root / "cloudgrpc-haproxy.cfg"
-            cfg.write_text(haproxy_config(front.port, [g.port for g in gateways.values()]))
-            (root / "global.cfg").write_text("global\n    maxconn 1000\n")
-            haproxy = _spawn("haproxy", [_haproxy(), "-f", str(root / "global.cfg"), "-f",
-                                         str(cfg), "-db"], dict(os.environ), root)
-            wait_until(lambda: _answers(front), 15, "HAProxy in front of the gateways")
-            front.env["CLOUDGRPC_GATEWAY"] = front.address
-            starters = [threading.Thread(target=front.start_node, args=(f"node{i}",))
-                        for i in (1, 2, 3)]
-            for t in starters:
-                t.start()
-            for t in starters:
-                t.join()
-            assert len(front.nodes) == 3
-            front.wait_nodes_online(3)
-            yield Site(front, gateways, haproxy, url)
-        finally:
-            front.stop()  # nodes and the mail sink
-            if haproxy is not None:
-                haproxy.stop()
-            for g in gateways.values():
-                g.stop()
-
-
-def _answers(cluster: Cluster) -> bool:
-    try:
-        cluster.status()
-        return True
-    except grpc.RpcError:
-        return False
+    shared = {"OTP_KEY": OTP_KEY, "REPAIR_INTERVAL_S": "1", "GC_INTERVAL_S": "1",
+              # Long, so a refused session on the other gateway proves the relay
+              # dropped it from the cache, not that the cache expired.
+              "SESSION_CACHE_S": "60",
+              # A silent change stream says "hello" again every second (30 s by
+              # default, within HAProxy's 75 s timeouts), so a test can see it.
+              "CHANGE_KEEPALIVE_S": "1"}
+    with database_for("postgres", root) as url, \
+            gateways_behind_haproxy(root, url, gateways=2, nodes=3, env=shared) as running:
+        yield running
 
 
 def sign_up(site: Site, email: str, device: str = "") -> CloudClient:
@@ -221,6 +147,22 @@ def test_the_tested_configuration_is_the_documented_one_and_valid(tmp_path: Path
     body = [line for line in HAPROXY_CFG.read_text().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
     assert all(line in readme for line in body), "README's HAProxy configuration differs"
+
+
+def test_the_configuration_for_other_gateway_counts_is_valid(tmp_path: Path) -> None:
+    """The benches run 1 to N gateways from the same documented file: one server line each,
+    and HAProxy accepts it."""
+    for ports in ([20001], [20001, 20002, 20003]):
+        cfg = tmp_path / f"haproxy-{len(ports)}.cfg"
+        cfg.write_text(haproxy_config(20000, ports))
+        checked = subprocess.run([_haproxy(), "-c", "-f", str(cfg)], capture_output=True,
+                                 text=True, timeout=30)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        servers = [line.split()[1:3] for line in cfg.read_text().splitlines()
+                   if line.strip().startswith("server ")]
+        assert servers == [[f"gw{i}", f"127.0.0.1:{port}"]
+                           for i, port in enumerate(ports, start=1)]
+        assert "bind 127.0.0.1:20000 proto h2" in cfg.read_text()
 
 
 def test_nodes_registered_through_haproxy_are_online_on_every_gateway(site: Site) -> None:
