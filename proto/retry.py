@@ -41,12 +41,25 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
+# INTERNAL statuses gRPC itself makes up when an HTTP/2 stream breaks on the way (a proxy
+# such as HAProxy closing a stream early, a reset): the connection failed, not the server.
+_TRANSPORT_BREAKS = ("END_STREAM", "RST_STREAM", "Stream removed", "GOAWAY",
+                     "Received http2 header with status")
+
+
 def status_code(exc: grpc.RpcError) -> grpc.StatusCode | None:
-    """The status code of a failed call (None for an RpcError that carries none)."""
+    """The status code of a failed call (None for an RpcError that carries none); a
+    stream broken in transport counts as UNAVAILABLE, whatever gRPC called it."""
     code = getattr(exc, "code", None)
-    if callable(code):
-        try:
-            return code()
-        except Exception:  # noqa: BLE001 - a broken error object must not mask the failure
-            return None
-    return None
+    if not callable(code):
+        return None
+    try:
+        found = code()
+    except Exception:  # noqa: BLE001 - a broken error object must not mask the failure
+        return None
+    if found == grpc.StatusCode.INTERNAL:
+        details = getattr(exc, "details", None)
+        text = str(details() if callable(details) else "")
+        if any(mark in text for mark in _TRANSPORT_BREAKS):
+            return grpc.StatusCode.UNAVAILABLE
+    return found

@@ -13,6 +13,7 @@ import pytest
 
 from cloudgrpc_proto import errors
 from cloudgrpc_proto.client import CloudClient
+from cloudgrpc_proto.retry import RetryPolicy, status_code
 from cloudgrpc_proto.session_store import Session
 from cloudgrpc_proto.transfer import UploadStats
 from tests.client.fake_gateway import MiB, Running
@@ -430,3 +431,27 @@ def test_a_server_at_its_concurrency_cap_is_busy_not_a_full_quota() -> None:
         release.set()
         channel.close()
         server.stop(None)
+
+
+class _Broken(grpc.RpcError):
+    """An error as gRPC raises it: a status code and its details."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def test_a_stream_broken_in_transport_is_worth_another_try() -> None:
+    # what gRPC reports when a proxy (HAProxy) ends an HTTP/2 stream early
+    broken = _Broken(grpc.StatusCode.INTERNAL, "Data frame with END_STREAM flag received")
+    assert status_code(broken) == grpc.StatusCode.UNAVAILABLE
+    assert RetryPolicy().should_retry(status_code(broken), 1)
+    # a server's own INTERNAL (a bug, logged there) is not retried
+    own = _Broken(grpc.StatusCode.INTERNAL, "internal error in ListFiles; see the gateway log")
+    assert status_code(own) == grpc.StatusCode.INTERNAL
+    assert not RetryPolicy().should_retry(status_code(own), 1)
