@@ -33,7 +33,7 @@ from .aio import Blocking
 
 log = logging.getLogger(__name__)
 
-CHUNKS_PER_CALL = 4  # chunks read and written per call: the memory one file holds
+CHUNKS_PER_CALL = 8  # chunks read and written per call: the memory one file holds
 FILES_AT_ONCE = 2    # files whose chunks are being written ahead at the same time
 
 
@@ -47,6 +47,7 @@ class Ahead:
     next_chunk: int = 0  # the first chunk not yet written ahead
     sending: trio.Event | None = None  # set when the send in progress ends
     ended: bool = False  # the copy is gone, or its upload took these receipts
+    stopping: bool = False  # its upload starts: finish the call in progress, no more
 
     def successor(self, chunk_size: int) -> Ahead:
         """For the copy's next upload: the chunks before ``contiguous`` were this one's."""
@@ -103,7 +104,8 @@ class WriteBehind:
         size = self.chunk_size
         try:
             async with self._files:
-                while not ahead.ended and ahead.next_chunk < ahead.contiguous // size:
+                while not ahead.ended and not ahead.stopping and \
+                        ahead.next_chunk < ahead.contiguous // size:
                     first = ahead.next_chunk
                     last = min(ahead.contiguous // size, first + CHUNKS_PER_CALL)
                     chunks = await self.blocking(_read_chunks, fd, first, last, size)
@@ -124,7 +126,9 @@ class WriteBehind:
 
     async def take(self, ahead: Ahead) -> tuple[str, dict[str, list[pb.ChunkReceipt]]]:
         """For the upload starting now: its upload id and the receipts written ahead
-        (after the send in progress, if any, ends)."""
+        (after the call in progress, if any, ends: the upload sends the rest itself, with
+        its own pipeline)."""
+        ahead.stopping = True
         if ahead.sending is not None:
             await ahead.sending.wait()
         ahead.ended = True
