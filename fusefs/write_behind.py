@@ -33,7 +33,7 @@ from .aio import Blocking
 
 log = logging.getLogger(__name__)
 
-CHUNKS_PER_CALL = 8  # chunks read and written per call: the memory one file holds
+CHUNKS_PER_CALL = 4  # chunks read and written per call: the memory one file holds
 FILES_AT_ONCE = 2    # files whose chunks are being written ahead at the same time
 
 
