@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import trio
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
-from cloudgrpc_proto import errors
+from cloudgrpc_proto import environment, errors
 from cloudgrpc_proto.client import CloudClient
 
 from .aio import Blocking
@@ -62,11 +62,14 @@ class WriteBehind:
         self.chunk_size = chunk_size
         self._nursery: trio.Nursery | None = None
         self._files = trio.CapacityLimiter(FILES_AT_ONCE)
+        # CLOUDGRPC_WRITE_BEHIND=0: chunks wait for the upload (direct writes still apply)
+        self.wanted = environment.get_bool("CLOUDGRPC_WRITE_BEHIND", True)
         self.chunks_ahead = 0  # chunks written ahead (for status)
 
     @property
     def enabled(self) -> bool:
-        return self.chunk_size > 0 and self._nursery is not None and self.client.direct_writes
+        return (self.chunk_size > 0 and self._nursery is not None and self.client.direct_writes
+                and self.wanted)
 
     async def run(self) -> None:
         """Hosts the sends; runs until cancelled."""
