@@ -38,9 +38,9 @@ from cloudgrpc_proto.errors import (
 
 from .accounts import Caller
 from .config import Settings
-from .models import UploadReservation
+from .models import UploadReservation, User
 from .namespace import Namespace
-from .placement import rank
+from .placement import NodeView, rank
 from .replicated_store import ReplicatedStore
 from .reservations import Reservation, Reservations
 
@@ -110,29 +110,37 @@ class DirectWrites:
         reply = pb.PrepareChunkWritesResponse(expires_at=expires)
         targets: dict[str, list[pb.ChunkWriteTarget]] = {}
         if wanted:
-            reservation = Reservation(self.grant_id(caller.user_id, upload_id or
-                                                    uuid.uuid4().hex), caller.user_id)
-            accepted = self.reservations.grow(reservation, wanted, holder_id=caller.user_id)
-            if not all(grant.accepted for grant in accepted):
-                self.reservations.abandon(reservation, [])
-                raise QuotaExceeded("not enough space: the upload outgrew the free space "
-                                    "(other uploads in progress count too)")
+            # Places first, then quota: a refusal changes nothing. The quota check comes
+            # before the reservation grows, so a refused call holds nothing; the grow
+            # checks again (a race with another upload may refuse part of it there, and
+            # that part then stays counted until the reservation expires: never less
+            # than what may be on the nodes).
             need = self.store.replication_target()
             nodes = self.store.registry.writable_nodes()
+            chosen: dict[str, list[NodeView]] = {}
             for sha, size in wanted:
-                chosen = rank(sha, nodes, size)[:need]
-                if len(chosen) < need:
-                    self.reservations.abandon(reservation, [])
+                chosen[sha] = rank(sha, nodes, size)[:need]
+                if len(chosen[sha]) < need:
                     if len(nodes) < need:
                         raise Unavailable(f"only {len(nodes)} storage nodes are online; "
                                           f"a chunk needs {need}")
                     raise StorageFull("the storage nodes are out of space: add a node or "
                                       "free space")
+            if sum(size for _, size in wanted) > self._room(caller.user_id):
+                raise QuotaExceeded("not enough space: the upload outgrew the free space "
+                                    "(other uploads in progress count too)")
+            reservation = Reservation(self.grant_id(caller.user_id, upload_id or
+                                                    uuid.uuid4().hex), caller.user_id)
+            accepted = self.reservations.grow(reservation, wanted, holder_id=caller.user_id)
+            if not all(grant.accepted for grant in accepted):
+                raise QuotaExceeded("not enough space: the upload outgrew the free space "
+                                    "(other uploads in progress count too)")
+            for sha, size in wanted:
                 targets[sha] = [pb.ChunkWriteTarget(
                     node_id=node.node_id, address=node.address,
                     write_token=write_grants.issue_token(
                         self.settings.cluster_secret, sha, size, node.node_id,
-                        reservation.id, expires)) for node in chosen]
+                        reservation.id, expires)) for node in chosen[sha]]
         for ref in chunks:
             reply.grants.append(pb.ChunkWriteGrant(
                 sha256=ref.sha256, size=ref.size, already_held=ref.sha256 not in targets,
@@ -163,6 +171,15 @@ class DirectWrites:
         if len(grant_ids) != 1:
             raise InvalidArgument("a chunk's receipts must come from one grant")
         return Receipted(ref.sha256, ref.size, grant_ids.pop(), node_ids)
+
+    def _room(self, user_id: str) -> int:
+        """Bytes the user may still reserve: quota less what is stored and held."""
+        with self.store.db.read() as s:
+            user = s.get(User, user_id)
+            if user is None:
+                return 0
+            return int(user.storage_allocated - user.storage_used
+                       - self.reservations.held(s, user_id))
 
     def accept(self, caller: Caller, chunks: list[Receipted]) -> None:
         """Record the copies of checked chunks (``check``) and make them the caller's, in

@@ -176,6 +176,13 @@ def test_grants_hold_quota(shared_cluster: Cluster) -> None:
     err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
         session_token=acct.token, upload_id="q2", chunks=too_big[3:]))
     assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # a refused call under the same upload does not drop what that upload was granted
+    err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
+        session_token=acct.token, upload_id="q", chunks=too_big[3:]))
+    assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
+    err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
+        session_token=acct.token, upload_id="q4", chunks=too_big[3:]))
+    assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
     # giving the upload up does not give the quota back: chunks may have been written
     # under those grants, and they stay counted until garbage collection could take them
     c.files.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
