@@ -30,11 +30,12 @@ def test_status_json_counts_uploads_downloads_and_cache(make_mount, account: Acc
     m.sh("head -c 1500000 /dev/urandom > written.bin")
     assert m.cli("sync", str(m.path)).returncode == 0
     after_write = _metrics(m)
-    # (the shell's create may be stored first, and a part while it is written: what was
-    # sent counts, at least the whole file once)
+    # (the shell's create may be stored first, and parts while it is written: on a loaded
+    # machine two parts were seen before the whole; what was sent counts, at least the
+    # whole file once, and never more than a few times over)
     assert after_write["uploads_done"] >= start["uploads_done"] + 1
     sent = after_write["bytes_uploaded"] - start["bytes_uploaded"]
-    assert 1_500_000 <= sent < 3_000_000
+    assert 1_500_000 <= sent < 4 * 1_500_000
     assert after_write["upload_queue_depth"] == 0 and after_write["bytes_pending_upload"] == 0
     assert after_write["uploads_failed"] == 0
 
