@@ -109,6 +109,7 @@ class NodeWrites:
         granted: deque[tuple[ChunkPlanEntry, pb.ChunkWriteGrant | None, bytes, int]] = deque()
         inflight: deque[tuple[ChunkPlanEntry, cf.Future[list[pb.ChunkReceipt] | None] | None]]
         inflight = deque()
+        writes: dict[str, cf.Future[list[pb.ChunkReceipt] | None]] = {}  # by hash
         direct = True
 
         def grant_more() -> None:
@@ -147,9 +148,14 @@ class NodeWrites:
                     # too little time left to write and hand in the receipt: ask again
                     todo.extendleft(reversed([entry, *(g[0] for g in granted)]))
                     granted.clear()
+                elif entry.sha256 in writes:
+                    # the same content again (zeros, repeated blocks): one write, and its
+                    # receipts serve every copy (a token is honoured once)
+                    inflight.append((entry, writes[entry.sha256]))
                 else:
-                    inflight.append((entry, self._pool.submit(
-                        self.put, grant, read(entry), ca_pem, upload_id)))
+                    writes[entry.sha256] = self._pool.submit(
+                        self.put, grant, read(entry), ca_pem, upload_id)
+                    inflight.append((entry, writes[entry.sha256]))
             entry, future = inflight.popleft()
             receipts = future.result() if future is not None else None
             if receipts is None:

@@ -83,6 +83,21 @@ def test_client_upload_writes_chunks_to_the_nodes(shared_cluster: Cluster) -> No
         assert sum(any(c.node_dir(n).rglob(sha + "*")) for n in c.nodes) == 2
 
 
+def test_repeated_chunks_are_written_once(shared_cluster: Cluster) -> None:
+    c = shared_cluster
+    acct = c.sign_up()
+    data = bytes(3 * CHUNK) + b"tail"  # three identical chunks of zeros
+    stats = UploadStats()
+    with _client(c, acct) as client:
+        reply = client.upload(io.BytesIO(data), filename="zeros.bin", file_size=len(data),
+                              stats=stats)
+    # every chunk went straight to the nodes: the repeats reuse the first write's receipts
+    # (a write token is honoured once), none fell back to the gateway
+    assert stats.chunks_direct == 4 and stats.chunks_sent == 4
+    assert acct.download(reply.file_id) == data
+    assert acct.storage().used_bytes == len(data)
+
+
 def test_a_client_that_cannot_reach_the_nodes_sends_through_the_gateway(
         shared_cluster: Cluster) -> None:
     c = shared_cluster
