@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.measure import cpu_seconds  # noqa: E402
 from cloudgrpc_proto import cloud_storage_pb2 as pb  # noqa: E402
 from cloudgrpc_proto.client import CloudClient  # noqa: E402
 from cloudgrpc_proto.transfer import UploadStats  # noqa: E402
@@ -63,12 +64,6 @@ def upload(cluster: Cluster, token: str, path: Path, name: str, message: int) ->
     return cluster.files.UploadFile(requests(), timeout=600).file_id
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def client_upload(cluster: Cluster, token: str, path: Path, name: str, direct: bool
                   ) -> tuple[float, float, int]:
     """(seconds, gateway CPU seconds, chunks written directly) of one CloudClient.upload."""
@@ -77,10 +72,11 @@ def client_upload(cluster: Cluster, token: str, path: Path, name: str, direct: b
     with CloudClient(cluster.address, session_token=token, timeout=60) as client:
         client.direct_writes = direct
         stats = UploadStats()
-        cpu = cpu_seconds(pid)
+        cpu = cpu_seconds(pid) or 0.0
         t = time.perf_counter()
         client.upload(str(path), filename=name, stats=stats)
-        return time.perf_counter() - t, cpu_seconds(pid) - cpu, stats.chunks_direct
+        took = time.perf_counter() - t
+        return took, (cpu_seconds(pid) or 0.0) - cpu, stats.chunks_direct
 
 
 def download(cluster: Cluster, token: str, file_id: str, dest: Path) -> str:

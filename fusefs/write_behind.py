@@ -11,8 +11,9 @@ of the upload, so that chunk, and only that one, goes again with the upload.
 
 Nothing here is needed for correctness: the upload alone is complete and checks every
 hash; crash safety stays with the staging copy and its journal. What was written ahead of
-an upload that never happens (the file deleted first) holds quota until the gateway is
-told (``end_write_ahead``) or the grants expire, and garbage collection takes the chunks.
+an upload that never happens (the file deleted first) stays counted against the quota
+until garbage collection could have taken those chunks off the nodes (the grant's
+reservation expires then), as the gateway counts every grant never handed in.
 """
 
 from __future__ import annotations
@@ -138,15 +139,8 @@ class WriteBehind:
         return ahead.upload_id, dict(ahead.receipts)
 
     def forget(self, ahead: Ahead) -> None:
-        """The copy is gone without its upload: give back what its grants hold."""
-        if ahead.ended:
-            return
+        """The copy is gone without its upload: send no more of it."""
         ahead.ended = True
-        if ahead.receipts and self._nursery is not None:
-            self._nursery.start_soon(self._end, ahead.upload_id)
-
-    async def _end(self, upload_id: str) -> None:
-        await self.blocking(self.client.end_write_ahead, upload_id)
 
 
 def _read_chunks(fd: int, first: int, last: int, size: int) -> list[tuple[str, bytes]]:

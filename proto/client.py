@@ -1203,18 +1203,6 @@ class CloudClient:
             return {}
         return self._node_writes().ahead(chunks, self._granter(token, upload_id), upload_id)
 
-    def end_write_ahead(self, upload_id: str) -> None:
-        """The file written ahead will not be uploaded under ``upload_id``: the quota its
-        grants hold goes back now (best effort; it would expire anyway)."""
-        if not self.direct_writes:
-            return
-        try:
-            self._stubs.file.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
-                session_token=self._token_for_call(Auth.REQUIRED), upload_id=upload_id,
-                release=True), timeout=self.timeout)
-        except (grpc.RpcError, errors.CloudError):
-            pass
-
     def _node_writes(self) -> NodeWrites:
         with self._lock:
             if self._writes is None:

@@ -761,16 +761,14 @@ class FindChunksResponse(_message.Message):
     def __init__(self, present: _Optional[_Iterable[str]] = ..., chunk_size: _Optional[int] = ...) -> None: ...
 
 class PrepareChunkWritesRequest(_message.Message):
-    __slots__ = ("session_token", "chunks", "upload_id", "release")
+    __slots__ = ("session_token", "chunks", "upload_id")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
-    RELEASE_FIELD_NUMBER: _ClassVar[int]
     session_token: str
     chunks: _containers.RepeatedCompositeFieldContainer[ChunkRef]
     upload_id: str
-    release: bool
-    def __init__(self, session_token: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., upload_id: _Optional[str] = ..., release: _Optional[bool] = ...) -> None: ...
+    def __init__(self, session_token: _Optional[str] = ..., chunks: _Optional[_Iterable[_Union[ChunkRef, _Mapping]]] = ..., upload_id: _Optional[str] = ...) -> None: ...
 
 class ChunkWriteTarget(_message.Message):
     __slots__ = ("node_id", "address", "write_token")

@@ -55,7 +55,7 @@ class NodeReads:
         self.fetched = 0  # chunks read from a node
         self.failed = 0  # attempts that fell through to the next replica or the gateway
 
-    def _stub(self, address: str, ca_pem: bytes) -> pb_grpc.ChunkServiceStub | None:
+    def stub(self, address: str, ca_pem: bytes) -> pb_grpc.ChunkServiceStub | None:
         """A ready stub for ``address``, or None when it cannot be reached (marked down)."""
         key = (address, ca_pem)
         with self._lock:
@@ -84,14 +84,14 @@ class NodeReads:
             grpc.channel_ready_future(channel).result(timeout=self.connect_timeout)
         except grpc.FutureTimeoutError:
             channel.close()
-            self._mark_down(address, "not reachable")
+            self.mark_down(address, "not reachable")
             return None
         stub = pb_grpc.ChunkServiceStub(channel)
         with self._lock:
             self._stubs[key] = (channel, stub)
         return stub
 
-    def _mark_down(self, address: str, why: str) -> None:
+    def mark_down(self, address: str, why: str) -> None:
         with self._lock:
             self._down[address] = time.monotonic() + self.down_for
             entry = None
@@ -120,7 +120,7 @@ class NodeReads:
             return None
         first = int(sha256[:8], 16) % len(usable)
         for address in usable[first:] + usable[:first]:
-            stub = self._stub(address, ca_pem)
+            stub = self.stub(address, ca_pem)
             if stub is None:
                 self.failed += 1
                 continue
@@ -131,7 +131,7 @@ class NodeReads:
                 self.failed += 1
                 code = exc.code()
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    self._mark_down(address, code.name)
+                    self.mark_down(address, code.name)
                 else:
                     log.debug("chunk %s from %s: %s", sha256[:12], address, code.name)
                 continue

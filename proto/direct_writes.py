@@ -66,12 +66,12 @@ class NodeWrites:
         """Write ``data`` to every target of ``grant`` at once: the receipts, or None when
         any target failed (the caller then sends the bytes through the gateway)."""
         targets = list(grant.targets)
-        if not targets or not self.nodes.usable([t.address for t in targets]) == \
-                [t.address for t in targets]:
-            return None
+        addresses = [t.address for t in targets]
+        if not targets or len(self.nodes.usable(addresses)) != len(addresses):
+            return None  # a node known to be unreachable: the gateway takes this chunk
 
         def one(target: pb.ChunkWriteTarget) -> pb.ChunkReceipt | None:
-            stub = self.nodes._stub(target.address, ca_pem)
+            stub = self.nodes.stub(target.address, ca_pem)
             if stub is None:
                 return None
             try:
@@ -81,7 +81,7 @@ class NodeWrites:
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    self.nodes._mark_down(target.address, code.name)
+                    self.nodes.mark_down(target.address, code.name)
                 else:
                     log.info("direct write of chunk %s to %s refused: %s %s", grant.sha256[:12],
                              target.address, code.name, exc.details())

@@ -153,7 +153,7 @@ class UploadPipeline:
             self._abandon(hold, upload_id)
             raise
         finally:
-            if meta.upload_id:  # what its direct-write grants still hold goes back
+            if meta.upload_id:  # its direct-write grants end (see DirectWrites.release)
                 self._release_grants(caller.user_id, meta.upload_id)
         elapsed = time.monotonic() - started
         log.info("upload %s: committed %s (%d bytes, %d chunks, %d deduplicated) in %.2fs",

@@ -11,7 +11,7 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import CloudError, DeadlineExceeded, InvalidArgument, wire_details
+from cloudgrpc_proto.errors import CloudError, InvalidArgument, wire_details
 
 from ..accounts import Accounts
 from ..change_feed import ChangeFeed
@@ -53,26 +53,20 @@ class FileServicer(pb_grpc.FileServiceServicer):
         if self.traffic is not None:
             self.traffic.sent(n)
 
-    def _counted(self, requests: Iterator[pb.UploadFileRequest],
-                 context: grpc.ServicerContext) -> Iterator[pb.UploadFileRequest]:
+    def _counted(self, requests: Iterator[pb.UploadFileRequest]
+                 ) -> Iterator[pb.UploadFileRequest]:
         """The upload's messages, counting the file bytes as they arrive (chunk references
-        carry none: those bytes did not travel).
-
-        The stream's end is the commit signal of an upload of unknown size, and a caller's
-        cancel can reach the handler as a plain end of the stream: an end on a call that is
-        no longer active is a cancel, never the end of the file (and the pipeline asks again,
-        with a short wait, just before it commits: ``_caller_waits``)."""
+        carry none: those bytes did not travel). Whether the stream's end was a cancel is
+        asked by the pipeline just before it commits (``_caller_waits``)."""
         for message in requests:
             if message.chunk_data:
                 self._received(len(message.chunk_data))
             yield message
-        if not context.is_active():
-            raise DeadlineExceeded("the upload was cancelled before its end: nothing stored")
 
     @rpc
     def UploadFile(self, request_iterator: Iterator[pb.UploadFileRequest],
                    context: grpc.ServicerContext) -> pb.UploadFileResponse:
-        result = self.uploads.run(self._counted(request_iterator, context),
+        result = self.uploads.run(self._counted(request_iterator),
                                   functools.partial(_caller_waits, context))
         f = result.file
         return pb.UploadFileResponse(
@@ -325,9 +319,6 @@ class FileServicer(pb_grpc.FileServiceServicer):
     def PrepareChunkWrites(self, request: pb.PrepareChunkWritesRequest,
                            context: grpc.ServicerContext) -> pb.PrepareChunkWritesResponse:
         caller = self._caller(request.session_token)
-        if request.release:
-            self.uploads.direct.release(caller.user_id, request.upload_id)
-            return pb.PrepareChunkWritesResponse()
         return self.uploads.direct.prepare(caller, list(request.chunks), request.upload_id)
 
     @rpc

@@ -231,7 +231,7 @@ def test_node_channels_connect_once_under_parallel_reads(
 
     def ask() -> None:
         barrier.wait()
-        stubs.append(reads._stub(address, b""))
+        stubs.append(reads.stub(address, b""))
 
     threads = [threading.Thread(target=ask) for _ in range(8)]
     for t in threads:

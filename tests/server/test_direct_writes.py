@@ -108,7 +108,7 @@ def test_a_client_that_cannot_reach_the_nodes_sends_through_the_gateway(
         client._node_writes()  # the shared channels exist: mark every node unreachable
         assert client.node_reads is not None
         for port in c.node_ports.values():
-            client.node_reads._mark_down(f"127.0.0.1:{port}", "test: no route")
+            client.node_reads.mark_down(f"127.0.0.1:{port}", "test: no route")
         reply = client.upload(io.BytesIO(data), filename="via-gateway.bin", file_size=len(data),
                               stats=stats)
     assert reply.success and stats.chunks_direct == 0 and stats.chunks_sent == 2
@@ -200,8 +200,7 @@ def test_grants_hold_quota(shared_cluster: Cluster) -> None:
     assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
     # giving the upload up does not give the quota back: chunks may have been written
     # under those grants, and they stay counted until garbage collection could take them
-    c.files.PrepareChunkWrites(pb.PrepareChunkWritesRequest(
-        session_token=acct.token, upload_id="q", release=True), timeout=10)
+    assert _commit(c, acct, "given-up.bin", [], upload_id="q").success
     err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
         session_token=acct.token, upload_id="q3", chunks=too_big[3:]))
     assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
