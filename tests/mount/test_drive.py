@@ -224,3 +224,34 @@ def test_mount_outlives_its_session_with_the_device_refresh_token(tmp_path: Path
             m.cleanup()
     finally:
         c.stop()
+
+
+def test_a_full_cluster_gives_enospc_and_keeps_the_data(tmp_path: Path) -> None:
+    """Nodes out of room: the write's fsync fails with ENOSPC (not EDQUOT: the account has
+    room), the data stays staged, and once an operator adds a node it goes up."""
+    cluster = Cluster(tmp_path / "full", nodes=2, node_capacity_gb=0.012)
+    cluster.start()
+    m: Mount | None = None
+    try:
+        account = cluster.sign_up()
+        (tmp_path / "m").mkdir()
+        m = Mount(cluster, account, tmp_path / "m")
+        m.start()
+        m.sh("head -c 1000000 /dev/urandom > fits.bin && sync fits.bin")
+        done = m.sh("head -c 30000000 /dev/urandom > big.bin && sync big.bin", check=False)
+        assert done.returncode != 0 and "No space left on device" in done.stderr, done.stderr
+        staged = m.sh("md5sum big.bin").stdout  # still readable, nothing lost
+        assert m.sh("stat -c %s big.bin").stdout.strip() == "30000000"
+        cluster.start_node("node3", capacity_gb=1.0)
+        cluster.start_node("node4", capacity_gb=1.0)
+        eventually(lambda: m is not None and m.cli("sync", "--timeout", "20").returncode == 0,
+                   60.0)
+        m.umount()
+        again = Mount(cluster, account, tmp_path / "m")
+        again.start()
+        m = again
+        assert again.sh("md5sum big.bin").stdout == staged
+    finally:
+        if m is not None:
+            m.cleanup()
+        cluster.stop()
