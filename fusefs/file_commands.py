@@ -611,7 +611,8 @@ def entry_rows(entries: list[Entry], *, trash: bool = False) -> list[tuple[str, 
         if trash:
             rows.append((name, e.original_path or e.path, size, format_time(e.deleted_at), e.id))
         else:
-            rows.append((name, size, _type_label(e), when, e.id))
+            links = "-" if e.is_folder else str(e.names)
+            rows.append((name, size, links, _type_label(e), when, e.id))
     return rows
 
 
@@ -628,7 +629,8 @@ def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         ctx.out.json([e.as_json() for e in entries])
         return 0
-    ctx.out.table(("name", "size", "type", "modified", "id"), entry_rows(entries), right=("size",))
+    ctx.out.table(("name", "size", "links", "type", "modified", "id"), entry_rows(entries),
+                  right=("size", "links"))
     return 0
 
 

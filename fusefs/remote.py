@@ -172,6 +172,8 @@ class Entry:
             data["owner_email"] = self.owner_email
         if self.mode:
             data["mode"] = oct(self.mode & 0o7777)  # (a mount's entries keep type bits)
+        if not self.is_folder:
+            data["links"] = self.names  # names of the file (hard links), as ls -l's count
         return data
 
 

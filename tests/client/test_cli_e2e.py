@@ -421,10 +421,12 @@ def test_rm_and_mv_of_one_name_of_a_hard_linked_file(real: Cluster, user: tuple[
     real.files.LinkFile(pb.LinkFileRequest(session_token=acct.token, file_id=file_id,
                                            name="b.txt"), timeout=10)
     cli.ok("mv", "/b.txt", "/h/c.txt")
-    assert sorted(e["name"] for e in json.loads(cli.ok("ls", "/h", "--json").out)) == [
-        "a.txt", "c.txt"]
+    assert sorted((e["name"], e["links"]) for e in json.loads(cli.ok("ls", "/h", "--json").out)
+                  ) == [("a.txt", 2), ("c.txt", 2)]
+    assert cli.ok("ls", "/h").out.split("\n")[1].split()[:4] == ["a.txt", "5", "B", "2"]
     cli.ok("rm", "/h/a.txt")
-    assert [e["name"] for e in json.loads(cli.ok("ls", "/h", "--json").out)] == ["c.txt"]
+    assert [(e["name"], e["links"]) for e in json.loads(cli.ok("ls", "/h", "--json").out)
+            ] == [("c.txt", 1)]
     assert cli("download", "/h/c.txt", "-").raw == b"alpha"
     assert json.loads(cli.ok("trash", "list", "--json").out) == []
     cli.ok("rm", "/h/c.txt")  # the last name: to the trash as any file
