@@ -452,6 +452,14 @@ class UploadPipeline:
                 fut.cancel()
             # chunks already on their way finish first, so the abort parks them all
             cf.wait([fut for _, fut in futures])
+            # and so are those the client wrote under grants whose receipts were checked
+            # but not yet recorded: a resumed upload then references them instead of
+            # sending them again
+            try:
+                take_receipted()
+            except Exception as exc:  # noqa: BLE001 - the abort's own error is the answer
+                log.info("upload %s: receipted chunks not recorded at abort: %s",
+                         upload_id, exc)
             log.warning("upload %s: aborted after %d bytes", upload_id, total)
             raise
         return [s for s in spans if s is not None], stored, deduped, total
