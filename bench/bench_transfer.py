@@ -6,7 +6,9 @@ checks it byte for byte, and prints MB/s for both together with the ratio to a p
 ``cp`` of the same file in the same run. Each run also uploads fresh bytes with the client
 library (``CloudClient.upload``, what the CLI and the mount use) with direct writes (chunk
 bytes to the nodes under write grants) and without (every byte through the gateway), and
-reports the gateway's CPU seconds per GiB for each way (utime + stime from /proc).
+reports the gateway's CPU seconds per GiB for each way (utime + stime from /proc), and
+downloads the file with the client library too (``CloudClient.download_to``: chunks from
+the nodes with the gateway's read tokens).
 
     python bench/bench_transfer.py [--size-mib 256] [--message-kib 1024] [--runs 3]
 """
@@ -90,6 +92,24 @@ def download(cluster: Cluster, token: str, file_id: str, dest: Path) -> str:
     return digest.hexdigest()
 
 
+def client_download(cluster: Cluster, token: str, file_id: str, dest: Path, direct: bool
+                    ) -> tuple[float, str, int]:
+    """(seconds, SHA-256, chunks read from the nodes) of one CloudClient.download_to."""
+    with CloudClient(cluster.address, session_token=token) as client:
+        client.direct_reads = direct
+        t = time.perf_counter()
+        with dest.open("wb") as f:
+            client.download_to(file_id, f)
+        took = time.perf_counter() - t
+        fetched = client.node_reads.fetched if client.node_reads else 0
+    digest = hashlib.sha256()
+    with dest.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    dest.unlink()
+    return took, digest.hexdigest(), fetched
+
+
 def drop_page_cache(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -120,6 +140,7 @@ def main() -> int:
         make_file(src, size)
         ups, downs, cps = [], [], []
         directs, streamed, cpu_direct, cpu_streamed = [], [], [], []
+        client_downs: list[float] = []
         gib = size / 1024**3
         for run in range(opts.runs):
             copy = root / f"copy-{run}.bin"
@@ -139,6 +160,12 @@ def main() -> int:
             got = download(cluster, acct.token, fid, out)
             downs.append(size / (time.perf_counter() - t) / MB)
             out.unlink()
+            took, digest, fetched = client_download(cluster, acct.token, fid, out, True)
+            client_downs.append(size / took / MB)
+            if digest != want or not fetched:
+                print("client download: bytes differ or no chunk came from the nodes",
+                      file=sys.stderr)
+                return 1
             for direct in (True, False):
                 make_file(src, size)
                 drop_page_cache(src)
@@ -152,7 +179,8 @@ def main() -> int:
             if got != want:
                 print("MISMATCH: downloaded bytes differ from the upload", file=sys.stderr)
                 return 1
-            print(f"run {run + 1}: upload {ups[-1]:.0f} MB/s, download {downs[-1]:.0f} MB/s, "
+            print(f"run {run + 1}: upload {ups[-1]:.0f} MB/s, download {downs[-1]:.0f} MB/s "
+                  f"(client, direct: {client_downs[-1]:.0f} MB/s), "
                   f"local cp {cps[-1]:.0f} MB/s; client upload direct {directs[-1]:.0f} MB/s "
                   f"({cpu_direct[-1]:.2f} gateway CPU s/GiB), through the gateway "
                   f"{streamed[-1]:.0f} MB/s ({cpu_streamed[-1]:.2f} s/GiB)", flush=True)
@@ -169,7 +197,10 @@ def main() -> int:
         print(f"{'  client':12}{streamed_up:8.0f}{streamed_up / cp:8.2f}{'':>10}   "
               f"CloudClient.upload through the gateway: gateway CPU "
               f"{statistics.median(cpu_streamed):.2f} s/GiB")
-        print(f"{'download':12}{down:8.0f}{down / cp:8.2f}{'>= 350':>10}")
+        client_down = statistics.median(client_downs)
+        print(f"{'download':12}{down:8.0f}{down / cp:8.2f}{'>= 350':>10}   raw DownloadFile stream")
+        print(f"{'  client':12}{client_down:8.0f}{client_down / cp:8.2f}{'>= 350':>10}   "
+              f"CloudClient.download_to, chunks from the nodes")
         print(f"{'local cp':12}{cp:8.0f}{1.0:8.2f}")
         return 0
     finally:

@@ -17,6 +17,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import grpc
 
@@ -32,6 +35,7 @@ _OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 
+IN_FLIGHT = 4  # chunks a whole-file read fetches at once (4 MiB each: 16 MiB in memory)
 CONNECT_TIMEOUT_S = 2.0
 CALL_TIMEOUT_S = 30.0
 DOWN_FOR_S = 30.0
@@ -151,3 +155,39 @@ class NodeReads:
             self._stubs.clear()
         for channel, _ in entries:
             channel.close()
+
+
+def read_in_order(reads: NodeReads, plan: pb.GetFileChunksResponse, in_flight: int = IN_FLIGHT
+                  ) -> Iterator[tuple[int, pb.ChunkRef, bytes | None]]:
+    """Every chunk of a read plan in file order, ``in_flight`` fetched at once from the
+    nodes: (offset, chunk, verified bytes), or None as the bytes of a chunk no node gave
+    (the caller reads that one through the gateway). At most ``in_flight`` chunks are
+    held, so memory stays bounded whatever the file's size."""
+    sources = {s.sha256: s for s in plan.sources}
+
+    def fetch(chunk: pb.ChunkRef) -> bytes | None:
+        source = sources.get(chunk.sha256)
+        if source is None:
+            return None
+        return reads.fetch(chunk.sha256, int(chunk.size), list(source.addresses),
+                           source.read_token, plan.node_ca_pem)
+
+    offset = 0
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="read-in-order") as pool:
+        pending: deque[tuple[int, pb.ChunkRef, Future[bytes | None]]] = deque()
+        chunks = iter(plan.chunks)
+        try:
+            while True:
+                while len(pending) < in_flight:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        break
+                    pending.append((offset, chunk, pool.submit(fetch, chunk)))
+                    offset += int(chunk.size)
+                if not pending:
+                    return
+                at, chunk, future = pending.popleft()
+                yield at, chunk, future.result()
+        finally:
+            for _, _, future in pending:
+                future.cancel()
