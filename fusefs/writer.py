@@ -682,7 +682,13 @@ class Writer:
         self.jobs.pop(ino, None)
         self._order.pop(ino, None)
         current = self.staging.get(ino)
-        if current is not None and current.dirty:
+        # Changes made while an upload ran go up at once only when nothing holds the file
+        # open; an open file's go at its next flush, fsync or close (which schedule it).
+        # Uploading a file still being written, again and again, would also copy its
+        # whole staging file at the next write each time (it is frozen while it uploads):
+        # `dd` closes a dup of its output before writing (a flush at size 0), and that
+        # upload's end used to start the next one mid-write.
+        if current is not None and current.dirty and not current.opens:
             self.schedule(ino)
         self._maybe_drop(ino)
         self._notify()
