@@ -343,8 +343,14 @@ class InodeTable:
 
     def subfolders(self, folder: Node) -> int:
         """Folders in ``folder``: counted from its children when it was listed here (they
-        follow this mount's mkdir, rmdir and rename at once), else the gateway's count."""
+        follow this mount's mkdir, rmdir and rename at once), else the gateway's count
+        (which ``count_subfolder`` keeps up with this mount's changes). The root always
+        counts ``.trash`` and ``Shared`` as it lists them: find(1) trusts nlink - 2 as
+        the number of folders to descend into."""
         if folder.children is None:
+            if folder.ino == ROOT_INODE:
+                return folder.subfolders + sum(
+                    1 for ino in VIRTUAL_NAMES.values() if self.by_ino[ino].kind is Kind.DIR)
             return folder.subfolders
         count = 0
         for ino in folder.children.values():
@@ -352,6 +358,12 @@ class InodeTable:
             if child is not None and child.kind is Kind.DIR:
                 count += 1
         return count
+
+    def count_subfolder(self, folder: Node, delta: int) -> None:
+        """This mount made (+1) or removed (-1) a folder in ``folder``: while its children
+        are not listed here, the gateway's count it keeps follows at once."""
+        if folder.children is None:
+            folder.subfolders = max(0, folder.subfolders + delta)
 
     def attributes(self, node: Node, *, size: int | None = None, timeout: float = 1.0,
                    mtime_ns: int | None = None) -> Attributes:

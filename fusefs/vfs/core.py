@@ -585,6 +585,7 @@ class VFS:
         node = self.table.put_folder(reply.folder, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, text, node.ino)
+        self.table.count_subfolder(parent, +1)
         self._dir_changed(parent)
         self.table.remember(node)
         return self.attrs(node)
@@ -617,6 +618,7 @@ class VFS:
         node = self.table.put_folder(entry, parent.ino)
         self.table.set_children(node, {})
         self.table.add_child(parent, name, node.ino)
+        self.table.count_subfolder(parent, +1)
         self._dir_changed(parent)
         self.deleter.queue_mkdir(entry.folder_id, parent.entry_id, name, mode=mode,
                                  uid=uid, gid=gid, path=self.path_of(node),
@@ -651,6 +653,8 @@ class VFS:
         node.ctime_ns = time.time_ns()
         self._dir_changed(old_parent, new_parent)
         self.table.add_child(new_parent, new_name, node.ino)
+        self.table.count_subfolder(old_parent, -1)
+        self.table.count_subfolder(new_parent, +1)
         self.deleter.queue_move(node.entry_id, new_parent.entry_id, new_name,
                                 path=self.path_of(node), parent_ino=new_parent.ino,
                                 from_ino=old_parent.ino, from_name=old_name)
@@ -697,6 +701,7 @@ class VFS:
         else:
             raise FsError(errno.EACCES)
         self.table.mark_deleted(node)
+        self.table.count_subfolder(parent, -1)
         self._dir_changed(parent)
         self._trash_changed()
 
@@ -1134,6 +1139,7 @@ class VFS:
                     (node.entry_id,), self.client.delete_folder, node.entry_id, recursive=True
                 )
                 self.table.mark_deleted(node)
+                self.table.count_subfolder(old_parent, -1)
                 self._dir_changed(old_parent)
                 self._trash_changed()
             else:
@@ -1153,6 +1159,7 @@ class VFS:
                 if target.is_dir:
                     await self.call(self.client.delete_folder, target.entry_id)
                     self.table.mark_deleted(target)
+                    self.table.count_subfolder(new_parent, -1)
                 else:
                     await self._remove_file(target, new_parent, new_name)
                     await self.deleter.flush()  # the name is free once it is in the trash
@@ -1170,6 +1177,8 @@ class VFS:
             restored = self.table.put_entry(reply, new_parent.ino)
             restored.name = new_name
             self.table.add_child(new_parent, new_name, restored.ino)
+            if restored.is_dir:
+                self.table.count_subfolder(new_parent, +1)
             self._dir_changed(new_parent)
             self._trash_changed()
             return
@@ -1205,6 +1214,10 @@ class VFS:
         node.ctime_ns = time.time_ns()
         self._apply_reply(node, reply)
         self.table.add_child(new_parent, new_name, node.ino)
+        if node.is_dir:
+            self.table.count_subfolder(old_parent, -1)
+            if target is None:  # (a folder it replaced was counted there already)
+                self.table.count_subfolder(new_parent, +1)
         self._dir_changed(old_parent, new_parent)
 
     def _apply_reply(self, node: Node, reply: pb.EntryResponse) -> None:
