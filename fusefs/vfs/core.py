@@ -59,7 +59,9 @@ from ..inodes import (
 from ..reader import ChunkCache, Reader
 from ..remote import shared_view_names
 from ..writer import UploadTarget, Writer
+from .change_feed import ChangeFeed
 from .own_changes import OwnChanges, name_key
+from .space import Space
 from .values import (
     MAX_FILE_SIZE,
     MAX_LINKS,
@@ -82,7 +84,6 @@ log = logging.getLogger(__name__)
 
 STALE_TTL = 1.0  # our own cache, when the change feed is down
 WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
-SPACE_TTL = 5.0
 REPLY_RETRIES = 5  # a lookup or listing asked again when an entry change overtook it
 
 
@@ -135,16 +136,10 @@ class VFS:
         self._dirs: dict[int, int] = {}
         self._next_fh = 1
         self._open_count: dict[int, int] = {}
-        self.watch_ok = False
         self.origin = uuid.uuid4().hex[:16]  # this daemon's calls, for the change feed
-        self.client_folder_ids = False  # the gateway takes folder ids chosen here
-        self._space: pb.StorageInfoResponse | None = None
-        self._space_at = 0.0
-        # Bytes that staged writes may still add before the quota is worked out again
-        # (None = work it out on the next growing write): summing every staged copy on
-        # every write would make copying n files cost n² steps.
-        self._room_left: int | None = None
-        self._watch_stream: Any = None
+        self.space = Space(lambda: self.call(self.client.storage_info), self.writer,
+                           self.table)
+        self.feed = ChangeFeed(self)
         self._fill_children(self.table.root, root)
 
     # --- plumbing -------------------------------------------------------------------------
@@ -594,7 +589,7 @@ class VFS:
         """May folder changes be answered here and sent behind (deleter.py)? Only while the
         change feed is up (the gateway was there a moment ago, and another mount's change
         to the same names reaches us) and the gateway takes the ids this mount chooses."""
-        return self.options.queue_folders and self.watch_ok and self.client_folder_ids
+        return self.options.queue_folders and self.watch_ok and self.feed.client_folder_ids
 
     @staticmethod
     def _new_owner(parent: Node, caller: Caller, perm: int,
@@ -666,7 +661,7 @@ class VFS:
         if not item.parent_ino:
             # one a killed daemon journaled: this mount never showed it, so what it lists
             # may be behind the server now
-            self._all_stale()
+            self.all_stale()
             for folder in [n for n in self.table.by_ino.values() if n.is_dir]:
                 self.kernel.invalidate_inode(folder.ino)
             return
@@ -703,9 +698,9 @@ class VFS:
         self.table.mark_deleted(node)
         self.table.count_subfolder(parent, -1)
         self._dir_changed(parent)
-        self._trash_changed()
+        self.trash_changed()
 
-    def _trash_changed(self) -> None:
+    def trash_changed(self) -> None:
         self.table.get(TRASH_INODE).children = None  # type: ignore[union-attr]
 
     def _dir_changed(self, *folders: Node) -> None:
@@ -740,7 +735,7 @@ class VFS:
         """The gateway trashed queued unlinks: a lookup that left while they were still
         queued (hidden then) may come back with the file (no longer hidden now)."""
         self._entries_changed(*{item.parent_ino for item in items if item.parent_ino})
-        self._trash_changed()
+        self.trash_changed()
 
     async def _flush_deletes_quietly(self) -> None:
         """Flush queued deletes where a failure is not the caller's to report."""
@@ -881,7 +876,7 @@ class VFS:
         return await self.reader.read(node.entry_id, node.version, off, size, handle.read_state,
                                       size=node.size)
 
-    async def write(self, fh: int, off: int, buf: str) -> int:
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
         handle = self._handle(fh)
         if not handle.writes:
             raise FsError(errno.EBADF)
@@ -900,38 +895,11 @@ class VFS:
         node.mtime_ns = node.ctime_ns = time.time_ns()
         return written
 
-    async def _space_info(self) -> pb.StorageInfoResponse:
-        if self._space is None or time.monotonic() - self._space_at > SPACE_TTL:
-            self._space = await self.call(self.client.storage_info)
-            self._space_at = time.monotonic()
-            self._room_left = None
-        return self._space
-
-    def _server_size(self, ino: int) -> int:
-        node = self.table.get(ino)
-        return node.size if node is not None else 0
-
     async def _check_room(self, node: Node, new_size: int) -> None:
         """Refuse a write the quota cannot hold now, rather than fail its upload later."""
-        st = self.writer.get(node.ino)
-        current = st.size if st is not None else node.size
-        if new_size <= current:
-            return
         if node.area is not Area.TREE:
             return  # a shared file counts against its owner's quota: the gateway decides
-        space = await self._space_info()
-        extra = new_size - current
-        if self._room_left is not None and extra <= self._room_left:
-            self._room_left -= extra
-            return
-        growth = self.writer.pending_growth(self._server_size)
-        if st is not None and st.dirty:
-            growth -= max(0, st.size - node.size)
-        growth += max(0, new_size - node.size)
-        if growth > space.available_bytes:
-            self._room_left = None
-            raise errors.QuotaExceeded(f"{growth} bytes pending, {space.available_bytes} available")
-        self._room_left = space.available_bytes - growth
+        await self.space.check_growth(node, new_size)
 
     async def flush(self, fh: int) -> None:
         handle = self._handle(fh)
@@ -985,13 +953,11 @@ class VFS:
     def _uploaded(self, ino: int, st: Any, reply: pb.UploadFileResponse) -> None:
         node = self.table.get(ino)
         if node is None:
-            self._space_at = 0.0
+            self.space.uploaded(None)
             return
-        if self._space is not None:
-            # the upload turned staged growth into used space: account for it without
-            # asking GetStorageInfo again on the next write
-            grown = int(reply.entry.file_size) - (0 if node.local else node.size)
-            self._space.available_bytes = max(0, self._space.available_bytes - grown)
+        # the upload turned staged growth into used space: accounted for without asking
+        # GetStorageInfo again on the next write
+        self.space.uploaded(int(reply.entry.file_size) - (0 if node.local else node.size))
         mtime = node.mtime_ns
         current = self.writer.get(ino)
         if node.local:
@@ -1072,7 +1038,7 @@ class VFS:
         self.reader.forget(node.entry_id)
         self.table.mark_deleted(node)
         self._folder_changed(node.parent)
-        self._trash_changed()
+        self.trash_changed()
 
     async def rename(
         self,
@@ -1141,7 +1107,7 @@ class VFS:
                 self.table.mark_deleted(node)
                 self.table.count_subfolder(old_parent, -1)
                 self._dir_changed(old_parent)
-                self._trash_changed()
+                self.trash_changed()
             else:
                 await self._remove_file(node, old_parent, old_name)
             return
@@ -1180,7 +1146,7 @@ class VFS:
             if restored.is_dir:
                 self.table.count_subfolder(new_parent, +1)
             self._dir_changed(new_parent)
-            self._trash_changed()
+            self.trash_changed()
             return
         # a target with other names is not replaced, only its name goes (its file stays)
         target_named_elsewhere = target is not None and not target.is_dir and target.nlink > 1
@@ -1312,9 +1278,8 @@ class VFS:
     async def statfs(self) -> FsStats:
         """The account's quota as a filesystem's size (``df``), less what staged writes
         will add (asked afresh: df after buying a tier shows it)."""
-        self._space_at = 0.0
-        info = await self._space_info()
-        pending = self.writer.pending_growth(self._server_size)
+        info = await self.space.info(fresh=True)
+        pending = self.space.pending_growth()
         block = 4096
         free = max(0, int(info.available_bytes) - pending) // block
         return FsStats(
@@ -1363,87 +1328,20 @@ class VFS:
     def status_text(self) -> bytes:
         return (json.dumps(self.status(), indent=2, sort_keys=True) + "\n").encode()
 
-    # --- the change feed ------------------------------------------------------------------
+    # --- the change feed (change_feed.py) -------------------------------------------------
 
-    async def watch(self) -> None:
-        """Follow WatchChanges for the mount's life, re-subscribing after failures."""
-        delay = 0.5
-        while True:
-            try:
-                stream = await self.call(self.client.watch_changes)
-                self._watch_stream = stream
-                await trio.to_thread.run_sync(self._pump, stream, abandon_on_cancel=True)
-            except errors.CloudError as exc:
-                log.info("change feed unavailable: %s", exc.message)
-            finally:
-                if self._watch_stream is not None:
-                    self._watch_stream.cancel()
-                    self._watch_stream = None
-            self.watch_ok = False
-            await trio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    @property
+    def watch_ok(self) -> bool:
+        """Is the change feed up? Then it tells of other clients' changes."""
+        return self.feed.connected
 
-    def _pump(self, stream: Any) -> None:
-        for event in stream:
-            trio.from_thread.run_sync(self.on_change, event)
-        raise errors.Unavailable("change feed ended")
-
-    def on_change(self, ev: pb.ChangeEvent) -> None:
-        """Drop what the kernel and this mount cache about the entries a change names."""
-        if ev.kind == "hello":
-            if not self.watch_ok:
-                self._all_stale()
-            self.watch_ok = True
-            self.own.echo_free = ev.echo_free  # our own changes will not come back
-            self.client_folder_ids = ev.client_folder_ids
-            return
-        own = self.own.consume(ev.entry_id)
-        if not own and ev.kind in ("created", "restored"):
-            own = self.own.consume(name_key(ev.parent_folder_id, ev.name))
-        if own:
-            return
-        log.debug("change %s %s %s/%s", ev.kind, ev.entry_id, ev.parent_folder_id, ev.name)
-        if ev.kind in ("deleted", "restored"):
-            self._trash_changed()
-        if not ev.parent_folder_id:
-            shared = self.table.get(SHARED_INODE)
-            if shared is not None:
-                shared.children = None
-        node = self.table.by_entry(ev.entry_id)
-        if node is not None:
-            node.attrs_at = 0.0
-            if ev.kind in ("updated", "restored", "created"):
-                self.reader.forget(node.entry_id)
-                node.kernel_version = -1
-                self.kernel.invalidate_inode(node.ino)
-            if ev.kind == "deleted" and self.writer.get(node.ino) is None:
-                parent = self.table.get(node.parent)
-                if parent is not None:
-                    parent.children = None
-                    parent.changes += 1  # a listing out now may predate it: asked again
-                    self.kernel.invalidate_entry(parent.ino, node.name)
-        for folder_id, name in (
-            (ev.parent_folder_id, ev.name),
-            (ev.old_parent_folder_id, ev.old_name),
-        ):
-            if not folder_id:
-                continue
-            folder = self.table.by_entry(folder_id)
-            if folder is None:
-                continue
-            folder.children = None
-            folder.changes += 1  # another client's entry change: replies out now are stale
-            folder.attrs_at = 0.0
-            if name:
-                self.kernel.invalidate_entry(folder.ino, name)
-            self.kernel.invalidate_inode(folder.ino, attr_only=True)
-
-    def _all_stale(self) -> None:
+    def all_stale(self) -> None:
+        """Nothing cached can be trusted (the feed was down): ask again on next use."""
         for node in self.table.by_ino.values():
             node.attrs_at = 0.0
             if node.is_dir and node.ino != TRASH_INODE:
                 node.children = None
-        self._trash_changed()
+        self.trash_changed()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -1455,9 +1353,9 @@ class VFS:
         nursery.start_soon(self._recover)
         # Every other call of this daemon (this task, the FUSE handlers pyfuse3.main starts
         # from it, the queues) names the mount as its origin, and the gateway does not echo
-        # their changes back on our WatchChanges stream (see on_change's "hello").
+        # their changes back on our WatchChanges stream (see ChangeFeed.apply's "hello").
         CALL_ORIGIN.set(self.origin)
-        nursery.start_soon(self.watch)
+        nursery.start_soon(self.feed.run)
         nursery.start_soon(self.writer.run)
         nursery.start_soon(self.deleter.run)
 
@@ -1473,7 +1371,6 @@ class VFS:
         return left + [job.as_dict() for job in await self.writer.sync(deadline)]
 
     def stop_watch(self) -> None:
-        if self._watch_stream is not None:
-            self._watch_stream.cancel()
+        self.feed.stop()
         if self.direct is not None:
             self.direct.close()
