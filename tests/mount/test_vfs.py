@@ -12,6 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -303,3 +305,13 @@ async def told(kernel: RecordingKernel, name: str) -> None:
     with trio.fail_after(10):
         while (ROOT_INODE, name) not in kernel.entries:
             await trio.sleep(0.01)
+
+
+def test_the_vfs_needs_no_pyfuse3() -> None:
+    """Only the adapter (and the daemon) speak to the kernel: the VFS and the layers below
+    it load where pyfuse3 cannot."""
+    code = ("import sys; sys.modules['pyfuse3'] = None; "  # any import of it fails
+            "import cloudgrpc_fusefs.vfs, cloudgrpc_fusefs.inodes")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
