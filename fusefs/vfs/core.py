@@ -88,7 +88,14 @@ REPLY_RETRIES = 5  # a lookup or listing asked again when an entry change overto
 
 
 class VFS:
-    """The mount's filesystem; build it with the account's root listing."""
+    """The mount's filesystem; build it with the account's root listing.
+
+    Its operations are the kernel's (lookup, getattr, setattr, readlink, opendir/readdir,
+    mkdir, rmdir, create/open/read/write/flush/fsync/release, unlink, rename, symlink,
+    link, mknod, statfs, forget) on plain values; ``serve`` starts the change feed, the
+    upload workers and the delete queue in a nursery, ``sync`` waits for what is pending,
+    ``status`` reports it. ``kernel`` receives invalidations (none by default).
+    """
 
     def __init__(
         self,
@@ -145,6 +152,7 @@ class VFS:
     # --- plumbing -------------------------------------------------------------------------
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A gateway call on a worker thread, after any queued folder change."""
         if self.deleter.ordered:
             # mkdir and folder moves answered ahead of the gateway go first: no call may see
             # (or act on) the server's tree without them
