@@ -27,8 +27,9 @@ from cloudgrpc_proto.private_files import private_dir, tighten_tree
 from cloudgrpc_proto.retry import RetryPolicy
 
 from . import control
-from .filesystem import CloudFS, Options
+from .filesystem import CloudFS, PyfuseKernel
 from .reader import cache_home
+from .vfs import VFS, Options
 
 log = logging.getLogger(__name__)
 
@@ -100,24 +101,27 @@ def build(config: MountConfig, client: CloudClient) -> CloudFS:
     chunks = cache / "chunks"
     staging = private_dir(cache / "staging") / control.mount_key(config.mountpoint)
     root = client.list_files()
-    return CloudFS(client, root, chunks, staging, config.options,
-                   mountpoint=os.path.abspath(config.mountpoint))
+    kernel = PyfuseKernel()
+    vfs = VFS(client, root, chunks, staging, config.options,
+              mountpoint=os.path.abspath(config.mountpoint), kernel=kernel)
+    return CloudFS(vfs, kernel)
 
 
 async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None:
     sock = control.socket_path(config.mountpoint)
+    vfs = fs.vfs
 
     async def handle(req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
         if cmd == "ping":
-            return {"ok": True, "mountpoint": fs.mountpoint}
+            return {"ok": True, "mountpoint": vfs.mountpoint}
         if cmd == "status":
-            return {"ok": True, **fs.status()}
+            return {"ok": True, **vfs.status()}
         if cmd == "sync":
             timeout = req.get("timeout")
             deadline = time.monotonic() + float(timeout) if timeout else None
-            left = await fs.sync(deadline)
-            return {"ok": not left, "left": left, **fs.status()}
+            left = await vfs.sync(deadline)
+            return {"ok": not left, "left": left, **vfs.status()}
         if cmd == "stop":
             nursery.start_soon(stop, "stop requested")
             return {"ok": True}
@@ -126,7 +130,7 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
     async def stop(reason: str) -> None:
         log.info("%s: uploading staged writes and sending queued deletes, then unmounting",
                  reason)
-        await fs.sync(time.monotonic() + DRAIN_TIMEOUT)
+        await vfs.sync(time.monotonic() + DRAIN_TIMEOUT)
         state["unmount"] = True
         pyfuse3.terminate()
 
@@ -154,12 +158,12 @@ async def _main(fs: CloudFS, config: MountConfig, state: dict[str, Any]) -> None
         nursery.start_soon(ready)
         await pyfuse3.main()
         log.info("unmounted: draining the upload queue and the queued deletes")
-        left = await fs.sync(time.monotonic() + DRAIN_TIMEOUT)
+        left = await vfs.sync(time.monotonic() + DRAIN_TIMEOUT)
         for item in left:
             what = "not deleted" if item.get("kind") == "delete" else "not uploaded"
             log.error("%s: %s (%s: %s)", what, item["path"], item["state"], item["error"])
         state["left"] = len(left)
-        fs.stop_watch()
+        vfs.stop_watch()
         nursery.cancel_scope.cancel()
 
 
@@ -190,7 +194,7 @@ def run(config: MountConfig) -> int:
     else:
         pyfuse3.close(unmount=state["unmount"])
     finally:
-        fs.writer.close()
-        fs.deleter.close()
+        fs.vfs.writer.close()
+        fs.vfs.deleter.close()
         client.close()
     return 1 if state["left"] else 0

@@ -19,11 +19,9 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-import pyfuse3
-
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 
-ROOT_INODE = pyfuse3.ROOT_INODE
+ROOT_INODE = 1  # the kernel's number for a filesystem's root (FUSE_ROOT_ID)
 TRASH_INODE = ROOT_INODE + 1
 SHARED_INODE = ROOT_INODE + 2
 STATUS_INODE = ROOT_INODE + 3
@@ -38,6 +36,29 @@ S_IFMT = 0o170000  # the file-type bits of a mode (the stat module's S_IFMT is a
 # entries stored with their type (mknod): their I/O is the kernel's, never the mount's
 SPECIAL_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK)
 BLOCK_SIZE = 128 * 1024  # st_blksize: what cp and friends use as their buffer size
+
+
+@dataclass
+class Attributes:
+    """What the kernel is told about an inode (the fields of ``struct stat`` it asks for,
+    plus how long it may keep them): plain values, so the layers above the FUSE adapter
+    and their tests need no pyfuse3; the adapter copies them into ``EntryAttributes``."""
+
+    st_ino: int
+    st_mode: int
+    st_nlink: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_atime_ns: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_rdev: int = 0
+    st_blksize: int = 0
+    st_blocks: int = 0
+    generation: int = 0
+    entry_timeout: float = 0.0
+    attr_timeout: float = 0.0
 
 
 class Kind(Enum):
@@ -322,8 +343,14 @@ class InodeTable:
 
     def subfolders(self, folder: Node) -> int:
         """Folders in ``folder``: counted from its children when it was listed here (they
-        follow this mount's mkdir, rmdir and rename at once), else the gateway's count."""
+        follow this mount's mkdir, rmdir and rename at once), else the gateway's count
+        (which ``count_subfolder`` keeps up with this mount's changes). The root always
+        counts ``.trash`` and ``Shared`` as it lists them: find(1) trusts nlink - 2 as
+        the number of folders to descend into."""
         if folder.children is None:
+            if folder.ino == ROOT_INODE:
+                return folder.subfolders + sum(
+                    1 for ino in VIRTUAL_NAMES.values() if self.by_ino[ino].kind is Kind.DIR)
             return folder.subfolders
         count = 0
         for ino in folder.children.values():
@@ -332,38 +359,47 @@ class InodeTable:
                 count += 1
         return count
 
+    def count_subfolder(self, folder: Node, delta: int) -> None:
+        """This mount made (+1) or removed (-1) a folder in ``folder``: while its children
+        are not listed here, the gateway's count it keeps follows at once."""
+        if folder.children is None:
+            folder.subfolders = max(0, folder.subfolders + delta)
+
     def attributes(self, node: Node, *, size: int | None = None, timeout: float = 1.0,
-                   mtime_ns: int | None = None) -> pyfuse3.EntryAttributes:
+                   mtime_ns: int | None = None) -> Attributes:
         """What the kernel sees; the trash and read-only shares show no write bits."""
-        attr = pyfuse3.EntryAttributes()
         perm = node.mode
         if not node.writable and node.kind is not Kind.LINK:
             perm &= ~0o222
+        rdev = 0
         if node.kind is Kind.DIR:
-            attr.st_mode = stat.S_IFDIR | perm
-            attr.st_nlink = 2 + self.subfolders(node)  # "." and the name, each ".." below
+            mode = stat.S_IFDIR | perm
+            nlink = 2 + self.subfolders(node)  # "." and the name, each ".." below
         elif node.kind is Kind.LINK:
-            attr.st_mode = stat.S_IFLNK | 0o777
-            attr.st_nlink = node.nlink
+            mode = stat.S_IFLNK | 0o777
+            nlink = node.nlink
         else:
-            attr.st_mode = (node.ftype or stat.S_IFREG) | perm
-            attr.st_nlink = 0 if node.deleted else node.nlink  # unlinked, open: 0 as on ext4
-            attr.st_rdev = node.rdev
-        attr.st_ino = node.ino
-        attr.generation = 0
-        attr.entry_timeout = timeout
-        attr.attr_timeout = timeout
-        attr.st_uid = node.uid
-        attr.st_gid = node.gid
+            mode = (node.ftype or stat.S_IFREG) | perm
+            nlink = 0 if node.deleted else node.nlink  # unlinked, open: 0 as on ext4
+            rdev = node.rdev
         nbytes = node.size if size is None else size
         if node.kind is Kind.LINK:
             nbytes = len(node.target.encode())
         elif node.kind is Kind.DIR:
             nbytes = 4096
-        attr.st_size = nbytes
-        attr.st_blksize = BLOCK_SIZE
-        attr.st_blocks = (nbytes + 511) // 512
-        attr.st_atime_ns = node.atime_ns or node.mtime_ns
-        attr.st_mtime_ns = node.mtime_ns if mtime_ns is None else mtime_ns
-        attr.st_ctime_ns = node.ctime_ns or node.mtime_ns
-        return attr
+        return Attributes(
+            st_ino=node.ino,
+            st_mode=mode,
+            st_nlink=nlink,
+            st_uid=node.uid,
+            st_gid=node.gid,
+            st_size=nbytes,
+            st_atime_ns=node.atime_ns or node.mtime_ns,
+            st_mtime_ns=node.mtime_ns if mtime_ns is None else mtime_ns,
+            st_ctime_ns=node.ctime_ns or node.mtime_ns,
+            st_rdev=rdev,
+            st_blksize=BLOCK_SIZE,
+            st_blocks=(nbytes + 511) // 512,
+            entry_timeout=timeout,
+            attr_timeout=timeout,
+        )

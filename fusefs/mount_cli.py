@@ -84,7 +84,7 @@ def _split_options(raw: list[str]) -> tuple[set[str], dict[str, str]]:
 def _mount(args: argparse.Namespace, server: str | None) -> int:
     try:  # pyfuse3 (the optional ``fuse`` extra) only when mounting
         from .daemon import MountConfig, run
-        from .filesystem import Options
+        from .vfs import Options
     except ImportError as exc:
         if not is_missing_mount_support(exc):
             raise

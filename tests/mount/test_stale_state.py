@@ -1,6 +1,6 @@
 """No stale state: a lookup or listing reply that was asked for before an entry change
 landed (a queued delete the gateway answered, an rmdir, a rename) never brings the old
-entry back. The filesystem layer runs without FUSE against the real cluster; the reply of
+entry back. The VFS runs without FUSE against the real cluster; the reply of
 the first lookup (or listing) is held until the change has landed, which is the race the
 issue describes, made certain instead of rare.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 import trio
 
-from cloudgrpc_fusefs.filesystem import CloudFS, Options
 from cloudgrpc_fusefs.inodes import Node
+from cloudgrpc_fusefs.vfs import VFS, Caller, Options
 from cloudgrpc_proto.client import CloudClient
 from tests.cluster import Account, Cluster
 
@@ -45,21 +45,21 @@ class HeldReply:
                 await trio.sleep(0.005)
 
 
-def _filesystem(cluster: Cluster, account: Account, tmp: Path) -> tuple[CloudFS, Node]:
+def _filesystem(cluster: Cluster, account: Account, tmp: Path) -> tuple[VFS, Node]:
     client = CloudClient(cluster.address, session_token=account.token)
     folder = client.create_folder("d").folder
     for name in ("f", "g", "h"):
         account.upload(name.encode(), name, folder_id=folder.folder_id)
     client.create_folder("e")
     # queued deletes wait for a flush (the test's ``change``), never go out on their own
-    fs = CloudFS(client, client.list_files(), tmp / "chunks", tmp / "staging",
-                 Options(delete_delay=3600))
+    fs = VFS(client, client.list_files(), tmp / "chunks", tmp / "staging",
+             Options(delete_delay=3600))
     d = fs.table.get(fs.table.root.children["d"])  # type: ignore[index]
     assert d is not None and d.children is None  # never listed: lookups ask the gateway
     return fs, d
 
 
-async def _lookup_across(fs: CloudFS, folder: Node, name: str, method: str,
+async def _lookup_across(fs: VFS, folder: Node, name: str, method: str,
                          change: Callable[[], Any]) -> Any:
     """Look ``name`` up with its reply held until ``change()`` has landed."""
     held = HeldReply(getattr(fs.client, method))
@@ -113,17 +113,17 @@ def test_replies_in_flight_never_bring_back_removed_entries(
             assert e is not None
 
             async def move() -> None:
-                await fs.rename(d.ino, b"h", e.ino, b"h2", 0, None)  # type: ignore[arg-type]
+                await fs.rename(d.ino, "h", e.ino, "h2")
 
             found = await _lookup_across(fs, d, "h", "stat", move)
             assert found is None, "the renamed file is back under its old name"
             assert h.parent == e.ino and h.name == "h2"
             # rmdir: a lookup of the folder asked before, answered after
-            sub = await fs.mkdir(e.ino, b"sub", 0o755, _Ctx())
+            sub = await fs.mkdir(e.ino, "sub", 0o755, Caller())
             e.children = None
 
             async def rmdir() -> None:
-                await fs.rmdir(e.ino, b"sub", None)  # type: ignore[arg-type]
+                await fs.rmdir(e.ino, "sub")
 
             found = await _lookup_across(fs, e, "sub", "stat", rmdir)
             assert found is None, "the removed folder came back"
@@ -135,8 +135,3 @@ def test_replies_in_flight_never_bring_back_removed_entries(
     finally:
         fs.client.close()
 
-
-class _Ctx:
-    uid = 0
-    gid = 0
-    umask = 0o022
