@@ -23,8 +23,8 @@ What is checked, per node that answers (``ChunkService.ListChunks``):
 - ``lost_file``: a file with a chunk that has no good copy anywhere and none on a node that
   did not answer: named by its path in its owner's drive and the owner's email.
 - ``node_unreachable``: a node that did not answer; its copies are unknown, not missing.
-- ``link_count``: a file whose stored ``nlink`` is not the number of its names (its own and
-  its hard links in ``file_links``); ``--repair`` sets it to the names counted.
+- ``link_count``: a file whose stored ``nlink`` is not the number of its names (its rows in
+  ``file_names``; a trashed file keeps one); ``--repair`` sets it to the names counted.
 
 ``--repair``: drops the replica rows of missing and corrupt copies (a corrupt copy is first
 moved to quarantine on its node, as the scrubber does), records unrecorded copies files
@@ -61,7 +61,7 @@ from .models import (
     Chunk,
     File,
     FileChunk,
-    FileLink,
+    FileName,
     Folder,
     Replica,
     StorageNode,
@@ -643,7 +643,7 @@ class _Run:
                 for sha, f, email in rows:
                     if f.id not in seen and sha in lost_set:
                         seen[f.id] = (sha, f, email)
-            found = [(sha, f, email, _path(s, f.folder_id, f.name))
+            found = [(sha, f, email, _path(s, *_first_name(s, f.id)))
                      for sha, f, email in seen.values()]
         for sha, f, email, path in sorted(found, key=lambda x: (x[2], x[3])):
             self.t.lost_files += 1
@@ -658,23 +658,23 @@ class _Run:
     def _link_counts(self) -> Iterator[pb.FsckMessage]:
         """Files whose stored nlink is not their names counted: the mount shows it as
         st_nlink and decides by it whether an rm of one name keeps the file."""
-        names = select(FileLink.file_id, func.count().label("n")).group_by(
-            FileLink.file_id).subquery()
-        counted = 1 + func.coalesce(names.c.n, 0)
+        names = select(FileName.file_id, func.count().label("n")).group_by(
+            FileName.file_id).subquery()
+        counted = func.coalesce(names.c.n, 0)
         with self.f.db.read() as s:
             rows = s.execute(
-                select(File.id, File.nlink, counted, File.folder_id, File.name, User.email)
+                select(File.id, File.nlink, counted, User.email)
                 .outerjoin(names, names.c.file_id == File.id)
                 .join(User, User.id == File.owner_id)
                 .where(File.nlink != counted)).all()
-            found = [(fid, stored, int(n), email, _path(s, folder_id, name))
-                     for fid, stored, n, folder_id, name, email in rows]
+            found = [(fid, stored, int(n), email, _path(s, *_first_name(s, fid)))
+                     for fid, stored, n, email in rows]
         for fid, stored, n, email, path in found:
             action = ""
             if self.repair:
                 with self.f.db.write() as s:  # counted again in the same transaction
                     s.execute(update(File).where(File.id == fid).values(
-                        nlink=1 + select(func.count()).where(FileLink.file_id == fid)
+                        nlink=select(func.count()).where(FileName.file_id == fid)
                         .scalar_subquery()))
                 action = "set to the names counted"
             yield self._finding(LINK_COUNT, fixed=self.repair, path=path, owner_email=email,
@@ -729,6 +729,14 @@ class _Pace:
 
 def _progress(text: str) -> pb.FsckMessage:
     return pb.FsckMessage(progress=text)
+
+
+def _first_name(s: object, file_id: str) -> tuple[str, str]:
+    """(folder id, name) of a file's oldest name (the one kept in the trash for a trashed
+    file); ("", "?") for a file without any."""
+    row = s.execute(select(FileName.folder_id, FileName.name).where(  # type: ignore[attr-defined]
+        FileName.file_id == file_id).order_by(FileName.created_at, FileName.id).limit(1)).first()
+    return (row.folder_id, row.name) if row is not None else ("", "?")
 
 
 def _path(s: object, folder_id: str, name: str) -> str:
