@@ -4,6 +4,13 @@ All metadata rules live here, behind typed errors: who may see or change an entr
 unique within a folder, no folder moved into itself, soft delete into the trash and
 restore from it, quota accounting on commit and on permanent delete. Every method runs
 in one database transaction, so a rename or an overwrite is atomic whatever it holds.
+
+Names and inodes are apart, as on a local filesystem (and in JuiceFS and S3QL): a ``files``
+row is the inode (content, attributes, nlink, trash state) and every name of it, in a
+folder, is a ``file_names`` row; hard links are several rows naming one file, none of them
+special. On the wire a file is still its id, and a (folder, name) pair says which of its
+names an operation means; a file reached by id shows its oldest name. A file goes to the
+trash only when its last name goes, and keeps that name there (see ``FileName``).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from sqlalchemy import (
     Integer,
     Row,
     bindparam,
+    cast,
     delete,
     exists,
     func,
     literal_column,
+    null,
     select,
     union_all,
     update,
@@ -139,6 +148,41 @@ _FILE_BY_NAME = _FILE_NAMED.where(
     _FILES.c.id == bindparam("entry_id"), _NAMES.c.folder_id == bindparam("folder_id"),
     _NAMES.c.name == bindparam("name"), _NAMES.c.deleted_at.is_(None))
 _FOLDER_ROW = select(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id"))
+
+
+def _entry_query(file_side):  # type: ignore[no-untyped-def]
+    """A folder's row or a file's row with one of its names (``file_side``), whichever
+    ``entry_id`` is, in one statement (a move does not know which it is given): a column
+    ``kind`` says which; a column the row's kind lacks is NULL."""
+    files = file_side.subquery()
+    sides = {"folder": _FOLDERS.c, "file": files.c}
+    labels = list(dict.fromkeys([*_FOLDERS.c.keys(), *files.c.keys()]))
+    types = {**{k: c.type for k, c in files.c.items()}, **{k: c.type for k, c in
+                                                            _FOLDERS.c.items()}}
+    folder, file = (select(literal_column(f"'{kind}'").label("kind"), *[
+        cols[k].label(k) if k in cols else cast(null(), types[k]).label(k) for k in labels])
+        for kind, cols in sides.items())
+    return union_all(folder.where(_FOLDERS.c.id == bindparam("entry_id")), file)
+
+
+def _entry_of(rows: Sequence[Row], caller_id: str) -> tuple[Folder | File, str] | None:
+    """From ``_entry_query``'s rows: the caller's folder, else the file (whoever owns it),
+    as a detached object, with the name's id for a file."""
+    def values(row: Row, table) -> dict[str, object]:  # type: ignore[no-untyped-def]
+        return {k: row._mapping[k] for k in table.c.keys()}
+    for row in rows:
+        if row.kind == "folder" and row.owner_id == caller_id:
+            return Folder(**values(row, _FOLDERS)), ""
+    for row in rows:
+        if row.kind == "file":
+            f = File(**values(row, _FILES))
+            f.folder_id, f.name = row.folder_id, row.name
+            return f, str(row.name_id)
+    return None
+
+
+_ENTRY_FIRST_NAME = _entry_query(_FILE_FIRST_NAME)
+_ENTRY_BY_NAME = _entry_query(_FILE_BY_NAME)
 # A folder's children (ORM entities: many rows load faster this way than built one by one).
 _SUBFOLDERS = select(Folder).where(Folder.parent_id == bindparam("folder_id")).order_by(
     Folder.name)
@@ -782,23 +826,19 @@ class Namespace:
         with self.db.write() as s:
             # A detached copy of the row: the Core UPDATE below changes the row, the copy
             # follows it for the reply.
-            entry: File | Folder
-            name_id = ""
-            row = s.execute(_FOLDER_ROW, {"entry_id": entry_id}).first()
-            if row is not None and row.owner_id == caller.user_id:
-                entry = Folder(**row._mapping)
+            # (one statement whichever it is; a file with the name it moves by)
+            if old_name:
+                rows = s.execute(_ENTRY_BY_NAME, {
+                    "entry_id": entry_id, "name": old_name,
+                    "folder_id": self._folder_id(caller, old_parent_id)}).all()
             else:
-                if old_name:
-                    row = s.execute(_FILE_BY_NAME, {
-                        "entry_id": entry_id, "name": old_name,
-                        "folder_id": self._folder_id(caller, old_parent_id)}).first()
-                else:
-                    row = s.execute(_FILE_FIRST_NAME, {"entry_id": entry_id}).first()
-                if row is None or row.owner_id != caller.user_id:
-                    if old_name and s.execute(_FILE_ROW, {"entry_id": entry_id}).first():
-                        raise NotFound(f"no such name of the file: {old_name}")
-                    raise NotFound(f"no such file: {entry_id}")
-                entry, name_id = _file_row(row)
+                rows = s.execute(_ENTRY_FIRST_NAME, {"entry_id": entry_id}).all()
+            found = _entry_of(rows, caller.user_id)
+            if found is None or found[0].owner_id != caller.user_id:
+                if old_name and s.execute(_FILE_ROW, {"entry_id": entry_id}).first():
+                    raise NotFound(f"no such name of the file: {old_name}")
+                raise NotFound(f"no such file: {entry_id}")
+            entry, name_id = found
             if isinstance(entry, Folder) and entry.parent_id is None:
                 raise PermissionDenied("the root folder cannot be moved")
             if entry.deleted_at is not None:
@@ -923,8 +963,8 @@ class Namespace:
         if not target or len(target.encode()) > 4095:
             raise InvalidArgument("a symbolic link needs a target of at most 4095 bytes")
         with self.db.write() as s:
-            parent = self._folder(s, caller, parent_id, lock=True)
-            if self._child(s, parent.id, name) is not None:
+            parent = self._ancestry(s, caller, parent_id, lock=True)
+            if self._name_taken(s, parent.id, name) is not None:
                 raise AlreadyExists(f"{name} already exists")
             t = now_ns()
             link = File(id=new_id(), owner_id=caller.user_id, folder_id=parent.id, name=name,
@@ -934,7 +974,7 @@ class Namespace:
             s.add(link)
             s.flush()
             s.execute(_INSERT_NAME, _name_row(link))
-            parent.mtime_ns = parent.ctime_ns = t
+            s.execute(_TOUCH_FOLDERS, {"a": parent.id, "b": parent.id, "t": t})
             # The target is stored bytes like any other: counted now, released on delete.
             s.execute(update(User).where(User.id == caller.user_id)
                       .values(storage_used=User.storage_used + link.size))
@@ -1153,6 +1193,8 @@ class Namespace:
                 raise AlreadyExists(f"{name} already exists in the destination: pick a new name")
             entry.deleted_at = None
             entry.name = name
+            entry.ctime_ns = now_ns()
+            dest.mtime_ns = dest.ctime_ns = now_ns()
             if isinstance(entry, Folder):
                 entry.parent_id = dest.id
                 entry.original_parent_id = None
@@ -1164,8 +1206,6 @@ class Namespace:
                 if not restored:  # (a trashed file always keeps a name; should it not)
                     s.add(FileName(file_id=entry.id, owner_id=entry.owner_id,
                                    folder_id=dest.id, name=name))
-            entry.ctime_ns = now_ns()
-            dest.mtime_ns = dest.ctime_ns = now_ns()
             s.flush()
             path = posixpath.join(self.path_of(s, dest), name)
         self.changes.publish(Change("restored", caller.user_id, entry.id, dest.id, name,
