@@ -24,7 +24,8 @@ What is checked, per node that answers (``ChunkService.ListChunks``):
   did not answer: named by its path in its owner's drive and the owner's email.
 - ``node_unreachable``: a node that did not answer; its copies are unknown, not missing.
 - ``link_count``: a file whose stored ``nlink`` is not the number of its names (its rows in
-  ``file_names``; a trashed file keeps one); ``--repair`` sets it to the names counted.
+  ``file_names``; a trashed file keeps one); ``--repair`` sets it to the names counted, and
+  gives a file with no name at all one, ``/lost+found-ID`` in its owner's drive.
 
 ``--repair``: drops the replica rows of missing and corrupt copies (a corrupt copy is first
 moved to quarantine on its node, as the scrubber does), records unrecorded copies files
@@ -673,10 +674,13 @@ class _Run:
             action = ""
             if self.repair:
                 with self.f.db.write() as s:  # counted again in the same transaction
-                    s.execute(update(File).where(File.id == fid).values(
-                        nlink=select(func.count()).where(FileName.file_id == fid)
-                        .scalar_subquery()))
-                action = "set to the names counted"
+                    if n == 0:
+                        action = _name_orphan(s, fid)
+                    else:
+                        s.execute(update(File).where(File.id == fid).values(
+                            nlink=select(func.count()).where(FileName.file_id == fid)
+                            .scalar_subquery()))
+                        action = "set to the names counted"
             yield self._finding(LINK_COUNT, fixed=self.repair, path=path, owner_email=email,
                                 file_id=fid, action=action,
                                 detail=f"nlink is {stored}, the file has {n} names")
@@ -729,6 +733,21 @@ class _Pace:
 
 def _progress(text: str) -> pb.FsckMessage:
     return pb.FsckMessage(progress=text)
+
+
+def _name_orphan(s: object, file_id: str) -> str:
+    """A file without any name (no folder shows it, so nothing can read or remove it): one
+    name in its owner's root, ``lost+found-ID`` (in the trash if the file is), nlink 1,
+    as a filesystem check puts an orphan inode in lost+found. What the repair did."""
+    f = s.get(File, file_id)  # type: ignore[attr-defined]
+    owner = s.get(User, f.owner_id) if f is not None else None  # type: ignore[attr-defined]
+    if f is None or owner is None or not owner.root_folder_id:
+        return "not named: the file or its owner's drive is gone"
+    name = f"lost+found-{file_id}"
+    s.add(FileName(file_id=file_id, owner_id=f.owner_id,  # type: ignore[attr-defined]
+                   folder_id=owner.root_folder_id, name=name, deleted_at=f.deleted_at))
+    f.nlink = 1
+    return f"named /{name} in its owner's drive"
 
 
 def _first_name(s: object, file_id: str) -> tuple[str, str]:
