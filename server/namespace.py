@@ -890,8 +890,10 @@ class Namespace:
                 s.execute(_MOVE_FOLDER, {"entry_id": entry.id, "new_name": name,
                                          "dest_id": dest.id, "t": t})
             else:
-                s.execute(_MOVE_NAME, {"name_id": name_id, "new_name": name,
-                                       "dest_id": dest.id})
+                if not s.execute(_MOVE_NAME, {"name_id": name_id, "new_name": name,
+                                              "dest_id": dest.id}).rowcount:
+                    # removed since it was read (an unlink that just committed)
+                    raise NotFound(f"no such name of the file: {entry.name}")
                 s.execute(_TOUCH_FILE, {"entry_id": entry.id, "t": t})
             s.execute(_TOUCH_FOLDERS, {"a": dest.id, "b": old_parent or dest.id, "t": t})
             entry.name = name
