@@ -1,6 +1,7 @@
 """Hard links: several names for one file, on both databases.
 
-A file row is the inode (content, chunks, attributes); LinkFile gives it further names.
+A file row is the inode (content, chunks, attributes) and each of its names is a row of the
+name table (file_names); LinkFile gives it further names.
 These checks are what a user of the names would notice: both names list with one id and
 nlink 2, a write through one reads back through the other, removing one name keeps the
 other and puts nothing in the trash, the quota counts the bytes once, and a name is unique
