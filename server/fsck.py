@@ -23,8 +23,9 @@ What is checked, per node that answers (``ChunkService.ListChunks``):
 - ``lost_file``: a file with a chunk that has no good copy anywhere and none on a node that
   did not answer: named by its path in its owner's drive and the owner's email.
 - ``node_unreachable``: a node that did not answer; its copies are unknown, not missing.
-- ``link_count``: a file whose stored ``nlink`` is not the number of its names (its own and
-  its hard links in ``file_links``); ``--repair`` sets it to the names counted.
+- ``link_count``: a file whose stored ``nlink`` is not the number of its names (its rows in
+  ``file_names``; a trashed file keeps one); ``--repair`` sets it to the names counted, and
+  gives a file with no name at all one, ``/lost+found-ID`` in its owner's drive.
 
 ``--repair``: drops the replica rows of missing and corrupt copies (a corrupt copy is first
 moved to quarantine on its node, as the scrubber does), records unrecorded copies files
@@ -61,7 +62,7 @@ from .models import (
     Chunk,
     File,
     FileChunk,
-    FileLink,
+    FileName,
     Folder,
     Replica,
     StorageNode,
@@ -643,7 +644,7 @@ class _Run:
                 for sha, f, email in rows:
                     if f.id not in seen and sha in lost_set:
                         seen[f.id] = (sha, f, email)
-            found = [(sha, f, email, _path(s, f.folder_id, f.name))
+            found = [(sha, f, email, _path(s, *_first_name(s, f.id)))
                      for sha, f, email in seen.values()]
         for sha, f, email, path in sorted(found, key=lambda x: (x[2], x[3])):
             self.t.lost_files += 1
@@ -658,25 +659,28 @@ class _Run:
     def _link_counts(self) -> Iterator[pb.FsckMessage]:
         """Files whose stored nlink is not their names counted: the mount shows it as
         st_nlink and decides by it whether an rm of one name keeps the file."""
-        names = select(FileLink.file_id, func.count().label("n")).group_by(
-            FileLink.file_id).subquery()
-        counted = 1 + func.coalesce(names.c.n, 0)
+        names = select(FileName.file_id, func.count().label("n")).group_by(
+            FileName.file_id).subquery()
+        counted = func.coalesce(names.c.n, 0)
         with self.f.db.read() as s:
             rows = s.execute(
-                select(File.id, File.nlink, counted, File.folder_id, File.name, User.email)
+                select(File.id, File.nlink, counted, User.email)
                 .outerjoin(names, names.c.file_id == File.id)
                 .join(User, User.id == File.owner_id)
                 .where(File.nlink != counted)).all()
-            found = [(fid, stored, int(n), email, _path(s, folder_id, name))
-                     for fid, stored, n, folder_id, name, email in rows]
+            found = [(fid, stored, int(n), email, _path(s, *_first_name(s, fid)))
+                     for fid, stored, n, email in rows]
         for fid, stored, n, email, path in found:
             action = ""
             if self.repair:
                 with self.f.db.write() as s:  # counted again in the same transaction
-                    s.execute(update(File).where(File.id == fid).values(
-                        nlink=1 + select(func.count()).where(FileLink.file_id == fid)
-                        .scalar_subquery()))
-                action = "set to the names counted"
+                    if n == 0:
+                        action = _name_orphan(s, fid)
+                    else:
+                        s.execute(update(File).where(File.id == fid).values(
+                            nlink=select(func.count()).where(FileName.file_id == fid)
+                            .scalar_subquery()))
+                        action = "set to the names counted"
             yield self._finding(LINK_COUNT, fixed=self.repair, path=path, owner_email=email,
                                 file_id=fid, action=action,
                                 detail=f"nlink is {stored}, the file has {n} names")
@@ -729,6 +733,29 @@ class _Pace:
 
 def _progress(text: str) -> pb.FsckMessage:
     return pb.FsckMessage(progress=text)
+
+
+def _name_orphan(s: object, file_id: str) -> str:
+    """A file without any name (no folder shows it, so nothing can read or remove it): one
+    name in its owner's root, ``lost+found-ID`` (in the trash if the file is), nlink 1,
+    as a filesystem check puts an orphan inode in lost+found. What the repair did."""
+    f = s.get(File, file_id)  # type: ignore[attr-defined]
+    owner = s.get(User, f.owner_id) if f is not None else None  # type: ignore[attr-defined]
+    if f is None or owner is None or not owner.root_folder_id:
+        return "not named: the file or its owner's drive is gone"
+    name = f"lost+found-{file_id}"
+    s.add(FileName(file_id=file_id, owner_id=f.owner_id,  # type: ignore[attr-defined]
+                   folder_id=owner.root_folder_id, name=name, deleted_at=f.deleted_at))
+    f.nlink = 1
+    return f"named /{name} in its owner's drive"
+
+
+def _first_name(s: object, file_id: str) -> tuple[str, str]:
+    """(folder id, name) of a file's oldest name (the one kept in the trash for a trashed
+    file); ("", "?") for a file without any."""
+    row = s.execute(select(FileName.folder_id, FileName.name).where(  # type: ignore[attr-defined]
+        FileName.file_id == file_id).order_by(FileName.created_at, FileName.id).limit(1)).first()
+    return (row.folder_id, row.name) if row is not None else ("", "?")
 
 
 def _path(s: object, folder_id: str, name: str) -> str:

@@ -161,22 +161,21 @@ class Folder(PosixAttributes, Base):
 
 
 class File(PosixAttributes, Base):
+    """A file's inode: content (chunks), size, type and mode, owner, times, version, the
+    count of its names and its trash state. Its names live in ``file_names``; a file has
+    one or more live names, or (in the trash) exactly one trashed name, the one a restore
+    brings back.
+
+    ``folder_id`` and ``name`` are not stored here: they are the name this object was
+    reached by (a listing row, a lookup, a file's first name for a lookup by id), set by
+    the namespace for replies and events; a file object built for a new file carries the
+    name it is created under until the name row is written.
+    """
+
     __tablename__ = "files"
-    __table_args__ = (
-        Index(
-            "uq_files_live_name",
-            "folder_id",
-            "name",
-            unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
-    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"), index=True)
-    name: Mapped[str] = mapped_column(String(255))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     mime_type: Mapped[str] = mapped_column(String(200), default="application/octet-stream")
     symlink_target: Mapped[str | None] = mapped_column(Text)
@@ -186,34 +185,50 @@ class File(PosixAttributes, Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     modified_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    original_folder_id: Mapped[str | None] = mapped_column(String(36))
-    # How many names the file has: this row's own (folder_id, name) plus its FileLink rows.
+    # How many live names the file has (its file_names rows; 1 in the trash).
     nlink: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The name this object shows (see above): plain attributes, not columns.
+    folder_id = ""
+    name = ""
     # Set on the copy delete_file answers with when it removed one name of several.
     name_only = False
 
 
-class FileLink(Base):
-    """A further name of a file (a hard link): the file row is the inode, with content,
-    chunks, attributes and its first name; each row here is one more (folder, name)
-    naming it. Names are unique in a folder across folders, files and links (the
-    namespace checks that under the folder's lock; this index holds it among links).
+class FileName(Base):
+    """One name of a file: a (folder, name) naming the inode ``file_id``, as a directory
+    entry does on a local filesystem. Hard links are several rows naming one file; no row
+    is the file's "own" name. Names are unique among the live entries of a folder, across
+    folders and files (the namespace checks that under the folder's lock; the partial
+    index holds it among file names).
 
-    When the file row's own name is removed while links remain, one link's place and
-    name move into the file row and that link row goes, so a file always has a name of
-    its own and everything that reads ``files`` (trash, shares, fsck, admin) keeps
-    working unchanged.
+    The trash: a file goes to the trash only when its last name goes (removing one of
+    several names frees nothing, as ``rm`` of a hard link does). Its last name stays
+    here with ``deleted_at`` set (the file's own ``deleted_at`` says it is in the trash):
+    that is where the trash lists it and what a restore brings back by default (the same
+    folder and name, unless that name is taken meanwhile or the caller picks another).
+    A file trashed with several names at once (a delete by id) keeps its oldest name.
     """
 
-    __tablename__ = "file_links"
-    __table_args__ = (Index("uq_file_links_name", "folder_id", "name", unique=True),)
+    __tablename__ = "file_names"
+    __table_args__ = (
+        Index(
+            "uq_file_names_live",
+            "folder_id",
+            "name",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"))
+    folder_id: Mapped[str] = mapped_column(ForeignKey("folders.id", ondelete="CASCADE"),
+                                           index=True)
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Chunk(Base):

@@ -4,6 +4,13 @@ All metadata rules live here, behind typed errors: who may see or change an entr
 unique within a folder, no folder moved into itself, soft delete into the trash and
 restore from it, quota accounting on commit and on permanent delete. Every method runs
 in one database transaction, so a rename or an overwrite is atomic whatever it holds.
+
+Names and inodes are apart, as on a local filesystem (and in JuiceFS and S3QL): a ``files``
+row is the inode (content, attributes, nlink, trash state) and every name of it, in a
+folder, is a ``file_names`` row; hard links are several rows naming one file, none of them
+special. On the wire a file is still its id, and a (folder, name) pair says which of its
+names an operation means; a file reached by id shows its oldest name. A file goes to the
+trash only when its last name goes, and keeps that name there (see ``FileName``).
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from sqlalchemy import (
     Integer,
     Row,
     bindparam,
+    cast,
     delete,
     exists,
     func,
     literal_column,
+    null,
     select,
     union_all,
     update,
@@ -53,7 +62,7 @@ from .models import (
     Chunk,
     File,
     FileChunk,
-    FileLink,
+    FileName,
     Folder,
     Share,
     User,
@@ -79,7 +88,7 @@ MAX_LINKS = 65000  # names one file may have (ext4's limit; link(2) answers EMLI
 # is taken by a folder or a file, one UPDATE touches the parents' times.
 _FOLDERS = Folder.__table__
 _FILES = File.__table__
-_LINKS = FileLink.__table__
+_NAMES = FileName.__table__
 
 
 def _ancestry_query():  # type: ignore[no-untyped-def]
@@ -96,12 +105,9 @@ _NAME_TAKEN = union_all(
     select(literal_column("'folder'").label("kind"), _FOLDERS.c.id).where(
         _FOLDERS.c.parent_id == bindparam("parent_id"), _FOLDERS.c.name == bindparam("name"),
         _FOLDERS.c.deleted_at.is_(None)),
-    select(literal_column("'file'").label("kind"), _FILES.c.id).where(
-        _FILES.c.folder_id == bindparam("parent_id"), _FILES.c.name == bindparam("name"),
-        _FILES.c.deleted_at.is_(None)),
-    # a further name of a file (a trashed file has none: they go when it goes)
-    select(literal_column("'link'").label("kind"), _LINKS.c.file_id).where(
-        _LINKS.c.folder_id == bindparam("parent_id"), _LINKS.c.name == bindparam("name")),
+    select(literal_column("'file'").label("kind"), _NAMES.c.file_id).where(
+        _NAMES.c.folder_id == bindparam("parent_id"), _NAMES.c.name == bindparam("name"),
+        _NAMES.c.deleted_at.is_(None)),
 )
 _LOCK_FOLDER = select(_FOLDERS.c.id).where(
     _FOLDERS.c.id == bindparam("folder_id"), _FOLDERS.c.owner_id == bindparam("owner_id")
@@ -112,20 +118,81 @@ _TOUCH_FOLDERS = update(_FOLDERS).where(
 _INSERT_FOLDER = _FOLDERS.insert()
 _MOVE_FOLDER = update(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id")).values(
     name=bindparam("new_name"), parent_id=bindparam("dest_id"), ctime_ns=bindparam("t"))
-_MOVE_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
-    name=bindparam("new_name"), folder_id=bindparam("dest_id"), ctime_ns=bindparam("t"))
-_TRASH_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
-    deleted_at=bindparam("now"), original_folder_id=_FILES.c.folder_id,
+# A name moves (the file's ctime changes with it: _TOUCH_FILE).
+_MOVE_NAME = update(_NAMES).where(_NAMES.c.id == bindparam("name_id")).values(
+    name=bindparam("new_name"), folder_id=bindparam("dest_id"))
+_TOUCH_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
     ctime_ns=bindparam("t"))
+# To the trash: the inode is marked (RETURNING its name count, read under the row lock), its
+# oldest name is kept, marked too (what the trash lists and a restore brings back), and when
+# it had others (a link made meanwhile included), they go (_DROP_LIVE_NAMES, nlink 1).
+_TRASH_FILE = update(_FILES).where(_FILES.c.id == bindparam("entry_id")).values(
+    deleted_at=bindparam("now"), ctime_ns=bindparam("t")).returning(_FILES.c.nlink)
+_TRASH_FIRST_NAME = update(_NAMES).where(_NAMES.c.id == select(_NAMES.c.id).where(
+    _NAMES.c.file_id == bindparam("entry_id")).order_by(
+    _NAMES.c.created_at, _NAMES.c.id).limit(1).scalar_subquery()).values(
+    deleted_at=bindparam("now")).returning(_NAMES.c.folder_id, _NAMES.c.name)
+_DROP_LIVE_NAMES = delete(_NAMES).where(
+    _NAMES.c.file_id == bindparam("entry_id"), _NAMES.c.deleted_at.is_(None)
+).returning(_NAMES.c.folder_id, _NAMES.c.name)
+_INSERT_NAME = _NAMES.insert()
 _DELETE_FILE = delete(_FILES).where(_FILES.c.id == bindparam("entry_id"))
 _FILE_ROW = select(_FILES).where(_FILES.c.id == bindparam("entry_id"))
+# A file with one of its names: its oldest (the name a lookup by id shows), or a given one.
+_FILE_NAMED = select(_FILES, _NAMES.c.id.label("name_id"), _NAMES.c.folder_id,
+                     _NAMES.c.name).join(_NAMES, _NAMES.c.file_id == _FILES.c.id)
+_FILE_FIRST_NAME = _FILE_NAMED.where(_FILES.c.id == bindparam("entry_id")).order_by(
+    _NAMES.c.created_at, _NAMES.c.id).limit(1)
+_FILE_FIRST_NAME_LOCKED = _FILE_FIRST_NAME.with_for_update(of=_FILES)
+_FILE_BY_NAME = _FILE_NAMED.where(
+    _FILES.c.id == bindparam("entry_id"), _NAMES.c.folder_id == bindparam("folder_id"),
+    _NAMES.c.name == bindparam("name"), _NAMES.c.deleted_at.is_(None))
 _FOLDER_ROW = select(_FOLDERS).where(_FOLDERS.c.id == bindparam("entry_id"))
+
+
+def _entry_query(file_side):  # type: ignore[no-untyped-def]
+    """A folder's row or a file's row with one of its names (``file_side``), whichever
+    ``entry_id`` is, in one statement (a move does not know which it is given): a column
+    ``kind`` says which; a column the row's kind lacks is NULL."""
+    files = file_side.subquery()
+    sides = {"folder": _FOLDERS.c, "file": files.c}
+    labels = list(dict.fromkeys([*_FOLDERS.c.keys(), *files.c.keys()]))
+    types = {**{k: c.type for k, c in files.c.items()}, **{k: c.type for k, c in
+                                                            _FOLDERS.c.items()}}
+    folder, file = (select(literal_column(f"'{kind}'").label("kind"), *[
+        cols[k].label(k) if k in cols else cast(null(), types[k]).label(k) for k in labels])
+        for kind, cols in sides.items())
+    return union_all(folder.where(_FOLDERS.c.id == bindparam("entry_id")), file)
+
+
+def _entry_of(rows: Sequence[Row], caller_id: str) -> tuple[Folder | File, str] | None:
+    """From ``_entry_query``'s rows: the caller's folder, else the file (whoever owns it),
+    as a detached object, with the name's id for a file."""
+    def values(row: Row, table) -> dict[str, object]:  # type: ignore[no-untyped-def]
+        return {k: row._mapping[k] for k in table.c.keys()}
+    for row in rows:
+        if row.kind == "folder" and row.owner_id == caller_id:
+            return Folder(**values(row, _FOLDERS)), ""
+    for row in rows:
+        if row.kind == "file":
+            f = File(**values(row, _FILES))
+            f.folder_id, f.name = row.folder_id, row.name
+            return f, str(row.name_id)
+    return None
+
+
+_ENTRY_FIRST_NAME = _entry_query(_FILE_FIRST_NAME)
+_ENTRY_BY_NAME = _entry_query(_FILE_BY_NAME)
 # A folder's children (ORM entities: many rows load faster this way than built one by one).
 _SUBFOLDERS = select(Folder).where(Folder.parent_id == bindparam("folder_id")).order_by(
     Folder.name)
-_FOLDER_FILES = select(File).where(File.folder_id == bindparam("folder_id")).order_by(File.name)
+_FOLDER_FILES = select(File, FileName.name).join(FileName, FileName.file_id == File.id).where(
+    FileName.folder_id == bindparam("folder_id")).order_by(FileName.name)
 _LIVE_SUBFOLDERS = _SUBFOLDERS.where(Folder.deleted_at.is_(None))
-_LIVE_FOLDER_FILES = _FOLDER_FILES.where(File.deleted_at.is_(None))
+_LIVE_FOLDER_FILES = _FOLDER_FILES.where(FileName.deleted_at.is_(None))
+# Files by id, each with its oldest name first (the name a lookup by id shows).
+_FILES_NAMED = select(File, FileName.folder_id, FileName.name).outerjoin(
+    FileName, FileName.file_id == File.id).order_by(FileName.created_at, FileName.id)
 
 
 def now_ns() -> int:
@@ -137,6 +204,29 @@ def named(f: File, folder_id: str, name: str) -> File:
     copy = File(**{c.key: getattr(f, c.key) for c in _FILES.c})
     copy.folder_id, copy.name = folder_id, name
     return copy
+
+
+def shown(f: File, folder_id: str, name: str) -> File:
+    """``f`` showing the name it was reached by: the object itself the first time (the
+    name is a plain attribute, not a column), a detached copy when a session reaches one
+    file by a second name (a listing of a folder holding two of its names)."""
+    if not f.name or (f.folder_id, f.name) == (folder_id, name):
+        f.folder_id, f.name = folder_id, name
+        return f
+    return named(f, folder_id, name)
+
+
+def _name_row(f: File) -> dict[str, object]:
+    """The name row of a new file (``f`` carries the name it is created under)."""
+    return {"id": new_id(), "file_id": f.id, "owner_id": f.owner_id, "folder_id": f.folder_id,
+            "name": f.name, "created_at": utcnow(), "deleted_at": None}
+
+
+def _file_row(row: Row) -> tuple[File, str]:
+    """A file (detached) from a ``_FILE_NAMED`` row, showing that name, and the name's id."""
+    values = dict(row._mapping)
+    name_id = values.pop("name_id")
+    return File(**values), str(name_id)
 
 
 def _client_id(value: str) -> str:
@@ -341,15 +431,44 @@ class Namespace:
             raise NotFound(f"folder is in the trash: {found.rows[0].name}")
         return found
 
-    def _file(self, s: DbSession, caller: Caller, file_id: str) -> File:
-        f = s.get(File, file_id)
+    def _file(self, s: DbSession, caller: Caller, file_id: str, *, lock: bool = False
+              ) -> File:
+        f = self._load_file(s, file_id, lock=lock)
         if f is None or f.owner_id != caller.user_id:
             raise NotFound(f"no such file: {file_id}")
         return f
 
+    def _load_file(self, s: DbSession, file_id: str, *, lock: bool = False) -> File | None:
+        """The file (in the session) showing its oldest name, in one statement; ``lock``
+        takes its row lock on PostgreSQL and reads it afresh."""
+        q = _FILES_NAMED.where(File.id == file_id).limit(1)
+        if lock and self.db.is_postgres:
+            q = q.with_for_update(of=File).execution_options(populate_existing=True)
+        row = s.execute(q).first()
+        if row is None:
+            return None
+        f, folder_id, name = row
+        f.folder_id, f.name = folder_id or "", name or ""
+        return f
+
+    def _load_files(self, s: DbSession, file_ids: Sequence[str]) -> dict[str, File]:
+        """``_load_file`` for many ids (each file showing its oldest name)."""
+        found: dict[str, File] = {}
+        for part in _parts(list(dict.fromkeys(file_ids))):
+            for f, folder_id, name in s.execute(_FILES_NAMED.where(File.id.in_(part))):
+                if f.id not in found:
+                    f.folder_id, f.name = folder_id or "", name or ""
+                    found[f.id] = f
+        return found
+
+    def _folder_id(self, caller: Caller, folder_id: str) -> str:
+        """A folder id as clients send it ("" or "/" for the root), without a query: for a
+        name of the caller's file, whose name row already says whose folder it is."""
+        return caller.root_folder_id if folder_id in ("", "/", "root") else folder_id
+
     def _name_taken(self, s: DbSession, parent_id: str, name: str) -> tuple[str, str] | None:
-        """("folder" | "file" | "link", id) of the live entry called ``name`` in the
-        folder, or None; for a link the id is the file's it names."""
+        """("folder" | "file", id) of the live entry called ``name`` in the folder, or
+        None; for a file the id is the file's (whichever of its names this is)."""
         s.flush()
         rows = s.execute(_NAME_TAKEN, {"parent_id": parent_id, "name": name}).all()
         if not rows:
@@ -358,64 +477,36 @@ class Namespace:
         return str(row.kind), str(row.id)
 
     def _child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
-        """The live entry called ``name`` in the folder (a file also by a further name), or
+        """The live entry called ``name`` in the folder (a file showing that name), or
         None: one statement for a name that is free, the common case of a lookup."""
         taken = self._name_taken(s, parent_id, name)
         if taken is None:
             return None
         kind, entry_id = taken
-        return s.get(Folder if kind == "folder" else File, entry_id)
+        if kind == "folder":
+            return s.get(Folder, entry_id)
+        f = s.get(File, entry_id)
+        return None if f is None else shown(f, parent_id, name)
 
-    def _named_child(self, s: DbSession, parent_id: str, name: str) -> File | Folder | None:
-        """``_child`` for replies: a file reached by a further name shows that name."""
-        entry = self._child(s, parent_id, name)
-        if isinstance(entry, File) and (entry.folder_id, entry.name) != (parent_id, name):
-            return named(entry, parent_id, name)
-        return entry
-
-    def _links_in(self, s: DbSession, folder_id: str, include_deleted: bool) -> list[File]:
-        """Files that further names in the folder name, each shown with that name."""
-        q = select(File, FileLink.name).join(FileLink, FileLink.file_id == File.id).where(
-            FileLink.folder_id == folder_id)
-        if not include_deleted:
-            q = q.where(File.deleted_at.is_(None))
-        return [named(f, folder_id, name) for f, name in s.execute(q)]
+    def _first_name(self, s: DbSession, file_id: str) -> tuple[str, str]:
+        """(folder id, name) of the file's oldest name, ("", "") if it has none."""
+        row = s.execute(select(FileName.folder_id, FileName.name).where(
+            FileName.file_id == file_id).order_by(FileName.created_at, FileName.id).limit(1)
+        ).first()
+        return (row.folder_id, row.name) if row is not None else ("", "")
 
     def _drop_name(self, s: DbSession, f: File, folder_id: str, name: str, t: int) -> None:
-        """Remove one name of a file that has several (``f`` in this session): a further
-        name's row goes; the file's own name is taken over by its oldest further name."""
-        link = s.scalars(select(FileLink).where(
-            FileLink.file_id == f.id, FileLink.folder_id == folder_id,
-            FileLink.name == name)).first()
-        if link is None:
-            if (f.folder_id, f.name) != (folder_id, name):
-                raise NotFound(f"no such name of the file: {name}")
-            link = s.scalars(select(FileLink).where(FileLink.file_id == f.id).order_by(
-                FileLink.created_at, FileLink.id)).first()
-            if link is None:
-                raise FailedPrecondition("the file has one name only")
-            f.folder_id, f.name = link.folder_id, link.name
-        s.delete(link)
-        f.nlink = max(f.nlink - 1, 1)
-        f.ctime_ns = t
+        """Remove one name of a file that has several (``f`` in this session or a copy):
+        its name row goes, the file counts one name less and its ctime changes."""
+        gone = s.execute(delete(_NAMES).where(
+            _NAMES.c.file_id == f.id, _NAMES.c.folder_id == folder_id, _NAMES.c.name == name,
+            _NAMES.c.deleted_at.is_(None))).rowcount
+        if not gone:
+            raise NotFound(f"no such name of the file: {name}")
+        s.execute(update(_FILES).where(_FILES.c.id == f.id).values(
+            nlink=_FILES.c.nlink - 1, ctime_ns=t))
         s.execute(_TOUCH_FOLDERS, {"a": folder_id, "b": folder_id, "t": t})
-        s.flush()
-
-    def _drop_links(self, s: DbSession, file_ids: Sequence[str]) -> list[tuple[str, str, str]]:
-        """Every further name of these files goes (the files go with their own names, to
-        the trash or away): (file id, folder id, name) of each name removed."""
-        gone: list[tuple[str, str, str]] = []
-        for part in _parts(list(file_ids)):
-            rows = s.execute(select(FileLink.file_id, FileLink.folder_id, FileLink.name).where(
-                FileLink.file_id.in_(part))).all()
-            if not rows:
-                continue
-            gone.extend((r.file_id, r.folder_id, r.name) for r in rows)
-            s.execute(delete(FileLink).where(FileLink.file_id.in_(part))
-                      .execution_options(synchronize_session=False))
-            s.execute(update(File).where(File.id.in_(part)).values(nlink=1)
-                      .execution_options(synchronize_session=False))
-        return gone
+        f.nlink, f.ctime_ns = max(f.nlink - 1, 1), t
 
     def path_of(self, s: DbSession, folder: Folder) -> str:
         if folder.parent_id is None:
@@ -429,7 +520,7 @@ class Namespace:
             check_name(part, "path")  # no name holds a control character: none to look up
             if not isinstance(cur, Folder):
                 raise NotFound(f"not a folder on the way to {path}")
-            nxt = self._named_child(s, cur.id, part)
+            nxt = self._child(s, cur.id, part)
             if nxt is None:
                 raise NotFound(f"no such file or folder: {path}")
             cur = nxt
@@ -444,7 +535,7 @@ class Namespace:
                 if rows and rows[0].owner_id == caller.user_id:
                     found = Ancestry(rows)
                     return found.folder(), "owner", found.path
-                f = s.get(File, entry_id)
+                f = self._load_file(s, entry_id)
                 if f is not None:
                     access = self._access(s, caller, f)
                     base = "/Shared"
@@ -456,7 +547,7 @@ class Namespace:
             if name:
                 check_name(name)
                 parent = self._ancestry(s, caller, parent_folder_id)
-                entry = self._named_child(s, parent.id, name)
+                entry = self._child(s, parent.id, name)
                 if entry is None:
                     raise NotFound(f"no such file or folder: {name}")
                 return entry, "owner", posixpath.join(parent.path, name)
@@ -479,10 +570,7 @@ class Namespace:
             fq, files_q = (_SUBFOLDERS, _FOLDER_FILES) if include_deleted else (
                 _LIVE_SUBFOLDERS, _LIVE_FOLDER_FILES)
             params = {"folder_id": folder.id}
-            files = list(s.scalars(files_q, params))
-            further = self._links_in(s, folder.id, include_deleted)
-            if further:
-                files = sorted(files + further, key=lambda f: f.name)
+            files = [shown(f, folder.id, name) for f, name in s.execute(files_q, params)]
             listing = Listing(folder, list(s.scalars(fq, params)), files)
             listing.paths[folder.id] = path
             listing.subfolders = self.subfolder_counts(
@@ -518,16 +606,24 @@ class Namespace:
         return FileAccess(f, share.permission, owner.email if owner else "")
 
     def _file_is_live(self, s: DbSession, f: File) -> bool:
-        """Neither the file nor any folder above it is in the trash: what the owner threw
-        away is no longer anyone else's to read or write (restoring it brings it back)."""
+        """The file is not in the trash and one of its names is in a folder that is not
+        either: what the owner threw away is no longer anyone else's to read or write
+        (restoring it brings it back)."""
         if f.deleted_at is not None:
             return False
-        rows = self._ancestor_rows(s, f.folder_id)
-        return bool(rows) and Ancestry(rows).live
+        folders = [f.folder_id] if f.folder_id else []
+        if f.nlink > 1 or not folders:
+            folders += [fid for fid in s.scalars(select(FileName.folder_id).where(
+                FileName.file_id == f.id, FileName.deleted_at.is_(None))) if fid not in folders]
+        for folder_id in folders:
+            rows = self._ancestor_rows(s, folder_id)
+            if rows and Ancestry(rows).live:
+                return True
+        return False
 
     def readable_file(self, caller: Caller, file_id: str) -> tuple[FileAccess, list[ChunkSpan]]:
         with self.db.read() as s:
-            f = s.get(File, file_id)
+            f = self._load_file(s, file_id)
             if f is None:
                 raise NotFound(f"no such file: {file_id}")
             access = self._access(s, caller, f)
@@ -542,8 +638,7 @@ class Namespace:
         out: dict[str, tuple[FileAccess, list[ChunkSpan]] | str] = {}
         with self.db.read() as s:
             ids = list(dict.fromkeys(file_ids))
-            files = {f.id: f for i in range(0, len(ids), 500)
-                     for f in s.scalars(select(File).where(File.id.in_(ids[i:i + 500])))}
+            files = self._load_files(s, ids)
             spans: dict[str, list[ChunkSpan]] = {}
             for i in range(0, len(ids), 500):
                 for c in s.scalars(select(FileChunk).where(
@@ -565,7 +660,7 @@ class Namespace:
 
     def writable_file(self, caller: Caller, file_id: str) -> FileAccess:
         with self.db.read() as s:
-            f = s.get(File, file_id)
+            f = self._load_file(s, file_id)
             if f is None:
                 raise NotFound(f"no such file: {file_id}")
             access = self._access(s, caller, f)
@@ -640,17 +735,22 @@ class Namespace:
         return folder
 
     def _subtree(self, s: DbSession, folder: Folder) -> tuple[list[str], list[File]]:
-        """Ids of ``folder`` and every folder below it, and every file below it."""
+        """Ids of ``folder`` and every folder below it, and every file with a name below
+        it (live or in the trash), each once."""
         ids = [folder.id]
         frontier = [folder.id]
         while frontier:
             kids = list(s.scalars(select(Folder.id).where(Folder.parent_id.in_(frontier))))
             ids.extend(kids)
             frontier = kids
-        files: list[File] = []
-        for i in range(0, len(ids), 500):
-            files.extend(s.scalars(select(File).where(File.folder_id.in_(ids[i:i + 500]))))
-        return ids, files
+        files: dict[str, File] = {}
+        for part in _parts(ids):
+            for f, folder_id, name in s.execute(select(File, FileName.folder_id, FileName.name)
+                                                .join(FileName, FileName.file_id == File.id)
+                                                .where(FileName.folder_id.in_(part))):
+                if f.id not in files:
+                    files[f.id] = shown(f, folder_id, name)
+        return ids, list(files.values())
 
     def delete_folder(self, caller: Caller, folder_id: str, recursive: bool,
                       permanent: bool) -> None:
@@ -660,8 +760,8 @@ class Namespace:
                 raise PermissionDenied("the root folder cannot be deleted")
             has_children = s.scalar(select(exists().where(
                 Folder.parent_id == folder.id, Folder.deleted_at.is_(None)))) or s.scalar(
-                select(exists().where(File.folder_id == folder.id, File.deleted_at.is_(None)))
-            ) or s.scalar(select(exists().where(FileLink.folder_id == folder.id)))
+                select(exists().where(FileName.folder_id == folder.id,
+                                      FileName.deleted_at.is_(None))))
             if has_children and not recursive:
                 raise FailedPrecondition(f"folder not empty: {folder.name}")
             parent_id = folder.parent_id
@@ -680,46 +780,33 @@ class Namespace:
                          caller.user_id, folder_id=folder_id, permanent=permanent)
 
     def _purge_folder(self, s: DbSession, caller: Caller, folder: Folder) -> int:
+        """``folder`` and everything below it go for good: every name in them goes, and
+        so does every file left without a name; a file named outside them stays, with
+        one name less for each one that went. The bytes freed."""
         ids, files = self._subtree(s, folder)
-        files = self._keep_named_elsewhere(s, set(ids), files)
-        freed = sum(f.size for f in files)
+        for part in _parts(ids):
+            s.execute(delete(FileName).where(FileName.folder_id.in_(part))
+                      .execution_options(synchronize_session=False))
+        left: dict[str, int] = {}
+        if any(f.nlink > 1 for f in files):
+            for part in _parts([f.id for f in files if f.nlink > 1]):
+                left.update((fid, int(n)) for fid, n in s.execute(
+                    select(FileName.file_id, func.count()).where(
+                        FileName.file_id.in_(part), FileName.deleted_at.is_(None))
+                    .group_by(FileName.file_id)))
+        t = now_ns()
+        going = [f for f in files if not left.get(f.id)]
         for f in files:
+            if left.get(f.id):
+                f.nlink, f.ctime_ns = left[f.id], t
+        freed = sum(f.size for f in going)
+        for f in going:
             s.delete(f)
         s.flush()
         for fid in reversed(ids):
             s.execute(delete(Folder).where(Folder.id == fid))
         self._release(s, caller.user_id, freed)
         return freed
-
-    def _keep_named_elsewhere(self, s: DbSession, ids: set[str], files: list[File]
-                              ) -> list[File]:
-        """Before the folders ``ids`` go for good: the names inside them go, and a file
-        with a name outside them stays (that name becomes its own). The files that go."""
-        inside: list[FileLink] = []
-        for part in _parts(sorted(ids)):
-            inside.extend(s.scalars(select(FileLink).where(FileLink.folder_id.in_(part))))
-        linked = {f.id for f in files if f.nlink > 1} | {link.file_id for link in inside}
-        if not linked:
-            return files
-        t = now_ns()
-        for link in inside:
-            s.delete(link)
-        s.flush()
-        going = {f.id for f in files}
-        for fid in linked:
-            f = s.get(File, fid)
-            assert f is not None
-            outside = list(s.scalars(select(FileLink).where(FileLink.file_id == fid).order_by(
-                FileLink.created_at, FileLink.id)))
-            if fid in going and outside:
-                f.folder_id, f.name = outside[0].folder_id, outside[0].name
-                s.delete(outside[0])
-                outside = outside[1:]
-                going.discard(fid)
-            f.nlink = 1 + len(outside)
-            f.ctime_ns = t
-        s.flush()
-        return [f for f in files if f.id in going]
 
     def _release(self, s: DbSession, user_id: str, nbytes: int) -> None:
         if nbytes:
@@ -734,34 +821,28 @@ class Namespace:
              replace_existing: bool, old_parent_id: str = "", old_name: str = ""
              ) -> tuple[File | Folder, str]:
         """Rename or move an entry; ``old_parent_id``/``old_name`` pick which name of a file
-        with several moves (default: its own). As rename(2): onto another name of the same
-        file, nothing happens; onto a file with other names, only that name goes."""
+        with several moves (default: its oldest). As rename(2): onto another name of the
+        same file, nothing happens; onto a file with other names, only that name goes."""
         with self.db.write() as s:
             # A detached copy of the row: the Core UPDATE below changes the row, the copy
             # follows it for the reply.
-            entry: File | Folder
-            row = s.execute(_FOLDER_ROW, {"entry_id": entry_id}).first()
-            if row is not None and row.owner_id == caller.user_id:
-                entry = Folder(**row._mapping)
+            # (one statement whichever it is; a file with the name it moves by)
+            if old_name:
+                rows = s.execute(_ENTRY_BY_NAME, {
+                    "entry_id": entry_id, "name": old_name,
+                    "folder_id": self._folder_id(caller, old_parent_id)}).all()
             else:
-                row = s.execute(_FILE_ROW, {"entry_id": entry_id}).first()
-                if row is None or row.owner_id != caller.user_id:
-                    raise NotFound(f"no such file: {entry_id}")
-                entry = File(**row._mapping)
+                rows = s.execute(_ENTRY_FIRST_NAME, {"entry_id": entry_id}).all()
+            found = _entry_of(rows, caller.user_id)
+            if found is None or found[0].owner_id != caller.user_id:
+                if old_name and s.execute(_FILE_ROW, {"entry_id": entry_id}).first():
+                    raise NotFound(f"no such name of the file: {old_name}")
+                raise NotFound(f"no such file: {entry_id}")
+            entry, name_id = found
             if isinstance(entry, Folder) and entry.parent_id is None:
                 raise PermissionDenied("the root folder cannot be moved")
             if entry.deleted_at is not None:
                 raise NotFound("entry is in the trash: restore it instead")
-            link: FileLink | None = None
-            if old_name and isinstance(entry, File):
-                source = self._ancestry(s, caller, old_parent_id).id
-                if (source, old_name) != (entry.folder_id, entry.name):
-                    link = s.scalars(select(FileLink).where(
-                        FileLink.file_id == entry.id, FileLink.folder_id == source,
-                        FileLink.name == old_name)).first()
-                    if link is None:
-                        raise NotFound(f"no such name of the file: {old_name}")
-                    entry.folder_id, entry.name = link.folder_id, link.name
             old_parent = entry.parent_id if isinstance(entry, Folder) else entry.folder_id
             dest_id = new_parent_id or old_parent
             dest = self._ancestry(s, caller, dest_id or "", lock=True)
@@ -774,17 +855,17 @@ class Namespace:
                 # another name of the same file: rename(2) does nothing
                 return entry, posixpath.join(dest.path, name)
             if taken is not None and taken[1] != entry.id:
-                existing = s.get(Folder if taken[0] == "folder" else File, taken[1],
-                                 with_for_update=self.db.is_postgres and taken[0] != "folder")
+                existing = s.get(Folder, taken[1]) if taken[0] == "folder" else \
+                    self._load_file(s, taken[1], lock=True)
                 assert existing is not None
                 if not replace_existing:
                     raise AlreadyExists(f"{name} already exists")
                 if isinstance(existing, Folder):
                     if not isinstance(entry, Folder):
                         raise AlreadyExists(f"{name} is a folder")
-                    ids, files = self._subtree(s, existing)
-                    if len(ids) > 1 or any(f.deleted_at is None for f in files) or s.scalar(
-                            select(exists().where(FileLink.folder_id == existing.id))):
+                    if s.scalar(select(exists().where(
+                            Folder.parent_id == existing.id))) or s.scalar(select(exists().where(
+                            FileName.folder_id == existing.id, FileName.deleted_at.is_(None)))):
                         raise FailedPrecondition(f"folder not empty: {name}")
                     self._purge_folder(s, caller, existing)
                 elif existing.nlink > 1:  # a file with other names: only this one goes
@@ -805,13 +886,15 @@ class Namespace:
             old_name = entry.name
             t = now_ns()
             s.flush()
-            if link is not None:
-                s.execute(update(_LINKS).where(_LINKS.c.id == link.id).values(
-                    folder_id=dest.id, name=name))
-                s.execute(update(_FILES).where(_FILES.c.id == entry.id).values(ctime_ns=t))
+            if isinstance(entry, Folder):
+                s.execute(_MOVE_FOLDER, {"entry_id": entry.id, "new_name": name,
+                                         "dest_id": dest.id, "t": t})
             else:
-                s.execute(_MOVE_FOLDER if isinstance(entry, Folder) else _MOVE_FILE,
-                          {"entry_id": entry.id, "new_name": name, "dest_id": dest.id, "t": t})
+                if not s.execute(_MOVE_NAME, {"name_id": name_id, "new_name": name,
+                                              "dest_id": dest.id}).rowcount:
+                    # removed since it was read (an unlink that just committed)
+                    raise NotFound(f"no such name of the file: {entry.name}")
+                s.execute(_TOUCH_FILE, {"entry_id": entry.id, "t": t})
             s.execute(_TOUCH_FOLDERS, {"a": dest.id, "b": old_parent or dest.id, "t": t})
             entry.name = name
             if isinstance(entry, Folder):
@@ -832,7 +915,7 @@ class Namespace:
         with self.db.write() as s:
             entry: File | Folder | None = s.get(Folder, entry_id)
             if entry is None or entry.owner_id != caller.user_id:
-                f = s.get(File, entry_id)
+                f = self._load_file(s, entry_id)
                 if f is None:
                     raise NotFound(f"no such file or folder: {entry_id}")
                 access = self._access(s, caller, f)
@@ -882,15 +965,18 @@ class Namespace:
         if not target or len(target.encode()) > 4095:
             raise InvalidArgument("a symbolic link needs a target of at most 4095 bytes")
         with self.db.write() as s:
-            parent = self._folder(s, caller, parent_id, lock=True)
-            if self._child(s, parent.id, name) is not None:
+            parent = self._ancestry(s, caller, parent_id, lock=True)
+            if self._name_taken(s, parent.id, name) is not None:
                 raise AlreadyExists(f"{name} already exists")
             t = now_ns()
-            link = File(owner_id=caller.user_id, folder_id=parent.id, name=name, size=len(
-                target.encode()), mime_type="inode/symlink", symlink_target=target, mode=0o777,
-                uid=uid, gid=gid, atime_ns=t, mtime_ns=t, ctime_ns=t)
+            link = File(id=new_id(), owner_id=caller.user_id, folder_id=parent.id, name=name,
+                        size=len(target.encode()), mime_type="inode/symlink",
+                        symlink_target=target, mode=0o777, uid=uid, gid=gid, atime_ns=t,
+                        mtime_ns=t, ctime_ns=t)
             s.add(link)
-            parent.mtime_ns = parent.ctime_ns = t
+            s.flush()
+            s.execute(_INSERT_NAME, _name_row(link))
+            s.execute(_TOUCH_FOLDERS, {"a": parent.id, "b": parent.id, "t": t})
             # The target is stored bytes like any other: counted now, released on delete.
             s.execute(update(User).where(User.id == caller.user_id)
                       .values(storage_used=User.storage_used + link.size))
@@ -908,7 +994,7 @@ class Namespace:
             folder = s.get(Folder, file_id)
             if folder is not None and folder.owner_id == caller.user_id:
                 raise PermissionDenied("a folder cannot be linked")
-            f = s.get(File, file_id, with_for_update=self.db.is_postgres)
+            f = self._load_file(s, file_id, lock=True)
             if f is None:
                 raise NotFound(f"no such file: {file_id}")
             if f.owner_id != caller.user_id:
@@ -922,7 +1008,7 @@ class Namespace:
             if self._name_taken(s, parent.id, name) is not None:
                 raise AlreadyExists(f"{name} already exists")
             t = now_ns()
-            s.add(FileLink(file_id=f.id, owner_id=caller.user_id, folder_id=parent.id,
+            s.add(FileName(file_id=f.id, owner_id=caller.user_id, folder_id=parent.id,
                            name=name))
             f.nlink += 1
             f.ctime_ns = t
@@ -940,54 +1026,62 @@ class Namespace:
         """A file to the trash (or away for good). With ``name`` (in ``parent_id``) only
         that name of the file goes while it has others: as a local ``rm`` of one hard link
         frees nothing, nothing goes to the trash until the last name goes. Without one,
-        the file goes with every name it has."""
+        the file goes with every name it has (the trash keeps its oldest)."""
         if name:
             check_name(name)
         with self.db.write() as s:
-            # A detached copy of the row: the Core statements below change the row, the copy
-            # follows them for the reply and the events.
-            row = s.execute(_FILE_ROW, {"entry_id": file_id}).first()
+            # The file with its oldest name, locked (PostgreSQL): an unlink or link of
+            # another name of it waits, so its name count is the one read here.
+            row = s.execute(_FILE_FIRST_NAME_LOCKED if self.db.is_postgres
+                            else _FILE_FIRST_NAME, {"entry_id": file_id}).first()
             if row is None or row.owner_id != caller.user_id:
                 raise NotFound(f"no such file: {file_id}")
-            f = File(**row._mapping)
+            f, _ = _file_row(row)
             if not permanent and f.deleted_at is not None:
                 raise NotFound("file is already in the trash")
             t = now_ns()
             if name and f.deleted_at is None:
-                folder_id = self._ancestry(s, caller, parent_id).id
-                # locked and read again: an unlink of another name of it may just have
-                # committed (taking this name over as the file's own, or leaving it alone)
-                live = s.get(File, f.id, with_for_update=self.db.is_postgres,
-                             populate_existing=True)
-                if live is None or live.deleted_at is not None:
-                    raise NotFound(f"no such file: {file_id}")
-                f = named(live, live.folder_id, live.name)
-                if live.nlink > 1:
-                    self._drop_name(s, live, folder_id, name, t)
+                folder_id = self._folder_id(caller, parent_id)
+                if f.nlink > 1:
+                    self._drop_name(s, f, folder_id, name, t)
+                    shows = (f.folder_id, f.name) if (f.folder_id, f.name) != (
+                        folder_id, name) else self._first_name(s, f.id)
                     self.changes.publish(Change("deleted", caller.user_id, f.id, folder_id,
                                                 name))
-                    self.changes.publish(Change("updated", caller.user_id, f.id,
-                                                live.folder_id, live.name))
-                    gone = named(live, folder_id, name)
+                    self.changes.publish(Change("updated", caller.user_id, f.id, *shows))
+                    gone = named(f, folder_id, name)
                     gone.name_only = True
                     return gone
                 if (folder_id, name) != (f.folder_id, f.name):
-                    raise NotFound(f"no such name of the file: {name}")
+                    # read again: on PostgreSQL the row lock waited for an unlink of another
+                    # name, and the name read with the row predates it
+                    f.folder_id, f.name = self._first_name(s, f.id)
+                    if (folder_id, name) != (f.folder_id, f.name):
+                        raise NotFound(f"no such name of the file: {name}")
+            further: list[tuple[str, str]] = []
             if permanent:
-                further = self._drop_links(s, [f.id]) if f.nlink > 1 else []
+                if f.nlink > 1:
+                    further = [(r.folder_id, r.name) for r in s.execute(
+                        select(_NAMES.c.folder_id, _NAMES.c.name).where(
+                            _NAMES.c.file_id == f.id))]
                 self._release(s, caller.user_id, f.size)
-                s.execute(_DELETE_FILE, {"entry_id": f.id})  # (links made since: cascaded)
+                s.execute(_DELETE_FILE, {"entry_id": f.id})  # its names go with it
             else:
                 f.deleted_at = utcnow()
-                f.original_folder_id = f.folder_id
                 f.ctime_ns = t
-                s.execute(_TRASH_FILE, {"entry_id": f.id, "now": f.deleted_at, "t": t})
-                # after the row is taken (and locked): a link made meanwhile goes too
-                further = self._drop_links(s, [f.id])
-            s.execute(_TOUCH_FOLDERS, {"a": f.folder_id, "b": f.folder_id, "t": t})
-            for _, folder_id, _name in further:
+                params = {"entry_id": f.id, "now": f.deleted_at, "t": t}
+                nlink = s.execute(_TRASH_FILE, params).scalar_one()
+                kept = s.execute(_TRASH_FIRST_NAME, params).first()
+                if kept is not None:
+                    f.folder_id, f.name = kept.folder_id, kept.name
+                if nlink > 1:  # (a link made since the read above included)
+                    further = [(r.folder_id, r.name) for r in s.execute(_DROP_LIVE_NAMES, params)]
+                    s.execute(update(_FILES).where(_FILES.c.id == f.id).values(nlink=1))
+                f.nlink = 1
+            further = [n for n in further if n != (f.folder_id, f.name)]
+            for folder_id in {f.folder_id} | {folder_id for folder_id, _ in further}:
                 s.execute(_TOUCH_FOLDERS, {"a": folder_id, "b": folder_id, "t": t})
-        for _, folder_id, other in further:
+        for folder_id, other in further:
             self.changes.publish(Change("deleted", caller.user_id, f.id, folder_id, other))
         self.changes.publish(Change("deleted", caller.user_id, f.id, f.folder_id, f.name))
         self.events.emit("delete", f"{f.name} {'deleted' if permanent else 'moved to trash'}",
@@ -1000,48 +1094,69 @@ class Namespace:
 
         A mount queues ``rm -r``'s unlinks and sends them together, so this does in a
         handful of statements what ``delete_file`` does per file: one SELECT of the
-        caller's files among the ids, one UPDATE (or DELETE plus one quota release), one
-        UPDATE of the parents' times. An id that is unknown, someone else's or already in
-        the trash gets its own NotFound and the others go ahead.
+        caller's files among the ids with their names (locked on PostgreSQL), one UPDATE
+        of the files and one of the names each keeps in the trash (or one DELETE plus one
+        quota release), one UPDATE of the parents' times. An id that is unknown, someone
+        else's or already in the trash gets its own NotFound and the others go ahead.
         """
         ids = list(dict.fromkeys(file_ids))
         if len(ids) > MAX_DELETE_BATCH:
             raise InvalidArgument(f"at most {MAX_DELETE_BATCH} files per call")
-        found: dict[str, tuple[str, str, int, bool]] = {}
+        found: dict[str, tuple[str, str, int, bool]] = {}  # id: (folder, name, size, trashed)
+        first: dict[str, str] = {}  # file id: its oldest name's id (the one the trash keeps)
+        others: list[tuple[str, str, str]] = []  # (file id, folder, name) of the other names
+        names = select(_FILES.c.id, _FILES.c.size, _FILES.c.deleted_at, _NAMES.c.id.label(
+            "name_id"), _NAMES.c.folder_id, _NAMES.c.name).join(
+            _NAMES, _NAMES.c.file_id == _FILES.c.id).where(
+            _FILES.c.owner_id == caller.user_id).order_by(_NAMES.c.created_at, _NAMES.c.id)
+        t = now_ns()
+        now = utcnow()
         with self.db.write() as s:
+            trashed: set[str] = set()
+            if permanent:
+                if self.db.is_postgres:
+                    names = names.with_for_update(of=_FILES)
+            else:
+                # Marked first, which takes the rows' locks (PostgreSQL): the names read
+                # next are the ones they have, a link or unlink that just committed included.
+                for part in _parts(ids):
+                    trashed.update(s.scalars(update(_FILES).where(
+                        _FILES.c.id.in_(part), _FILES.c.owner_id == caller.user_id,
+                        _FILES.c.deleted_at.is_(None)).values(deleted_at=now, ctime_ns=t)
+                        .returning(_FILES.c.id)))
             for part in _parts(ids):
-                for fid, folder_id, name, size, deleted_at in s.execute(
-                        select(File.id, File.folder_id, File.name, File.size, File.deleted_at)
-                        .where(File.id.in_(part), File.owner_id == caller.user_id)):
-                    found[fid] = (folder_id, name, size, deleted_at is not None)
-            doomed = [fid for fid, (_, _, _, trashed) in found.items()
-                      if permanent or not trashed]
-            t = now_ns()
-            further = self._drop_links(s, doomed) if permanent else []  # (rest: below)
+                for r in s.execute(names.where(_FILES.c.id.in_(part))):
+                    if r.id in found:
+                        others.append((r.id, r.folder_id, r.name))
+                        continue
+                    found[r.id] = (r.folder_id, r.name, r.size,
+                                   r.deleted_at is not None and r.id not in trashed)
+                    first[r.id] = r.name_id
+            doomed = [fid for fid in found if (permanent or fid in trashed)]
+            doomed_set = set(doomed)
+            further = [o for o in others if o[0] in doomed_set]
             for part in _parts(doomed):
-                if permanent:
-                    s.execute(delete(File).where(File.id.in_(part))
-                              .execution_options(synchronize_session=False))
+                if permanent:  # their names go with them
+                    s.execute(delete(_FILES).where(_FILES.c.id.in_(part)))
                 else:
-                    s.execute(update(File).where(File.id.in_(part))
-                              .values(deleted_at=utcnow(), original_folder_id=File.folder_id,
-                                      ctime_ns=t)
-                              .execution_options(synchronize_session=False))
-            if not permanent:  # after the rows are taken: a link made meanwhile goes too
-                further = self._drop_links(s, doomed)
+                    s.execute(update(_NAMES).where(_NAMES.c.id.in_([first[fid] for fid in part]))
+                              .values(deleted_at=now))
+            if further and not permanent:
+                for part in _parts(sorted({fid for fid, _, _ in further})):
+                    s.execute(delete(_NAMES).where(_NAMES.c.file_id.in_(part),
+                                                   _NAMES.c.deleted_at.is_(None)))
+                    s.execute(update(_FILES).where(_FILES.c.id.in_(part)).values(nlink=1))
             if permanent:
                 self._release(s, caller.user_id, sum(found[fid][2] for fid in doomed))
             parents = sorted({found[fid][0] for fid in doomed} | {f for _, f, _ in further})
             for part in _parts(parents):
-                s.execute(update(Folder).where(Folder.id.in_(part))
-                          .values(mtime_ns=t, ctime_ns=t)
-                          .execution_options(synchronize_session=False))
-        done = set(doomed)
+                s.execute(update(_FOLDERS).where(_FOLDERS.c.id.in_(part))
+                          .values(mtime_ns=t, ctime_ns=t))
         for fid, folder_id, name in further:
             self.changes.publish(Change("deleted", caller.user_id, fid, folder_id, name))
         out: list[tuple[str, CloudError | None]] = []
         for fid in ids:
-            if fid in done:
+            if fid in doomed_set:
                 folder_id, name, size, _ = found[fid]
                 self.changes.publish(Change("deleted", caller.user_id, fid, folder_id, name))
                 self.events.emit("delete",
@@ -1056,16 +1171,18 @@ class Namespace:
 
     def restore(self, caller: Caller, entry_id: str, new_parent_id: str = "",
                 new_name: str = "") -> tuple[File | Folder, str]:
+        """An entry back from the trash: a folder where it was, a file under the name the
+        trash kept for it (the last name it had), or where and as the caller says."""
         with self.db.write() as s:
             entry: File | Folder | None = s.get(Folder, entry_id)
             if entry is None or entry.owner_id != caller.user_id:
-                entry = self._file(s, caller, entry_id)
+                entry = self._file(s, caller, entry_id, lock=True)
             if entry.deleted_at is None:
                 raise FailedPrecondition("not in the trash")
             if isinstance(entry, Folder):
                 origin = entry.original_parent_id or entry.parent_id or caller.root_folder_id
             else:
-                origin = entry.original_folder_id or entry.folder_id
+                origin = entry.folder_id or caller.root_folder_id
             dest_id = new_parent_id or origin
             try:
                 dest = self._folder(s, caller, dest_id, lock=True)
@@ -1078,14 +1195,19 @@ class Namespace:
                 raise AlreadyExists(f"{name} already exists in the destination: pick a new name")
             entry.deleted_at = None
             entry.name = name
+            entry.ctime_ns = now_ns()
+            dest.mtime_ns = dest.ctime_ns = now_ns()
             if isinstance(entry, Folder):
                 entry.parent_id = dest.id
                 entry.original_parent_id = None
             else:
                 entry.folder_id = dest.id
-                entry.original_folder_id = None
-            entry.ctime_ns = now_ns()
-            dest.mtime_ns = dest.ctime_ns = now_ns()
+                entry.nlink = 1
+                restored = s.execute(update(_NAMES).where(_NAMES.c.file_id == entry.id).values(
+                    folder_id=dest.id, name=name, deleted_at=None)).rowcount
+                if not restored:  # (a trashed file always keeps a name; should it not)
+                    s.add(FileName(file_id=entry.id, owner_id=entry.owner_id,
+                                   folder_id=dest.id, name=name))
             s.flush()
             path = posixpath.join(self.path_of(s, dest), name)
         self.changes.publish(Change("restored", caller.user_id, entry.id, dest.id, name,
@@ -1095,17 +1217,20 @@ class Namespace:
         return entry, path
 
     def list_trash(self, caller: Caller) -> tuple[list[Folder], list[File], dict[str, str]]:
-        """Top-level trashed entries (what is inside a trashed folder goes with it)."""
+        """Top-level trashed entries (what is inside a trashed folder goes with it): files
+        under the name the trash keeps for each."""
         with self.db.read() as s:
             folders = [f for f in s.scalars(select(Folder).where(
                 Folder.owner_id == caller.user_id, Folder.deleted_at.is_not(None)))
                 if f.parent_id and self._is_live_folder(s, s.get(Folder, f.parent_id))]
             files = []
-            for f in s.scalars(select(File).where(File.owner_id == caller.user_id,
-                                                  File.deleted_at.is_not(None))):
-                parent = s.get(Folder, f.folder_id)
+            for f, folder_id, name in s.execute(
+                    select(File, FileName.folder_id, FileName.name)
+                    .join(FileName, FileName.file_id == File.id)
+                    .where(File.owner_id == caller.user_id, File.deleted_at.is_not(None))):
+                parent = s.get(Folder, folder_id)
                 if parent is not None and self._is_live_folder(s, parent):
-                    files.append(f)
+                    files.append(shown(f, folder_id, name))
             paths: dict[str, str] = {}
             for folder in folders:
                 parent = s.get(Folder, folder.parent_id)
@@ -1155,7 +1280,7 @@ class Namespace:
         """
         with self.db.read() as s:
             if overwrite_file_id:
-                f = s.get(File, overwrite_file_id)
+                f = self._load_file(s, overwrite_file_id)
                 if f is None:
                     raise NotFound(f"no such file: {overwrite_file_id}")
                 access = self._access(s, caller, f)
@@ -1207,13 +1332,10 @@ class Namespace:
                 parents = sorted({pid for pid, _ in named})
                 names = sorted({name for _, name in named})
                 for fid, pid, name, size in s.execute(
-                        select(File.id, File.folder_id, File.name, File.size).where(
-                            File.folder_id.in_(parents), File.name.in_(names), *live)):
-                    by_name[(pid, name)] = (fid, int(size))
-                for fid, pid, name, size in s.execute(  # further names (hard links)
-                        select(File.id, FileLink.folder_id, FileLink.name, File.size)
-                        .join(FileLink, FileLink.file_id == File.id).where(
-                            FileLink.folder_id.in_(parents), FileLink.name.in_(names), *live)):
+                        select(File.id, FileName.folder_id, FileName.name, File.size)
+                        .join(FileName, FileName.file_id == File.id).where(
+                            FileName.folder_id.in_(parents), FileName.name.in_(names),
+                            FileName.deleted_at.is_(None), *live)):
                     by_name[(pid, name)] = (fid, int(size))
         credited: set[str] = set()
         sizes: list[int] = []
@@ -1240,7 +1362,7 @@ class Namespace:
         with self.db.write() as s:
             target: File | None = None
             if overwrite_file_id:
-                target = s.get(File, overwrite_file_id, with_for_update=self.db.is_postgres)
+                target = self._load_file(s, overwrite_file_id, lock=True)
                 if target is None:
                     raise NotFound(f"file disappeared during the upload: {overwrite_file_id}")
                 access = self._access(s, caller, target)
@@ -1248,7 +1370,7 @@ class Namespace:
                     raise PermissionDenied("this file is shared with you read-only")
                 if expected_version and target.version != expected_version:
                     raise Conflict("the file changed during the upload")
-                parent = s.get(Folder, target.folder_id)
+                parent = None  # new content in place: the folder does not change
             else:
                 check_name(name, "filename")
                 parent = self._folder(s, caller, parent_id, lock=True)
@@ -1268,12 +1390,14 @@ class Namespace:
             t = now_ns()
             mime = mime_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
             if target is None:
-                target = File(owner_id=owner_id, folder_id=parent.id, name=name, size=size,
-                              mime_type=mime, mode=stored_mode(mode, 0o644), uid=uid, gid=gid,
-                              atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t, version=1,
-                              rdev=rdev if special else 0)
+                assert parent is not None
+                target = File(id=new_id(), owner_id=owner_id, folder_id=parent.id, name=name,
+                              size=size, mime_type=mime, mode=stored_mode(mode, 0o644),
+                              uid=uid, gid=gid, atime_ns=t, mtime_ns=mtime_ns or t, ctime_ns=t,
+                              version=1, rdev=rdev if special else 0)
                 s.add(target)
                 s.flush()
+                s.execute(_INSERT_NAME, _name_row(target))
                 kind = "created"
             else:
                 s.execute(delete(FileChunk).where(FileChunk.file_id == target.id))
@@ -1306,8 +1430,8 @@ class Namespace:
                 parent.ctime_ns = t
             s.flush()
             s.expunge(target)
-            recipients = list(s.scalars(select(Share.shared_with_id).where(
-                Share.file_id == target.id)))
+            recipients = [] if kind == "created" else list(s.scalars(  # a new file: no shares
+                select(Share.shared_with_id).where(Share.file_id == target.id)))
         change = Change(kind, owner_id, target.id, target.folder_id, target.name)
         self.changes.publish(change)
         for rid in recipients:
@@ -1327,8 +1451,7 @@ class Namespace:
         with self.db.write() as s:
             wanted = list(dict.fromkeys(it.overwrite_file_id for it in items
                                         if it.overwrite_file_id))
-            targets = {f.id: f for part in _parts(wanted)
-                       for f in s.scalars(select(File).where(File.id.in_(part)))}
+            targets = self._load_files(s, wanted)
             pids = [it.parent_id if it.parent_id not in ("", "/", "root")
                     else caller.root_folder_id for it in items]
             parents: dict[str, Folder | CloudError] = {}
@@ -1433,6 +1556,8 @@ class Namespace:
                 s.execute(delete(FileChunk).where(FileChunk.file_id.in_(part)))
             s.add_all(fresh)
             s.flush()
+            if fresh:
+                s.execute(_INSERT_NAME, [_name_row(f) for f in fresh])
             _insert_chunk_rows(s, chunk_rows)
             for parent in touched.values():
                 parent.mtime_ns = parent_times.get(parent.id) or t
@@ -1465,13 +1590,12 @@ class Namespace:
                         Folder.parent_id == folder_id, Folder.name.in_(part),
                         Folder.deleted_at.is_(None))):
                     taken[(folder_id, d.name)] = d
-                for f in s.scalars(select(File).where(
-                        File.folder_id == folder_id, File.name.in_(part),
-                        File.deleted_at.is_(None))):
-                    taken.setdefault((folder_id, f.name), f)
-                for f, name in s.execute(select(File, FileLink.name).join(
-                        FileLink, FileLink.file_id == File.id).where(
-                        FileLink.folder_id == folder_id, FileLink.name.in_(part))):
+                for f, name in s.execute(select(File, FileName.name).join(
+                        FileName, FileName.file_id == File.id).where(
+                        FileName.folder_id == folder_id, FileName.name.in_(part),
+                        FileName.deleted_at.is_(None))):
+                    if not f.name:  # (the session's object: the batch changes it)
+                        f.folder_id, f.name = folder_id, name
                     taken.setdefault((folder_id, name), f)
         return taken
 
@@ -1513,8 +1637,9 @@ class Namespace:
 
     def list_shares(self, caller: Caller, file_id: str = "") -> list[tuple[Share, str, str]]:
         with self.db.read() as s:
-            q = (select(Share, File.name, User.email)
-                 .join(File, File.id == Share.file_id)
+            first_name = select(FileName.name).where(FileName.file_id == Share.file_id).order_by(
+                FileName.created_at, FileName.id).limit(1).scalar_subquery()
+            q = (select(Share, first_name, User.email)
                  .join(User, User.id == Share.shared_with_id)
                  .where(Share.owner_id == caller.user_id).order_by(Share.created_at))
             if file_id:
@@ -1544,14 +1669,22 @@ class Namespace:
                          file_id=fid)
 
     def shared_with_me(self, caller: Caller) -> list[tuple[File, str, str]]:
+        """Live files shared with the caller, each once (under its oldest name)."""
         with self.db.read() as s:
             rows = s.execute(
-                select(File, Share.permission, User.email)
+                select(File, Share.permission, User.email, FileName.folder_id, FileName.name)
                 .join(Share, Share.file_id == File.id)
                 .join(User, User.id == File.owner_id)
+                .join(FileName, FileName.file_id == File.id)
                 .where(Share.shared_with_id == caller.user_id, File.deleted_at.is_(None))
-                .order_by(File.name))
-            return [(f, perm, email) for f, perm, email in rows if self._file_is_live(s, f)]
+                .order_by(FileName.created_at, FileName.id))
+            found: dict[str, tuple[File, str, str]] = {}
+            for f, perm, email, folder_id, name in rows:
+                if f.id not in found:
+                    f.folder_id, f.name = folder_id, name
+                    found[f.id] = (f, perm, email)
+            return sorted(((f, perm, email) for f, perm, email in found.values()
+                           if self._file_is_live(s, f)), key=lambda x: x[0].name)
 
     # --- accounting -----------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from cloudgrpc_server.db import Database
 from cloudgrpc_server.key_files import cluster_keys
 from cloudgrpc_server.metadata_backup import MetadataBackup
 from cloudgrpc_server.metadata_restore import run_restore
-from cloudgrpc_server.models import Base, Event, File, FileLink, Folder, StorageNode, User
+from cloudgrpc_server.models import Base, Event, File, FileName, Folder, StorageNode, User
 from cloudgrpc_server.snapshot_format import SnapshotEncoder, read_records
 from tests.cluster import ADMIN_KEY, CLUSTER_SECRET, Cluster, running_cluster
 from tests.conftest import database_for
@@ -375,10 +375,13 @@ def _seed(db: Database) -> None:
             s.flush()
             parent = child
         # a file with two names (a hard link): the names table travels with the files
-        f = File(owner_id=user.id, folder_id=parent.id, name="doc", nlink=2)
+        f = File(owner_id=user.id, nlink=2)
         s.add(f)
         s.flush()
-        s.add(FileLink(file_id=f.id, owner_id=user.id, folder_id=root.id, name="doc-link"))
+        s.add_all([FileName(file_id=f.id, owner_id=user.id, folder_id=parent.id, name="doc",
+                            created_at=dt.datetime(2026, 1, 1)),
+                   FileName(file_id=f.id, owner_id=user.id, folder_id=root.id, name="doc-link",
+                            created_at=dt.datetime(2026, 1, 2))])
         s.add_all([Event(event_type="seed", message=f"event {i}") for i in range(3)])
 
 
@@ -412,8 +415,8 @@ def test_snapshot_is_one_point_in_time_and_one_at_a_time(source_db: Database,
     assert run_restore(Settings(data_dir=tmp_path / "keys", database_url=target), path) == 0
     emails = [r[0] for r in query(target, "SELECT email FROM users")]
     assert emails == ["ada@example.com"]
-    assert query(target, "SELECT f.name, f.nlink, l.name FROM files f JOIN file_links l"
-                 " ON l.file_id = f.id") == [("doc", 2, "doc-link")]
+    assert query(target, "SELECT n.name, f.nlink FROM files f JOIN file_names n"
+                 " ON n.file_id = f.id ORDER BY n.name") == [("doc", 2), ("doc-link", 2)]
     # the events as they were, and the restore's own mark (see restore_guard)
     assert sorted(r[0] for r in query(target, "SELECT event_type FROM events")) == \
         ["metadata_restored"] + ["seed"] * 3
@@ -491,9 +494,64 @@ def _head() -> str:
 
 
 # Columns migrations after 0005 added (0006, 0008, 0009), by table, and their tables (0007,
-# 0009).
+# 0010); 0010 also moved the files' names (folder_id, name, original_folder_id) into
+# file_names, so a 0005 snapshot carries them in files (each file's oldest name).
 ADDED_AFTER_0005 = {"storage_nodes": {"logical_bytes"}, "files": {"rdev", "nlink"}}
-TABLES_AFTER_0005 = {"traffic_minutes", "file_links"}
+TABLES_AFTER_0005 = {"traffic_minutes", "file_names"}
+
+
+def _table_block(records: list[Any], name: str) -> list[Any]:
+    """A table's header record and its rows, as they stand in ``records``."""
+    block: list[Any] = []
+    for r in records:
+        if isinstance(r, dict) and r.get("kind") == "table":
+            if block:
+                break
+            if r["name"] == name:
+                block.append(r)
+        elif block and isinstance(r, list):
+            block.append(r)
+    return block
+
+
+def _names_into_files(records: list[Any]) -> Iterator[Any]:
+    """A head snapshot's files rows as a schema before 0010 has them: with the file's
+    oldest name (and where a trashed one was) in the row."""
+    oldest: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    tags: dict[str, Any] = {}
+    table = ""
+    for r in records:
+        if isinstance(r, dict) and r.get("kind") == "table":
+            columns = [c[0] for c in r["columns"]]
+            table = r["name"]
+            if table == "file_names":
+                tags = dict(r["columns"])
+        elif isinstance(r, list) and table == "file_names":
+            row = dict(zip(columns, r, strict=True))
+            if row["file_id"] not in oldest or (row["created_at"], row["id"]) < (
+                    oldest[row["file_id"]]["created_at"], oldest[row["file_id"]]["id"]):
+                oldest[row["file_id"]] = row
+    # files (which now refer to no folder) may come before folders: after them, as the
+    # older schema's order has it
+    files_block = _table_block(records, "files")
+    rest = [r for r in records if not any(r is x for x in files_block)]
+    at = next(i for i, r in enumerate(rest) if isinstance(r, dict) and r.get("name") == "folders")
+    at += len(_table_block(rest, "folders"))
+    for r in rest[:at] + files_block + rest[at:]:
+        if isinstance(r, dict) and r.get("kind") == "table":
+            table = r["name"]
+            if table == "files":
+                columns = [c[0] for c in r["columns"]]
+                r = {**r, "columns": [*r["columns"], ["folder_id", tags["folder_id"]],
+                                      ["name", tags["name"]], ["original_folder_id",
+                                                               tags["folder_id"]]]}
+        elif isinstance(r, list) and table == "files":
+            row = dict(zip(columns, r, strict=True))
+            name = oldest[row["id"]]
+            trashed = row["deleted_at"] is not None
+            r = [*r, name["folder_id"], name["name"], name["folder_id"] if trashed else None]
+        yield r
 
 
 def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> None:
@@ -511,7 +569,7 @@ def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> Non
 
     def as_0005(records: list[Any]) -> Iterator[Any]:
         table, drop = "", None
-        for r in records:
+        for r in _names_into_files(records):
             if isinstance(r, dict) and r.get("kind") == "header":
                 yield {**r, "revision": "0005_upload_reservations"}
             elif isinstance(r, dict) and r.get("kind") == "table":
@@ -535,6 +593,9 @@ def test_older_snapshot_is_upgraded_and_newer_one_refused(tmp_path: Path) -> Non
     assert query(target, "SELECT name, key_hash, logical_bytes FROM storage_nodes") == [
         ("n1", "ab" * 32, 0)]
     assert table_rows(target, "folders") == 6
+    # 0005 had one name per file (the oldest): upgraded, it is the file's one name
+    assert query(target, "SELECT n.name, f.nlink FROM files f JOIN file_names n"
+                 " ON n.file_id = f.id") == [("doc", 1)]
 
     newer = _rewritten(blob, tmp_path / "newer.backup", lambda records: (
         {**r, "revision": "9999_from_the_future"} if isinstance(r, dict)

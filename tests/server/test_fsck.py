@@ -389,6 +389,19 @@ def test_wrong_link_count_is_found_and_set_right(fsck_cluster: Cluster, owner: A
         with engine.connect() as db:
             assert db.execute(sa.text("SELECT nlink FROM files WHERE id = :f"),
                               {"f": file_id}).scalar_one() == 2
+        # a file left without any name (no folder shows it): named in lost+found style
+        orphan, _, _ = stored(owner, name="orphan.bin")
+        with engine.begin() as db:
+            db.execute(sa.text("DELETE FROM file_names WHERE file_id = :f"), {"f": orphan})
+        assert "orphan.bin" not in {f.filename for f in owner.ls().files}
+        findings, _ = quick(repair=False)
+        assert ["nlink is 1, the file has 0 names"] == [
+            f.detail for f in findings if f.file_id == orphan]
+        findings, _ = quick(repair=True)
+        assert [f.action for f in findings if f.file_id == orphan] == [
+            f"named /lost+found-{orphan} in its owner's drive"]
+        assert {f.filename: f.file_id for f in owner.ls().files}[
+            f"lost+found-{orphan}"] == orphan
     finally:
         engine.dispose()
     findings, _ = quick(repair=False)

@@ -1,6 +1,7 @@
 """Hard links: several names for one file, on both databases.
 
-A file row is the inode (content, chunks, attributes); LinkFile gives it further names.
+A file row is the inode (content, chunks, attributes) and each of its names is a row of the
+name table (file_names); LinkFile gives it further names.
 These checks are what a user of the names would notice: both names list with one id and
 nlink 2, a write through one reads back through the other, removing one name keeps the
 other and puts nothing in the trash, the quota counts the bytes once, and a name is unique
@@ -340,3 +341,124 @@ def test_a_name_in_a_trashed_folder_still_counts(shared_cluster: Cluster) -> Non
                                    timeout=10)
     b = _names(acct, d)["b"]
     assert b.file_id == a and b.nlink == 1 and acct.download(a) == b"kept in the folder"
+
+
+def test_name_table_migration_keeps_every_file_and_name(database_url: str) -> None:
+    """A database at 0009 (files in folders, hard links, the trash, a trashed folder,
+    chunks, a share) upgrades to 0010 with every file and every name kept, downgrades to
+    0009's shape (first name in the file row, the others in file_links) and upgrades again
+    to the same state; the migrated names then work as names."""
+    import datetime as dt
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from cloudgrpc_server.accounts import Caller
+    from cloudgrpc_server.change_feed import ChangeFeed
+    from cloudgrpc_server.db import Database
+    from cloudgrpc_server.events import EventBus
+    from cloudgrpc_server.namespace import Namespace
+
+    db = Database(database_url)
+    try:
+        db.migrate("0009_hard_links")
+        now = dt.datetime(2026, 12, 1)
+        later = dt.datetime(2026, 12, 2)
+        with db.engine.begin() as conn:
+            for uid, email in (("u1", "a@example.com"), ("u2", "b@example.com")):
+                conn.execute(text(
+                    "INSERT INTO users (id, email, full_name, storage_allocated, storage_used,"
+                    " root_folder_id, is_active, created_at) VALUES (:id, :email, 'A', 100,"
+                    " 20, :root, true, :now)"), {"id": uid, "email": email,
+                                                 "root": f"root-{uid}", "now": now})
+            folder_sql = ("INSERT INTO folders (id, owner_id, parent_id, name, mode, uid, gid,"
+                          " atime_ns, mtime_ns, ctime_ns, created_at, deleted_at) VALUES (:id,"
+                          " 'u1', :parent, :name, 493, 0, 0, 0, 0, 0, :now, :gone)")
+            for fid, parent, name, gone in (("root-u1", None, "", None),
+                                            ("docs", "root-u1", "docs", None),
+                                            ("bin", "root-u1", "bin", later)):
+                conn.execute(text(folder_sql), {"id": fid, "parent": parent, "name": name,
+                                                "now": now, "gone": gone})
+            conn.execute(text("INSERT INTO chunks (sha256, size, created_at, last_used_at)"
+                              " VALUES (:sha, 5, :now, :now)"), {"sha": "ab" * 32, "now": now})
+            file_sql = ("INSERT INTO files (id, owner_id, folder_id, name, size, mime_type,"
+                        " mode, rdev, version, uid, gid, atime_ns, mtime_ns, ctime_ns,"
+                        " created_at, modified_at, deleted_at, original_folder_id, nlink)"
+                        " VALUES (:id, 'u1', :folder, :name, 5, 'text/plain', 420, 0, 1, 0, 0,"
+                        " 0, 0, 0, :now, :now, :gone, :origin, :nlink)")
+            for fid, folder, name, gone, nlink in (("f1", "root-u1", "top.txt", None, 3),
+                                                   ("f2", "docs", "deep.txt", None, 1),
+                                                   ("f3", "docs", "old.txt", later, 1),
+                                                   ("f4", "bin", "inside.txt", None, 2)):
+                conn.execute(text(file_sql), {"id": fid, "folder": folder, "name": name,
+                                              "now": now, "gone": gone, "nlink": nlink,
+                                              "origin": folder if gone else None})
+                conn.execute(text("INSERT INTO file_chunks (file_id, seq, chunk_sha256,"
+                                  " \"offset\", size) VALUES (:f, 0, :sha, 0, 5)"),
+                             {"f": fid, "sha": "ab" * 32})
+            for lid, fid, folder, name in (("l1", "f1", "docs", "top-link.txt"),
+                                           ("l2", "f1", "root-u1", "alias.txt"),
+                                           ("l3", "f4", "root-u1", "outside.txt")):
+                conn.execute(text("INSERT INTO file_links (id, file_id, owner_id, folder_id,"
+                                  " name, created_at) VALUES (:id, :f, 'u1', :folder, :name,"
+                                  " :at)"), {"id": lid, "f": fid, "folder": folder,
+                                             "name": name, "at": later})
+            conn.execute(text("INSERT INTO shares (id, file_id, owner_id, shared_with_id,"
+                              " permission, share_token, created_at) VALUES ('s1', 'f2', 'u1',"
+                              " 'u2', 'read', 'tok', :now)"), {"now": now})
+
+        ns = Namespace(db, EventBus(db), ChangeFeed())
+        caller = Caller("u1", "a@example.com", "A", "root-u1", now)
+        reader = Caller("u2", "b@example.com", "B", "root-u2", now)
+
+        def names(folder: str = "", trash: bool = False) -> list[tuple[str, str, int]]:
+            listing = ns.list_folder(caller, folder, include_deleted=trash)
+            return [(f.name, f.id, f.nlink) for f in listing.files]
+
+        def check_upgraded() -> None:
+            assert names() == [("alias.txt", "f1", 3), ("outside.txt", "f4", 2),
+                               ("top.txt", "f1", 3)]
+            assert names("docs") == [("deep.txt", "f2", 1), ("top-link.txt", "f1", 3)]
+            assert names("docs", trash=True) == [("deep.txt", "f2", 1), ("old.txt", "f3", 1),
+                                                 ("top-link.txt", "f1", 3)]
+            folders, files, paths = ns.list_trash(caller)
+            assert [d.id for d in folders] == ["bin"]
+            assert [(f.id, paths[f.id]) for f in files] == [("f3", "/docs/old.txt")]
+            for fid in ("f1", "f2", "f3", "f4"):
+                _, spans = ns.readable_file(caller, fid)
+                assert [(c.sha256, c.size) for c in spans] == [("ab" * 32, 5)]
+            assert [f.id for f, _, _ in ns.shared_with_me(reader)] == ["f2"]
+            with db.engine.connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM files")).scalar() == 4
+                assert conn.execute(text("SELECT count(*) FROM file_names")).scalar() == 7
+
+        db.migrate()
+        check_upgraded()
+        with db.engine.begin() as conn:
+            cfg = db.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0009_hard_links")
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT id, folder_id, name, nlink, original_folder_id"
+                                     " FROM files ORDER BY id")).all()
+            assert [tuple(r) for r in rows] == [
+                ("f1", "root-u1", "top.txt", 3, None), ("f2", "docs", "deep.txt", 1, None),
+                ("f3", "docs", "old.txt", 1, "docs"), ("f4", "bin", "inside.txt", 2, None)]
+            links = conn.execute(text("SELECT id, file_id, folder_id, name FROM file_links"
+                                      " ORDER BY id")).all()
+            assert [tuple(r) for r in links] == [
+                ("l1", "f1", "docs", "top-link.txt"), ("l2", "f1", "root-u1", "alias.txt"),
+                ("l3", "f4", "root-u1", "outside.txt")]
+            assert conn.execute(text("SELECT count(*) FROM file_chunks")).scalar() == 4
+            assert conn.execute(text("SELECT count(*) FROM shares")).scalar() == 1
+        db.migrate()
+        check_upgraded()
+
+        # the names work as names: one removed, the trashed file restored where it was
+        assert ns.delete_file(caller, "f1", False, "", "top.txt").name_only
+        assert names() == [("alias.txt", "f1", 2), ("outside.txt", "f4", 2)]
+        restored, path = ns.restore(caller, "f3")
+        assert path == "/docs/old.txt" and restored.nlink == 1
+        assert ("old.txt", "f3", 1) in names("docs")
+    finally:
+        db.dispose()
