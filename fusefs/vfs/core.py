@@ -1251,13 +1251,17 @@ class VFS:
         await self._ensure_uploaded(node)
         if node.nlink >= MAX_LINKS:
             raise FsError(errno.EMLINK)
-        reply = await self.mutate(
-            (node.entry_id,),
-            self.client.link_file,
-            node.entry_id,
-            parent.entry_id,
-            text,
-        )
+        try:
+            reply = await self.mutate(
+                (node.entry_id,),
+                self.client.link_file,
+                node.entry_id,
+                parent.entry_id,
+                text,
+            )
+        except errors.FailedPrecondition:
+            # the gateway's count of names reached MAX_LINKS (links made elsewhere)
+            raise FsError(errno.EMLINK) from None
         self.table.add_name(node, parent, text)
         self._apply_reply(node, reply)  # nlink and ctime as the gateway counts them
         self._dir_changed(parent)

@@ -540,3 +540,23 @@ def test_fifos_sockets_and_devices_are_entries(make_mount, account, tmp_path) ->
             client.share_file(null.file_id, friend.email)
     again.sh("cd sp && rm fifo null2 && mv loop loop2")
     assert again.sh("ls sp").stdout.split() == ["loop2", "sock"]
+
+
+def test_link_beyond_the_largest_count_is_emlink(mnt: Mount) -> None:
+    """The gateway's count of names is what counts (links made by other clients): its
+    refusal at 65,000 names is EMLINK, and no name is made."""
+    import sqlalchemy as sa
+
+    write(str(mnt.path / "f"), b"x")
+    assert mnt.cli("sync").returncode == 0
+    with CloudClient(mnt.cluster.address, session_token=mnt.account.token) as client:
+        file_id = client.stat(path="/f").file.file_id
+    engine = sa.create_engine(mnt.cluster.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE files SET nlink = 65000 WHERE id = :id"),
+                         {"id": file_id})
+    finally:
+        engine.dispose()
+    assert _errno(os.link, mnt.path / "f", mnt.path / "g") == errno.EMLINK
+    assert not os.path.exists(mnt.path / "g")

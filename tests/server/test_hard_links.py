@@ -343,6 +343,49 @@ def test_a_name_in_a_trashed_folder_still_counts(shared_cluster: Cluster) -> Non
     assert b.file_id == a and b.nlink == 1 and acct.download(a) == b"kept in the folder"
 
 
+def test_a_shared_file_stays_shared_while_one_of_its_names_is_live(shared_cluster: Cluster
+                                                                   ) -> None:
+    """A recipient keeps a shared file while any of its names is outside the trash; once
+    every name is in a trashed folder, the file is the owner's thrown-away file."""
+    owner, friend = shared_cluster.sign_up(), shared_cluster.sign_up()
+    f = owner.upload(b"shared through two names", "top").file_id
+    d = _mkdir(owner, "d")
+    _link(owner, f, d, "inside")
+    shared_cluster.files.ShareFile(pb.ShareFileRequest(
+        session_token=owner.token, file_id=f, share_with_email=friend.email,
+        permission="read"), timeout=10)
+    shared_cluster.files.DeleteFolder(pb.DeleteFolderRequest(
+        session_token=owner.token, folder_id=d, recursive=True), timeout=10)
+    assert friend.download(f) == b"shared through two names"  # "top" is still live
+    assert "other names" in _unlink(owner, f, "", "top").message  # "inside" remains (trashed)
+    assert _code(lambda: friend.download(f)) == grpc.StatusCode.NOT_FOUND
+    owner.cluster.files.RestoreFile(pb.RestoreFileRequest(session_token=owner.token,
+                                                          file_id=d), timeout=10)
+    assert friend.download(f) == b"shared through two names"
+
+
+def test_a_file_takes_at_most_65000_names(shared_cluster: Cluster) -> None:
+    """ext4's limit: one more link is refused (the mount answers EMLINK) and changes
+    nothing. (The count is set in the database: making 65,000 names would take minutes.)"""
+    import sqlalchemy as sa
+
+    acct = shared_cluster.sign_up()
+    f = acct.upload(b"many names", "f").file_id
+    engine = sa.create_engine(shared_cluster.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE files SET nlink = 65000 WHERE id = :id"), {"id": f})
+        assert _code(lambda: _link(acct, f, "", "one-more")) == \
+            grpc.StatusCode.FAILED_PRECONDITION
+        assert sorted(_names(acct)) == ["f"]
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE files SET nlink = 64999 WHERE id = :id"), {"id": f})
+        _link(acct, f, "", "the-last")
+        assert _names(acct)["the-last"].nlink == 65000
+    finally:
+        engine.dispose()
+
+
 def test_name_table_migration_keeps_every_file_and_name(database_url: str) -> None:
     """A database at 0009 (files in folders, hard links, the trash, a trashed folder,
     chunks, a share) upgrades to 0010 with every file and every name kept, downgrades to
