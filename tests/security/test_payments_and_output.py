@@ -41,7 +41,15 @@ from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
 from cloudgrpc_proto.display import markup_safe, printable, safe_text
 from cloudgrpc_proto.session_store import Session, SessionStore
-from cloudgrpc_server.models import Event, File, Folder, Payment, StorageTier, User
+from cloudgrpc_server.models import (
+    Event,
+    File,
+    FileName,
+    Folder,
+    Payment,
+    StorageTier,
+    User,
+)
 from tests.cluster import ADMIN_KEY, Account, Cluster, free_port
 
 MiB = 1024 * 1024
@@ -399,9 +407,11 @@ def planted(cluster: Cluster) -> dict[str, object]:
                                                 permission="read"), timeout=10)
     bob_email = f"bob{SHORT}@example.com"
     with database(cluster) as s:
-        s.execute(sa.update(File).where(File.id == own).values(name=f"{HOSTILE}.txt"))
-        s.execute(sa.update(File).where(File.id == theirs)
-                  .values(name=f"shared{HOSTILE}.txt", mime_type=HOSTILE))
+        s.execute(sa.update(FileName).where(FileName.file_id == own)
+                  .values(name=f"{HOSTILE}.txt"))
+        s.execute(sa.update(FileName).where(FileName.file_id == theirs)
+                  .values(name=f"shared{HOSTILE}.txt"))
+        s.execute(sa.update(File).where(File.id == theirs).values(mime_type=HOSTILE))
         s.execute(sa.update(Folder).where(Folder.owner_id == alice.user_id,
                                           Folder.name == "folder").values(name=HOSTILE))
         s.execute(sa.update(User).where(User.id == alice.user_id).values(full_name=HOSTILE))
