@@ -53,7 +53,7 @@ MAX_SMALL_BATCH_BYTES = 48 * 1024 * 1024  # under the 64 MiB message limit
 # (see UploadPipeline.run).
 UNKNOWN_SIZE_END_GRACE_S = 0.1
 # Chunks written under grants are recorded this many at a time, or after this long.
-RECEIPT_BATCH = 32
+RECEIPT_BATCH = 64
 RECEIPT_WAIT_S = 2.0
 
 

@@ -204,3 +204,32 @@ def test_grants_hold_quota(shared_cluster: Cluster) -> None:
     err = _refused(c.files.PrepareChunkWrites, pb.PrepareChunkWritesRequest(
         session_token=acct.token, upload_id="q3", chunks=too_big[3:]))
     assert err == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_a_fast_upload_asks_for_grants_in_growing_batches(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """GRANT_BATCH chunks at first, then as many as the upload writes in half a grant's
+    life (up to the gateway's 64): fewer PrepareChunkWrites calls, every chunk direct."""
+    from tests.conftest import cluster_on
+
+    with cluster_on("sqlite", tmp_path, env={"CHUNK_SIZE": str(64 * 1024)}) as c:
+        acct = c.sign_up()
+        data = os.urandom(96 * 64 * 1024)  # 96 chunks
+        asked: list[int] = []
+        stats = UploadStats()
+        with _client(c, acct) as client:
+            granter = client._granter
+
+            def counting(token: str, upload_id: str):  # type: ignore[no-untyped-def]
+                prepare = granter(token, upload_id)
+
+                def ask(batch):  # type: ignore[no-untyped-def]
+                    asked.append(len(batch))
+                    return prepare(batch)
+                return ask
+
+            client._granter = counting  # type: ignore[method-assign]
+            reply = client.upload(io.BytesIO(data), filename="many.bin",
+                                  file_size=len(data), stats=stats)
+        assert reply.success and stats.chunks_direct == 96
+        assert asked[0] == 16 and sum(asked) == 96 and len(asked) <= 4, asked
+        assert acct.download(reply.file_id) == data
