@@ -971,6 +971,10 @@ class VFS:
         if node.local:
             self._unlocal(node)
             self.table.assign_id(node, reply.entry.file_id or reply.file_id)
+            # An entry change in its folder: a listing asked for while this upload was
+            # out may predate the file and, now that it is no longer a local name to
+            # merge in, would leave it out (``children`` asks again).
+            self._entries_changed(node.parent)
         self.table.refresh_file(node, reply.entry)
         if current is not None and current.dirty:
             node.mtime_ns = mtime

@@ -315,3 +315,52 @@ def test_the_vfs_needs_no_pyfuse3() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_listing_that_overlaps_a_new_files_upload_still_shows_it(
+        drive: Callable[..., None]) -> None:
+    """The listing is asked while a new file's first upload is out and answered after it
+    landed: the gateway's reply predates the file, and the file is no longer a local name
+    to merge in. The VFS must ask again rather than leave it out (``ls`` right after
+    ``mkfifo`` or ``echo > f`` missed the entry about 1 time in 8)."""
+    import threading
+
+    async def scenario(vfs: VFS, _: RecordingKernel) -> None:
+        client = vfs.client
+        real_upload, real_list = client.upload_small_files, client.list_files
+        upload_may_go, listed, list_may_return = (threading.Event(), threading.Event(),
+                                                  threading.Event())
+        calls = []
+
+        def held_upload(*args, **kwargs):  # type: ignore[no-untyped-def]
+            upload_may_go.wait(30)
+            return real_upload(*args, **kwargs)
+
+        def slow_list(*args, **kwargs):  # type: ignore[no-untyped-def]
+            reply = real_list(*args, **kwargs)
+            calls.append(reply)
+            if len(calls) == 1:  # the first answer: asked before the upload landed
+                listed.set()
+                list_may_return.wait(30)
+            return reply
+
+        client.upload_small_files = held_upload  # type: ignore[method-assign]
+        client.list_files = slow_list  # type: ignore[method-assign]
+        await write_file(vfs, ROOT_INODE, "late.txt", b"x")
+        names: list[str] = []
+
+        async def ls() -> None:
+            fh = await vfs.opendir(ROOT_INODE)
+            names.extend(entry.name for entry in await vfs.readdir(fh, 0))
+            await vfs.releasedir(fh)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ls)
+            await trio.to_thread.run_sync(listed.wait, 30)
+            upload_may_go.set()
+            assert await vfs.sync() == []  # the upload landed: late.txt is not local now
+            list_may_return.set()
+        assert "late.txt" in names, names
+        assert len(calls) >= 2  # asked again
+
+    drive(scenario)
