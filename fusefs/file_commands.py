@@ -592,11 +592,18 @@ def _download_tree(
 # ---------------------------------------------------------------------------------------------
 
 
+_SPECIAL_LABELS = ((stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
+                   (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
+
+
 def _type_label(entry: Entry) -> str:
     if entry.is_folder:
         return "folder"
     if entry.symlink_target:
         return f"link -> {entry.symlink_target}"
+    for is_kind, label in _SPECIAL_LABELS:  # entries a mount made with mkfifo, mknod, bind
+        if is_kind(entry.mode):
+            return label
     return entry.mime_type or "file"
 
 

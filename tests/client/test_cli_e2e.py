@@ -429,5 +429,10 @@ def test_rm_and_mv_of_one_name_of_a_hard_linked_file(real: Cluster, user: tuple[
             ] == [("c.txt", 1)]
     assert cli("download", "/h/c.txt", "-").raw == b"alpha"
     assert json.loads(cli.ok("trash", "list", "--json").out) == []
+    acct.cluster.files.UploadFile(iter([pb.UploadFileRequest(metadata=pb.FileMetadata(
+        session_token=acct.token, filename="pipe", mode=0o10640, file_size=0))]),
+        timeout=10)  # a fifo, as a mount's mkfifo stores it
+    pipe = [line.split() for line in cli.ok("ls", "/").out.splitlines() if "pipe" in line]
+    assert pipe and pipe[0][:5] == ["pipe", "0", "B", "1", "fifo"], pipe
     cli.ok("rm", "/h/c.txt")  # the last name: to the trash as any file
     assert [e["name"] for e in json.loads(cli.ok("trash", "list", "--json").out)] == ["c.txt"]
