@@ -127,7 +127,8 @@ class CloudGrpc(Peer):
         self._mount()
 
     def _cli(self, *args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "cloudgrpc_fusefs.mount_cli", *args],
+        # the console script a user runs (``cloudgrpc sync`` is part of the timed settle)
+        done = subprocess.run([str(Path(sys.executable).parent / "cloudgrpc"), *args],
                               env=self.env, capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(done.stderr + done.stdout)

@@ -4,14 +4,13 @@ Every failure ends as one readable line on stderr and the typed error's exit cod
 scripts can tell "not signed in" (7) from "no such file" (4) from "gateway unreachable" (12)
 from "data unreadable" (14) from "the gateway answered that the cluster cannot serve" (15).
 ``mount``, ``umount``, ``status`` and ``sync`` belong to the mount and are handed to
-``cloudgrpc_fusefs.mount_cli`` (imported lazily: pyfuse3 is an optional extra).
+``cloudgrpc_fusefs.mount_cli`` by ``mount_commands`` (imported lazily: pyfuse3 is an optional
+extra); the console script (``launcher``) does so before this module is even loaded.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -25,11 +24,9 @@ from cloudgrpc_proto.session_store import SessionStoreError
 from . import account_commands as account
 from . import file_commands as files
 from .context import Context, UsageError
-from .mount_support import MOUNT_MISSING, MOUNT_MISSING_EXIT, is_missing_mount_support
+from .mount_commands import run_mount, split_mount
 from .output import Output
 
-MOUNT_COMMANDS = ("mount", "umount", "status", "sync")
-GLOBAL_WITH_VALUE = ("--server", "--timeout", "--tls-ca")
 CONNECTION_HINTS = (
     "failed to connect",
     "connection refused",
@@ -295,51 +292,6 @@ def _cmd_mount_placeholder(ctx: Context, args: argparse.Namespace) -> int:
 # -- the mount's commands ----------------------------------------------------------------------
 
 
-def _split_mount(argv: Sequence[str]) -> tuple[list[str], str, list[str]] | None:
-    """(global options, command, rest) when the command is one of the mount's."""
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        if token in GLOBAL_WITH_VALUE:
-            i += 2
-            continue
-        if token.startswith("-"):
-            i += 1
-            continue
-        if token in MOUNT_COMMANDS:
-            return list(argv[:i]), token, list(argv[i + 1 :])
-        return None
-    return None
-
-
-def run_mount(
-    global_argv: list[str],
-    command: str,
-    rest: list[str],
-    server: str | None = None,
-    tls_ca: str | None = None,
-    out: Output | None = None,
-) -> int:
-    out = out or Output()
-    if global_argv:
-        gp = Parser(prog="cloudgrpc", add_help=False)
-        _add_globals(gp)
-        known, _ = gp.parse_known_args(global_argv)
-        server = known.server or server
-        tls_ca = known.tls_ca or tls_ca
-    try:
-        module = importlib.import_module("cloudgrpc_fusefs.mount_cli")
-    except ImportError as exc:
-        if is_missing_mount_support(exc):
-            out.error(MOUNT_MISSING)
-            return MOUNT_MISSING_EXIT
-        raise
-    if tls_ca:
-        os.environ["CLOUDGRPC_TLS_CA"] = tls_ca
-    forward = (["--server", server] if server else []) + [command, *rest]
-    return int(module.main(forward) or 0)
-
-
 # -- running commands --------------------------------------------------------------------------
 
 
@@ -415,15 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cloudgrpc`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     out = Output()
-    split = _split_mount(argv)
+    split = split_mount(argv)
     if split is not None:
-        try:
-            return run_mount(*split, out=out)
-        except (UsageError, ParserExit) as exc:
-            if isinstance(exc, ParserExit):
-                return exc.status
-            out.error(str(exc))
-            return 2
+        return run_mount(*split, out=out)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -17,11 +17,12 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from cloudgrpc_proto.private_files import private_dir
+
+if TYPE_CHECKING:
+    import trio
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def log_path(mountpoint: str) -> Path:
 
 async def serve(path: Path, handler: Handler) -> None:
     """Answer requests on ``path`` until cancelled; the socket file is removed at the end."""
+    import trio  # the daemon's side only: the CLI's side (``request``) starts without it
+
     path.unlink(missing_ok=True)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     await sock.bind(str(path))

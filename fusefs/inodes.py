@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import stat
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NoReturn
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 
@@ -96,7 +98,7 @@ class Node:
     permission: str = "owner"
     lookups: int = 0
     attrs_at: float = 0.0  # time.monotonic() of the last refresh from the server
-    children: dict[str, int] | None = None  # name -> inode, for a listed folder
+    children: Children | None = None  # name -> inode, for a listed folder
     children_at: float = 0.0
     deleted: bool = False
     kernel_version: int = -1  # version the kernel's page cache holds (keep_cache)
@@ -138,6 +140,53 @@ def permission_bits(mode: int, default: int) -> int:
 
 def _now_ns() -> int:
     return time.time_ns()
+
+
+class Children(dict[str, int]):
+    """A listed folder's entries, name -> inode, that keep the names of the folders among
+    them as they change: a folder's link count is asked on every ``getattr`` (the kernel
+    asks after each mkdir and rename in it), and counting a folder of thousands each time
+    made those calls O(entries). A child's kind is looked up when its name goes in; a node
+    never changes between folder and file."""
+
+    __slots__ = ("_dirs", "_is_dir")
+
+    def __init__(self, is_dir: Callable[[int], bool], items: Iterable[tuple[str, int]] = ()
+                 ) -> None:
+        super().__init__()
+        self._is_dir = is_dir
+        self._dirs: set[str] = set()
+        for name, ino in items:
+            self[name] = ino
+
+    @property
+    def folders(self) -> int:
+        return len(self._dirs)
+
+    def __setitem__(self, name: str, ino: int) -> None:
+        super().__setitem__(name, ino)
+        if self._is_dir(ino):
+            self._dirs.add(name)
+        else:
+            self._dirs.discard(name)
+
+    def __delitem__(self, name: str) -> None:
+        super().__delitem__(name)
+        self._dirs.discard(name)
+
+    def pop(self, name: str, *default: int | None) -> int | None:  # type: ignore[override]
+        if name not in self:
+            if default:
+                return default[0]
+            raise KeyError(name)
+        ino = self[name]
+        del self[name]
+        return ino
+
+    def _unsupported(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("Children changes one name at a time (the folder count follows)")
+
+    update = setdefault = popitem = clear = _unsupported  # type: ignore[assignment]
 
 
 class InodeTable:
@@ -276,7 +325,7 @@ class InodeTable:
     # --- folders' children ---------------------------------------------------------------
 
     def set_children(self, folder: Node, children: dict[str, int]) -> None:
-        folder.children = children
+        folder.children = Children(self._is_dir, children.items())
         folder.children_at = time.monotonic()
 
     def add_child(self, folder: Node, name: str, ino: int) -> None:
@@ -352,12 +401,11 @@ class InodeTable:
                 return folder.subfolders + sum(
                     1 for ino in VIRTUAL_NAMES.values() if self.by_ino[ino].kind is Kind.DIR)
             return folder.subfolders
-        count = 0
-        for ino in folder.children.values():
-            child = self.by_ino.get(ino)
-            if child is not None and child.kind is Kind.DIR:
-                count += 1
-        return count
+        return folder.children.folders
+
+    def _is_dir(self, ino: int) -> bool:
+        child = self.by_ino.get(ino)
+        return child is not None and child.kind is Kind.DIR
 
     def count_subfolder(self, folder: Node, delta: int) -> None:
         """This mount made (+1) or removed (-1) a folder in ``folder``: while its children

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cloudgrpc_proto import errors
 from cloudgrpc_proto.display import printable
 from cloudgrpc_proto.private_files import PrivatePathError, open_private
 
@@ -82,7 +81,11 @@ def _split_options(raw: list[str]) -> tuple[set[str], dict[str, str]]:
 
 
 def _mount(args: argparse.Namespace, server: str | None) -> int:
-    try:  # pyfuse3 (the optional ``fuse`` extra) only when mounting
+    # gRPC and pyfuse3 (the optional ``fuse`` extra) only when mounting: ``sync`` and
+    # ``status`` run in scripts and loops and start without them
+    from cloudgrpc_proto import errors
+
+    try:
         from .daemon import MountConfig, run
         from .vfs import Options
     except ImportError as exc:

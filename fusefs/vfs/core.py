@@ -254,7 +254,7 @@ class VFS:
             for d in reply.folders:
                 name = self._unique(d.name, d.folder_id, kids)
                 kids[name] = self.table.put_folder(d, TRASH_INODE, Area.TRASH, name).ino
-                self.table.by_ino[kids[name]].children = {}
+                self.table.set_children(self.table.by_ino[kids[name]], {})
                 self.table.by_ino[kids[name]].children_at = float("inf")
             for f in reply.files:
                 name = self._unique(f.filename, f.file_id, kids)

@@ -72,6 +72,29 @@ def test_inode_table_maps_ids_and_attributes() -> None:
     assert table.get(f.ino) is None and table.by_entry("x1") is None
 
 
+def test_folder_link_count_follows_its_children() -> None:
+    """A listed folder's nlink (2 + subfolders) follows every change of its children
+    without a recount: mkdir, rmdir, rename over a name, a file in a folder's place."""
+    table = InodeTable("root-id")
+    top = table.put_folder(pb.FolderEntry(folder_id="top", name="top"), ROOT_INODE)
+    subs = [table.put_folder(pb.FolderEntry(folder_id=f"d{i}", name=f"d{i}"), top.ino)
+            for i in range(3)]
+    f = table.put_file(pb.FileEntry(file_id="x", filename="x"), top.ino)
+    table.set_children(top, {"d0": subs[0].ino, "d1": subs[1].ino, "x": f.ino})
+    assert table.attributes(top).st_nlink == 4
+    table.add_child(top, "d2", subs[2].ino)  # mkdir
+    assert table.attributes(top).st_nlink == 5
+    table.add_child(top, "d1", f.ino)  # a file replaces a folder's name
+    assert table.attributes(top).st_nlink == 4
+    table.drop_child(top, "d2")  # rmdir
+    table.drop_child(top, "missing")
+    assert table.attributes(top).st_nlink == 3
+    table.mark_deleted(subs[0])
+    assert table.attributes(top).st_nlink == 2 and top.children == {"d1": f.ino, "x": f.ino}
+    with pytest.raises(TypeError):
+        top.children.update({"y": subs[1].ino})  # type: ignore[union-attr]
+
+
 class FakeClient:
     """Records uploads; fails the first ``fail`` of them with ``error``."""
 
