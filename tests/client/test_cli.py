@@ -465,3 +465,30 @@ def test_mount_commands_are_handed_over(monkeypatch: pytest.MonkeyPatch) -> None
     assert seen[-1] == ["--server", "gw:1", "mount", "-f", "/mnt/x", "-o", "allow_other"]
     assert cli.main(["status", "--json"]) == 0
     assert seen[-1] == ["status", "--json"]
+
+
+def test_mount_commands_start_without_the_grpc_client(tmp_path: pathlib.Path) -> None:
+    """``cloudgrpc sync`` and ``status`` run in scripts and loops: the console script hands
+    them over before gRPC or any command module is loaded, and they still answer as before
+    (no mount running: exit 1, one line); a bad global option is still a usage error."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from cloudgrpc_fusefs.launcher import main; code = main(sys.argv[1:]); "
+        "loaded = [m for m in ('grpc', 'trio', 'cloudgrpc_fusefs.cli') if m in sys.modules]; "
+        "print('loaded', loaded, file=sys.stderr); sys.exit(code)"
+    )
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(tmp_path)}
+    for argv in (["sync", str(tmp_path)], ["--server", "h:1", "status"]):
+        done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True,
+                              text=True, timeout=60, env=env)
+        assert done.returncode == 1, done.stderr
+        assert "no mount running" in done.stderr and "loaded []" in done.stderr
+    done = subprocess.run([sys.executable, "-c", probe, "--timeout", "x", "sync"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and "--timeout" in done.stderr
+    done = subprocess.run([sys.executable, "-c", probe, "whoami"], capture_output=True,
+                          text=True, timeout=60, env=env)
+    assert "cloudgrpc_fusefs.cli" in done.stderr  # everything else is the whole CLI's
