@@ -58,7 +58,8 @@ class NodeServer:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.store = ChunkStore(config.data_dir, config.capacity_bytes,
-                                ChunkCodec(config.compression, config.compression_level))
+                                ChunkCodec(config.compression, config.compression_level),
+                                cache_writes=config.cache_writes)
         self.scrubber = Scrubber(self.store, config.scrub_interval_s, config.scrub_rate_bytes_s)
         # Off by default: no endpoint and no interceptor, so no per-call cost.
         self.metrics = (

@@ -168,10 +168,17 @@ class ChunkStore:
     compressed, but compressed files already in the store are still read.
     """
 
-    def __init__(self, root: Path, capacity_bytes: int, codec: ChunkCodec | None = None
-                 ) -> None:
+    def __init__(self, root: Path, capacity_bytes: int, codec: ChunkCodec | None = None,
+                 *, cache_writes: bool = False) -> None:
+        """``cache_writes``: keep a written chunk in the page cache. Off by default: a node
+        takes in chunks far faster than anything reads them back (readers are other
+        machines, and a mount keeps its own cache), and page-cache pages that are never
+        given back make every write take fresh memory. Measured on the 2-core test VM, 512
+        MiB of fsynced 4 MiB chunks cost 1.7-1.8 s of system time kept cached and 0.2 s
+        dropped after the fsync; reads still fill the cache as usual."""
         if capacity_bytes <= 0:
             raise ValueError("capacity_bytes must be positive")
+        self.cache_writes = cache_writes
         self.root = Path(root)
         self.capacity_bytes = int(capacity_bytes)
         self.codec = codec or ChunkCodec(enabled=False)
@@ -394,6 +401,9 @@ class ChunkStore:
                     written = os.write(fd, view)
                     view = view[written:]
                 os.fsync(fd)
+                if not self.cache_writes:
+                    # clean after the fsync: the pages go back at once (see __init__)
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             finally:
                 os.close(fd)
             parent = path.parent

@@ -58,6 +58,8 @@ class NodeConfig:
     # CHUNK_COMPRESSION (zstd|off) and CHUNK_COMPRESSION_LEVEL: see node.chunk_codec.
     compression: bool = True
     compression_level: int = DEFAULT_LEVEL
+    # NODE_CACHE_WRITES: keep written chunks in the page cache (see ChunkStore)
+    cache_writes: bool = False
 
     @property
     def tls(self) -> bool:
@@ -207,6 +209,7 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
     compression, level = _compression(parser)
     try:
         insecure = args.insecure or environment.get_bool("INSECURE_OPEN_CLUSTER", False)
+        cache_writes = environment.get_bool("NODE_CACHE_WRITES", False)
     except environment.ConfigError as exc:
         parser.error(str(exc))
     try:
@@ -238,6 +241,7 @@ def parse_config(argv: list[str] | None = None) -> NodeConfig:
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         compression=compression,
+        cache_writes=cache_writes,
         compression_level=level,
     )
 

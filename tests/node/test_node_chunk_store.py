@@ -212,3 +212,33 @@ def test_large_chunk_whole_read_returns_exact_bytes(store: ChunkStore) -> None:
     store.put(sha, data)
     assert store.get(sha) == data
     assert store.get(sha, MIB, MIB) == data[MIB : 2 * MIB]
+
+
+def _resident_bytes(path: Path) -> int:
+    import subprocess
+
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                          capture_output=True, text=True, check=True)
+    return int(done.stdout.strip())
+
+
+@pytest.mark.parametrize("cache_writes", [False, True])
+def test_written_chunks_leave_the_page_cache_unless_asked(tmp_path: Path,
+                                                          cache_writes: bool) -> None:
+    """A node gives a written chunk's pages back after the fsync (NODE_CACHE_WRITES=1
+    keeps them); what is read is cached as usual, and the chunk reads back whole."""
+    import subprocess
+
+    fs = subprocess.run(["stat", "-f", "-c", "%T", str(tmp_path)], capture_output=True,
+                        text=True, check=True).stdout.strip()
+    if fs == "tmpfs":
+        pytest.skip("on tmpfs the page cache is the storage")
+    store = ChunkStore(tmp_path / "store", 16 * MIB, cache_writes=cache_writes)
+    data = hashlib.sha512(b"seed").digest() * (MIB // 64)  # kept raw: no codec here
+    sha = hashlib.sha256(data).hexdigest()
+    store.put(sha, data)
+    path = store.stored_path(sha)
+    assert path is not None
+    assert (_resident_bytes(path) > MIB // 2) is cache_writes
+    assert store.get(sha) == data
+    assert _resident_bytes(path) > MIB // 2
