@@ -1197,18 +1197,21 @@ class CloudClient:
                 return None  # anything else: the stream through the gateway says what
         return prepare
 
-    def write_ahead(self, upload_id: str, chunks: list[tuple[str, bytes]]
-                    ) -> dict[str, list[pb.ChunkReceipt]]:
-        """Write whole chunks (hash, bytes) of a file still being written to the nodes,
-        for the upload ``upload_id`` that will follow (write-behind): the receipts to pass
-        to ``upload(ahead=...)``, by hash. Best effort: what fails is sent by the upload."""
-        if not self.direct_writes or not chunks:
+    def write_ahead(self, upload_id: str, entries: list[ChunkPlanEntry],
+                    read: Callable[[ChunkPlanEntry], bytes]) -> dict[str, list[pb.ChunkReceipt]]:
+        """Write whole chunks of a file still being written to the nodes, for the upload
+        ``upload_id`` that will follow (write-behind): the receipts to pass to
+        ``upload(ahead=...)``, by hash. ``entries`` are hashed already; ``read`` gives a
+        chunk's bytes when its turn comes (it may raise ``StopAhead``). Best effort: what
+        fails is sent by the upload."""
+        if not self.direct_writes or not entries:
             return {}
         try:
             token = self._token_for_call(Auth.REQUIRED)
         except errors.CloudError:
             return {}
-        return self._node_writes().ahead(chunks, self._granter(token, upload_id), upload_id)
+        return self._node_writes().ahead(entries, read, self._granter(token, upload_id),
+                                         upload_id)
 
     def _node_writes(self) -> NodeWrites:
         reads = self._shared_node_reads()  # (takes the lock itself)

@@ -44,6 +44,11 @@ def receipt_expiry(receipts: list[pb.ChunkReceipt]) -> float:
     return float(min(times)) if times else float("inf")
 
 
+class StopAhead(Exception):
+    """Raised by a write-ahead's ``read``: send no more (the file is gone, or its upload
+    starts and sends the rest itself)."""
+
+
 @dataclass
 class Written:
     """One chunk's outcome: receipts to reference it with, or None to send its bytes."""
@@ -185,28 +190,23 @@ class NodeWrites:
                 done_here += 1
             yield Written(entry, receipts)
 
-    def ahead(self, chunks: list[tuple[str, bytes]],
+    def ahead(self, entries: list[ChunkPlanEntry], read: Callable[[ChunkPlanEntry], bytes],
               prepare: Callable[[list[ChunkPlanEntry]], pb.PrepareChunkWritesResponse | None],
               upload_id: str) -> dict[str, list[pb.ChunkReceipt]]:
-        """Write whole chunks (hash, bytes) before their upload starts (write-behind):
+        """Write whole chunks, hashed already, before their upload starts (write-behind):
         the receipts of those that reached all their nodes (an empty list: the gateway
-        holds the chunk already), by hash. What failed is simply missing."""
-        entries = [ChunkPlanEntry(0, len(data), sha) for sha, data in chunks]
-        reply = prepare(entries) if entries else None
-        if reply is None:
-            return {}
-        ca_pem = bytes(reply.node_ca_pem)
-        data_of = dict(chunks)
-        futures = {grant.sha256: self._pool.submit(self.put, grant, data_of[grant.sha256],
-                                                   ca_pem, upload_id)
-                   for grant in reply.grants if not grant.already_held}
-        done: dict[str, list[pb.ChunkReceipt]] = {
-            grant.sha256: [] for grant in reply.grants if grant.already_held}
-        for sha, future in futures.items():
-            receipts = future.result()
-            if receipts is not None:
-                done[sha] = receipts
-                self.written += 1
+        holds the chunk already), by hash. What failed is simply missing. ``read`` gives
+        a chunk's bytes as its turn comes, so only ``IN_FLIGHT`` of them are held at once
+        however many one grant call covers; it may raise ``StopAhead`` to end early (what
+        was written by then is returned). A chunk changed since it was hashed is refused
+        by its nodes (they check every hash) and is missing too."""
+        done: dict[str, list[pb.ChunkReceipt]] = {}
+        try:
+            for written in self.chunks(entries, read, prepare, upload_id):
+                if written.receipts is not None:
+                    done[written.entry.sha256] = written.receipts
+        except StopAhead:
+            pass
         return done
 
     def close(self) -> None:

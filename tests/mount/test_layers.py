@@ -315,3 +315,76 @@ def test_deleter_adopts_what_a_killed_daemon_journaled(tmp_path: Path) -> None:
     trio.run(main)
     assert client.calls == [["k1", "k2"]]
     assert sorted(p.name for p in dead.glob("*.delete")) == ["other.delete"]
+
+
+class AheadClient:
+    """Write-behind's side of the client: records each write_ahead call's chunks and
+    reads every chunk's bytes as a node write would, checking them against the hash."""
+
+    direct_writes = True
+
+    def __init__(self, chunk: int, stop_after: int = 0) -> None:
+        self.chunk = chunk
+        self.calls: list[int] = []
+        self.stop_after = stop_after  # ask the sender to stop once this many were read
+        self.read = 0
+        self.ahead: Any = None
+
+    def chunk_size(self) -> int:
+        return self.chunk
+
+    def write_ahead(self, upload_id: str, entries: list[Any], read: Any) -> dict[str, Any]:
+        from cloudgrpc_proto.direct_writes import StopAhead
+
+        self.calls.append(len(entries))
+        done: dict[str, Any] = {}
+        try:
+            for entry in entries:
+                data = read(entry)
+                self.read += 1
+                assert hashlib.sha256(data).hexdigest() == entry.sha256
+                done[entry.sha256] = [pb.ChunkReceipt(node_id="n1", receipt="r")]
+                if self.read == self.stop_after:
+                    self.ahead.stopping = True  # as an upload starting now does
+        except StopAhead:
+            pass
+        return done
+
+
+@pytest.mark.parametrize("stop_after", [0, 3])
+def test_write_behind_grants_many_chunks_per_call(tmp_path: Path, stop_after: int) -> None:
+    """A fast writer's whole chunks go 16 to a grant call (one gateway transaction each),
+    every chunk read again when sent; an upload starting meanwhile stops the sends at once,
+    keeping the receipts of what was written."""
+    import os
+
+    from cloudgrpc_fusefs.write_behind import Ahead, WriteBehind
+
+    chunk = 64 * 1024
+    copy = tmp_path / "copy"
+    copy.write_bytes(os.urandom(20 * chunk + 100))
+    client = AheadClient(chunk, stop_after)
+    ahead = client.ahead = Ahead()
+
+    async def main() -> None:
+        behind = WriteBehind(client, Blocking(4), 0)  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(behind.run)
+            while not behind.enabled:
+                await trio.sleep(0.01)
+            fd = os.open(copy, os.O_RDONLY)
+            try:
+                behind.wrote(ahead, fd, 0, copy.stat().st_size)
+                with trio.fail_after(10):
+                    while ahead.sending is not None:
+                        await trio.sleep(0.01)
+            finally:
+                os.close(fd)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    if stop_after:
+        assert client.calls == [16] and len(ahead.receipts) == 3
+    else:
+        assert client.calls == [16, 4] and len(ahead.receipts) == 20
+        assert ahead.next_chunk == 20
