@@ -3,14 +3,19 @@
 Writes land in the staging copy (``writer.py``). Once a writer going forward from the
 start of the file has filled a whole chunk, that chunk is read back from the copy and
 hashed; the chunks ready by then are granted in one call and written to their nodes, each
-read again as its turn comes, for the upload that will follow (``CloudClient.write_ahead``). When the file is then flushed, fsynced or closed, its upload
+read again as its turn comes, for the upload that will follow (``CloudClient.write_ahead``).
+When the file is then flushed, fsynced or closed, its upload
 finds those chunks' receipts by hash and sends only the tail and the commit, so fsync and
 close wait for the tail, not the whole file (JuiceFS and rclone's write-back do the same
-with their object stores). A chunk changed after it was sent has another hash by the time
-of the upload, so that chunk, and only that one, goes again with the upload.
+with their object stores). It also takes the hashes of the chunks sent, so it need not
+read and hash them again; every write or truncate of the copy drops the hashes of the
+chunks it touches (one that lands while its chunk is on its way included), so a chunk
+changed after it was sent is hashed anew, has another hash, and that chunk, and only
+that one, goes again with the upload.
 
-Nothing here is needed for correctness: the upload alone is complete and checks every
-hash; crash safety stays with the staging copy and its journal. What was written ahead of
+That rule is the one thing correctness rests on here: the upload is otherwise complete
+on its own, the nodes check every chunk they are sent against its hash, and crash safety
+stays with the staging copy and its journal. What was written ahead of
 an upload that never happens (the file deleted first) stays counted against the quota
 until garbage collection could have taken those chunks off the nodes (the grant's
 reservation expires then), as the gateway counts every grant never handed in.
@@ -23,6 +28,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import trio
 
@@ -54,6 +60,10 @@ class Ahead:
     contiguous: int = 0  # bytes written from offset 0 with no gap
     next_chunk: int = 0  # the first chunk not yet written ahead
     sending: trio.Event | None = None  # set when the send in progress ends
+    # SHA-256 of the chunks sent, by chunk index, while no write has touched them since:
+    # the upload takes them instead of reading and hashing those chunks again
+    hashes: dict[int, str] = field(default_factory=dict)
+    touched: set[int] = field(default_factory=set)  # chunks written during a send
     ended: bool = False  # the copy is gone, or its upload took these receipts
     stopping: bool = False  # its upload starts: finish the call in progress, no more
 
@@ -61,6 +71,14 @@ class Ahead:
         """For the copy's next upload: the chunks before ``contiguous`` were this one's."""
         return Ahead(contiguous=self.contiguous,
                      next_chunk=self.contiguous // chunk_size if chunk_size else 0)
+
+
+class Taken(NamedTuple):
+    """What an upload takes over from the write-behind of its copy."""
+
+    upload_id: str
+    receipts: dict[str, list[pb.ChunkReceipt]]  # by hash
+    hashes: dict[int, str]  # whole chunks' SHA-256 by offset, still true of the copy
 
 
 class WriteBehind:
@@ -94,12 +112,27 @@ class WriteBehind:
         """``length`` bytes were written at ``offset`` of the copy open as ``fd``."""
         if offset <= ahead.contiguous:
             ahead.contiguous = max(ahead.contiguous, offset + length)
+        if self.chunk_size and length > 0:
+            self._changed(ahead, range(offset // self.chunk_size,
+                                       (offset + length - 1) // self.chunk_size + 1))
         self._maybe_send(ahead, fd)
 
     def truncated(self, ahead: Ahead, size: int) -> None:
+        if self.chunk_size:
+            # every chunk from the one the new end falls in up to the old end changed
+            end = max(ahead.contiguous, size)
+            self._changed(ahead, range(size // self.chunk_size, end // self.chunk_size + 1))
         ahead.contiguous = min(ahead.contiguous, size)
         ahead.next_chunk = min(ahead.next_chunk, size // self.chunk_size) \
             if self.chunk_size else 0
+
+    @staticmethod
+    def _changed(ahead: Ahead, indexes: range | list[int]) -> None:
+        """These chunks of the copy changed: a hash taken of them no longer holds."""
+        for index in indexes:
+            ahead.hashes.pop(index, None)
+            if ahead.sending is not None:
+                ahead.touched.add(index)  # hashed before this write, recorded after
 
     def _maybe_send(self, ahead: Ahead, fd: int) -> None:
         if not self.enabled or ahead.sending is not None or ahead.ended:
@@ -125,12 +158,17 @@ class WriteBehind:
                         ahead.next_chunk < ahead.contiguous // size:
                     first = ahead.next_chunk
                     last = min(ahead.contiguous // size, first + CHUNKS_PER_CALL)
+                    ahead.touched.clear()
                     entries = await self.blocking(_hash_chunks, fd, first, last, size)
                     if ahead.ended:
                         return
                     got = await self.blocking(self.client.write_ahead, ahead.upload_id,
                                               entries, read)
                     ahead.receipts.update(got)
+                    for entry in entries:
+                        index = entry.offset // size
+                        if entry.sha256 in got and index not in ahead.touched:
+                            ahead.hashes[index] = entry.sha256
                     self.chunks_ahead += len(got)
                     # next_chunk moves on even for chunks that failed: the upload sends them
                     ahead.next_chunk = max(ahead.next_chunk, last)
@@ -142,15 +180,17 @@ class WriteBehind:
             if event is not None:
                 event.set()
 
-    async def take(self, ahead: Ahead) -> tuple[str, dict[str, list[pb.ChunkReceipt]]]:
-        """For the upload starting now: its upload id and the receipts written ahead
-        (after the call in progress, if any, ends: the upload sends the rest itself, with
-        its own pipeline)."""
+    async def take(self, ahead: Ahead) -> Taken:
+        """For the upload starting now (the copy is frozen): its upload id, the receipts
+        written ahead and the hashes of the sent chunks no write has touched since, by
+        offset (after the call in progress, if any, ends: the upload sends the rest
+        itself, with its own pipeline)."""
         ahead.stopping = True
         if ahead.sending is not None:
             await ahead.sending.wait()
         ahead.ended = True
-        return ahead.upload_id, dict(ahead.receipts)
+        return Taken(ahead.upload_id, dict(ahead.receipts),
+                     {index * self.chunk_size: sha for index, sha in ahead.hashes.items()})
 
     def forget(self, ahead: Ahead) -> None:
         """The copy is gone without its upload: send no more of it."""

@@ -567,7 +567,7 @@ class Writer:
         job, st, target, gen = begun
         self._notify()
         # the chunks already written ahead; the copy's later writes are for the next upload
-        upload_id, ahead = await self.behind.take(st.ahead)
+        upload_id, ahead, hashed = await self.behind.take(st.ahead)
         st.ahead = st.ahead.successor(self.behind.chunk_size)
 
         def progress(amount: int) -> None:
@@ -581,7 +581,7 @@ class Writer:
                 self.client.upload, str(st.path), filename=target.name, mode=target.mode,
                 uid=target.uid, gid=target.gid, mtime_ns=target.mtime_ns, progress=progress,
                 known_chunks=st.size >= SMALL_UPLOAD, parent_mtime_ns=target.parent_mtime_ns,
-                rdev=target.rdev, upload_id=upload_id, ahead=ahead, **where)
+                rdev=target.rdev, upload_id=upload_id, ahead=ahead, hashed=hashed, **where)
         except errors.CloudError as exc:
             self._aborted(ino, job, st, target, exc)
             return

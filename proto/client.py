@@ -1013,6 +1013,7 @@ class CloudClient:
         parent_mtime_ns: int = 0,
         rdev: int = 0,
         ahead: dict[str, list[pb.ChunkReceipt]] | None = None,
+        hashed: dict[int, str] | None = None,
     ) -> pb.UploadFileResponse:
         """Stream a file to the gateway: metadata first, then 1 MiB data messages.
 
@@ -1022,12 +1023,15 @@ class CloudClient:
         ``progress`` gets the number of bytes newly done (sent or referenced) as they go;
         ``stats`` (optional) is filled with what actually travelled. ``ahead``: receipts
         of chunks already written to the nodes for this ``upload_id`` (``write_ahead``),
-        by hash; a chunk whose content changed since simply has another hash.
+        by hash; a chunk whose content changed since simply has another hash. ``hashed``:
+        SHA-256 of whole chunks by offset that the caller vouches for (write-behind hashed
+        them and no write touched them since): not read again to plan the upload.
         """
         src = UploadSource.open(source, filename, file_size)
         stats = stats if stats is not None else UploadStats()
         try:
-            plan = self._plan_known_chunks(src, stats) if known_chunks and src.size else None
+            plan = (self._plan_known_chunks(src, stats, hashed, set(ahead or ()))
+                    if known_chunks and src.size else None)
             report = _HighWater(progress)
             refreshed = False
             while True:
@@ -1078,17 +1082,20 @@ class CloudClient:
             src.close()
 
     def _plan_known_chunks(
-        self, src: UploadSource, stats: UploadStats
+        self, src: UploadSource, stats: UploadStats, hashed: dict[int, str] | None = None,
+        receipted: set[str] | None = None,
     ) -> list[ChunkPlanEntry] | None:
-        """Hash the source chunk by chunk and mark the chunks the server already holds."""
+        """Hash the source chunk by chunk (but for the ``hashed`` ones) and mark the chunks
+        the server already holds (not asked of those ``receipted``: written ahead)."""
         try:
             chunk_size = self.chunk_size()
         except errors.NotImplementedYet:
             return None
         if chunk_size <= 0:
             return None
-        plan = hash_chunks(src, chunk_size)
-        unique = list(dict.fromkeys(entry.sha256 for entry in plan))
+        plan = hash_chunks(src, chunk_size, hashed)
+        unique = [sha for sha in dict.fromkeys(entry.sha256 for entry in plan)
+                  if sha not in (receipted or ())]
         present: set[str] = set()
         for start in range(0, len(unique), FIND_CHUNKS_BATCH):
             try:

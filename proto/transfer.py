@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
@@ -122,13 +122,24 @@ class UploadStats:
     present: set[str] = field(default_factory=set, repr=False)
 
 
-def hash_chunks(source: UploadSource, chunk_size: int) -> list[ChunkPlanEntry]:
-    """SHA-256 of each ``chunk_size`` piece of the source (the last one may be short)."""
+def hash_chunks(source: UploadSource, chunk_size: int,
+                known: Mapping[int, str] | None = None) -> list[ChunkPlanEntry]:
+    """SHA-256 of each ``chunk_size`` piece of the source (the last one may be short).
+
+    ``known``: hashes of whole chunks by offset that the caller vouches for (the mount's
+    write-behind hashed them and no write touched them since); those are not read."""
     plan: list[ChunkPlanEntry] = []
     source.rewind()
+    seekable = bool(known) and source.handle.seekable()
     offset = 0
     while offset < source.size:
         size = min(chunk_size, source.size - offset)
+        vouched = known.get(offset) if known and seekable and size == chunk_size else None
+        if vouched is not None:
+            source.handle.seek(offset + size)
+            plan.append(ChunkPlanEntry(offset, size, vouched))
+            offset += size
+            continue
         digest = hashlib.sha256()
         left = size
         while left > 0:

@@ -911,8 +911,17 @@ class VFS:
 
     async def flush(self, fh: int) -> None:
         handle = self._handle(fh)
-        if handle.writes:
-            self.writer.schedule(handle.ino)
+        if not handle.writes:
+            return
+        node = self.table.get(handle.ino)
+        st = self.writer.get(handle.ino)
+        if node is not None and node.local and st is not None and st.size == 0:
+            # A new file nothing was written to yet: its release uploads it (``touch``
+            # ends there a moment later). dd dups its output and closes the original
+            # before it writes: that flush would create the empty file on the gateway,
+            # a whole upload, only for the real one to follow.
+            return
+        self.writer.schedule(handle.ino)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
         handle = self._handle(fh)

@@ -388,3 +388,50 @@ def test_write_behind_grants_many_chunks_per_call(tmp_path: Path, stop_after: in
     else:
         assert client.calls == [16, 4] and len(ahead.receipts) == 20
         assert ahead.next_chunk == 20
+
+
+def test_write_behind_hands_the_upload_only_hashes_no_write_touched(tmp_path: Path) -> None:
+    """The upload reads and hashes again every chunk written since it was sent: a write
+    into a sent chunk (during its send or after), or a truncate, drops that chunk's hash."""
+    import os
+
+    from cloudgrpc_fusefs.write_behind import Ahead, WriteBehind
+
+    chunk = 64 * 1024
+    copy = tmp_path / "copy"
+    copy.write_bytes(os.urandom(20 * chunk))
+    client = AheadClient(chunk)
+    ahead = client.ahead = Ahead()
+    fd = os.open(copy, os.O_RDWR)
+    behind = WriteBehind(client, Blocking(4), 0)  # type: ignore[arg-type]
+    real = client.write_ahead
+
+    def write_during_send(upload_id: str, entries: list[Any], read: Any) -> dict[str, Any]:
+        if entries[0].offset == 0:  # the first call: chunk 3 changes while it is sent
+            trio.from_thread.run_sync(behind.wrote, ahead, fd, 3 * chunk + 5, 10)
+        return real(upload_id, entries, read)
+
+    client.write_ahead = write_during_send  # type: ignore[method-assign]
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(behind.run)
+            while not behind.enabled:
+                await trio.sleep(0.01)
+            behind.wrote(ahead, fd, 0, copy.stat().st_size)
+            with trio.fail_after(10):
+                while ahead.sending is not None:
+                    await trio.sleep(0.01)
+            behind.wrote(ahead, fd, 7 * chunk - 1, 2)  # straddles chunks 6 and 7
+            behind.truncated(ahead, 15 * chunk + 9)  # 15 is cut short, 16-19 are gone
+            taken = await behind.take(ahead)
+            assert sorted(taken.hashes) == [i * chunk for i in range(15) if i not in (3, 6, 7)]
+            data = copy.read_bytes()
+            for offset, sha in taken.hashes.items():
+                assert hashlib.sha256(data[offset:offset + chunk]).hexdigest() == sha
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    finally:
+        os.close(fd)

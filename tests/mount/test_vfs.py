@@ -364,3 +364,29 @@ def test_a_listing_that_overlaps_a_new_files_upload_still_shows_it(
         assert len(calls) >= 2  # asked again
 
     drive(scenario)
+
+
+def test_a_new_files_flush_before_any_write_uploads_nothing(
+        drive: Callable[..., None], account: Account) -> None:
+    """dd dups its output and closes the original before writing: that flush of a new,
+    still empty file must not upload it (a whole upload for nothing); the writes and the
+    last close then store the file once. A file only touched is stored at its release."""
+    async def scenario(vfs: VFS, _: RecordingKernel) -> None:
+        opened, _attrs = await vfs.create(ROOT_INODE, "dd.out", FILE,
+                                          os.O_WRONLY | os.O_CREAT, ME)
+        await vfs.flush(opened.fh)  # close(3) after dup2(3, 1)
+        assert vfs.writer.status()["pending"] == 0 and vfs.writer.uploads_done == 0
+        assert await vfs.write(opened.fh, 0, b"dd data\n") == 8
+        await vfs.flush(opened.fh)  # close(1)
+        await vfs.release(opened.fh)
+        touched, _attrs = await vfs.create(ROOT_INODE, "touched", FILE,
+                                           os.O_WRONLY | os.O_CREAT, ME)
+        await vfs.flush(touched.fh)
+        await vfs.release(touched.fh)
+        assert await vfs.sync() == []
+        assert vfs.writer.uploads_done == 2
+
+    drive(scenario)
+    files = stored(account)
+    assert files["dd.out"].file_size == 8 and files["touched"].file_size == 0
+    assert account.download(files["dd.out"].file_id) == b"dd data\n"
