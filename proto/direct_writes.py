@@ -107,8 +107,10 @@ class NodeWrites:
                ) -> Iterator[Written]:
         """``entries`` (chunks to send, in file order) written directly where possible,
         yielded in order. ``prepare`` asks the gateway for grants (None: no direct writes,
-        the chunks fall back); ``read`` gives a chunk's bytes. At most ``IN_FLIGHT`` chunks
-        are read and on their way at once; a grant about to expire is asked for again.
+        the chunks fall back); ``read`` gives a chunk's bytes, or raises ``StopAhead`` to
+        send no more (the chunks already on their way are still yielded). At most
+        ``IN_FLIGHT`` chunks are read and on their way at once; a grant about to expire is
+        asked for again.
         ``ready``: receipts of chunks written ahead (write-behind), used as they are."""
         ready = ready or {}
         todo: deque[ChunkPlanEntry] = deque(entries)
@@ -174,9 +176,19 @@ class NodeWrites:
                     # receipts serve every copy (a token is honoured once)
                     inflight.append((entry, writes[entry.sha256]))
                 else:
+                    try:
+                        data = read(entry)
+                    except StopAhead:
+                        # no more sends; the ones on their way are waited for below, so
+                        # their receipts are not lost (a token is honoured only once)
+                        todo.clear()
+                        granted.clear()
+                        break
                     writes[entry.sha256] = self._pool.submit(
-                        self.put, grant, read(entry), ca_pem, upload_id)
+                        self.put, grant, data, ca_pem, upload_id)
                     inflight.append((entry, writes[entry.sha256]))
+            if not inflight:
+                break
             entry, future = inflight.popleft()
             receipts = future.result() if future is not None else None
             if receipts is None:
@@ -198,15 +210,13 @@ class NodeWrites:
         holds the chunk already), by hash. What failed is simply missing. ``read`` gives
         a chunk's bytes as its turn comes, so only ``IN_FLIGHT`` of them are held at once
         however many one grant call covers; it may raise ``StopAhead`` to end early (what
-        was written by then is returned). A chunk changed since it was hashed is refused
-        by its nodes (they check every hash) and is missing too."""
+        was written by then, the sends on their way included, is returned). A chunk
+        changed since it was hashed is refused by its nodes (they check every hash) and is
+        missing too."""
         done: dict[str, list[pb.ChunkReceipt]] = {}
-        try:
-            for written in self.chunks(entries, read, prepare, upload_id):
-                if written.receipts is not None:
-                    done[written.entry.sha256] = written.receipts
-        except StopAhead:
-            pass
+        for written in self.chunks(entries, read, prepare, upload_id):
+            if written.receipts is not None:
+                done[written.entry.sha256] = written.receipts
         return done
 
     def close(self) -> None:

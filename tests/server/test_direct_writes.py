@@ -233,3 +233,37 @@ def test_a_fast_upload_asks_for_grants_in_growing_batches(tmp_path) -> None:  # 
         assert reply.success and stats.chunks_direct == 96
         assert asked[0] == 16 and sum(asked) == 96 and len(asked) <= 4, asked
         assert acct.download(reply.file_id) == data
+
+
+def test_write_ahead_stopped_midway_keeps_the_sends_on_their_way(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Write-behind stops when the file's upload starts: the chunks already on their way
+    still hand in their receipts (a node honours a token once, so a lost receipt would
+    cost the upload its direct writes), and the upload then writes the rest directly."""
+    from cloudgrpc_proto.direct_writes import StopAhead
+    from cloudgrpc_proto.transfer import ChunkPlanEntry
+    from tests.conftest import cluster_on
+
+    chunk = 64 * 1024
+    with cluster_on("sqlite", tmp_path, env={"CHUNK_SIZE": str(chunk)}) as c:
+        acct = c.sign_up()
+        data = os.urandom(12 * chunk)
+        entries = [ChunkPlanEntry(i * chunk, chunk,
+                                  hashlib.sha256(data[i * chunk:(i + 1) * chunk]).hexdigest())
+                   for i in range(12)]
+        reads: list[int] = []
+
+        def read(entry: ChunkPlanEntry) -> bytes:
+            if len(reads) == 6:
+                raise StopAhead  # the upload starts now
+            reads.append(entry.offset)
+            return data[entry.offset:entry.offset + chunk]
+
+        stats = UploadStats()
+        with _client(c, acct) as client:
+            ahead = client.write_ahead("ahead-stop-1", entries, read)
+            assert len(ahead) == 6 and all(len(r) == 2 for r in ahead.values())
+            reply = client.upload(io.BytesIO(data), filename="stopped.bin",
+                                  file_size=len(data), stats=stats, upload_id="ahead-stop-1",
+                                  ahead=ahead)
+        assert reply.success and acct.download(reply.file_id) == data
+        assert stats.chunks_direct == 12, stats  # every chunk direct, none through the gateway
