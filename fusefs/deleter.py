@@ -69,6 +69,13 @@ TRANSIENT = (errors.Unavailable, errors.DeadlineExceeded, errors.InternalError)
 RETRY_DELAYS = (0.5, 1, 2, 4, 8, 15)
 FAILURES_KEPT = 100
 FOLDER_OPS = ("mkdir", "move")
+MAX_FOLDER_BATCH = 256  # the gateway's cap per ApplyFolderChanges call
+# A queued folder change waits this long for others to go with it in one call (unless
+# someone waits for the queue): ``for d in ...; do mkdir $d; done`` makes one every few
+# milliseconds, and a call per change cost the gateway about as much as the changes.
+FOLDER_GATHER_S = 0.02
+# A batch's change that failed for one of these was not applied, nor were those after it.
+PASSING = (*TRANSIENT, errors.RateLimited)
 
 
 @dataclass(eq=False)
@@ -128,6 +135,7 @@ class Deleter:
         self.root = root
         self.account = account
         self.delay = delay  # seconds a queued id waits before it is sent (tests)
+        self.batch_folder_changes = True  # off once the gateway lacks ApplyFolderChanges
         self.items: dict[str, PendingDelete] = {}  # queued or in flight, oldest first
         self.failures: list[PendingDelete] = []  # given up on, newest last
         self.deleted = 0
@@ -309,6 +317,8 @@ class Deleter:
             due = 0.0
             if not self._urgent:
                 due = max(self._retry_at, min(i.queued_at for i in ready) + self.delay)
+                if ready[0].op in FOLDER_OPS and self.batch_folder_changes:
+                    due = max(due, ready[0].queued_at + FOLDER_GATHER_S)
             if due > trio.current_time():
                 self._wake = trio.Event()
                 with trio.move_on_at(due):
@@ -317,7 +327,15 @@ class Deleter:
             # an urgent queue (someone waits in flush or sync) goes out whole, call after
             # call; it stops being urgent once it is empty or a call fails
             if ready[0].op in FOLDER_OPS:
-                await self._send_folder_op(ready[0])
+                changes = []
+                for item in ready:  # the folder changes up to the next delete, in one call
+                    if item.op not in FOLDER_OPS or len(changes) == MAX_FOLDER_BATCH:
+                        break
+                    changes.append(item)
+                if len(changes) > 1 and self.batch_folder_changes:
+                    await self._send_folder_ops(changes)
+                else:
+                    await self._send_folder_op(changes[0])
                 continue
             batch = []
             for item in ready:  # the deletes up to the next folder change, in one call
@@ -411,6 +429,47 @@ class Deleter:
         self._answered_call()
         await self._settle([item], [])
 
+    async def _send_folder_ops(self, batch: list[PendingDelete]) -> None:
+        """Queued mkdirs and folder moves in one ApplyFolderChanges call, in order."""
+        attempt = self._begin(batch)
+        self._notify()
+        try:
+            results = await self.blocking(self.client.apply_folder_changes,
+                                          [_folder_change(item) for item in batch])
+        except errors.NotImplementedYet:
+            self.batch_folder_changes = False  # an older gateway: one call per change
+            for item in batch:
+                item.state = "pending"
+            return
+        except errors.CloudError as exc:
+            if isinstance(exc, TRANSIENT):
+                self._retry_later(batch, exc, attempt, f"{len(batch)} folder changes")
+            else:
+                await self._settle([], [(item, exc) for item in batch])
+            return
+        finally:
+            self._sending = False
+            self._notify()
+        self._answered_call()
+        self.calls += 1
+        done: list[PendingDelete] = []
+        failed: list[tuple[PendingDelete, errors.CloudError]] = []
+        stopped: errors.CloudError | None = None
+        for item, result in zip(batch, results, strict=False):  # shorter: cut short
+            if isinstance(result, PASSING):
+                stopped = result  # not applied, nor the ones after it
+                break
+            if isinstance(result, errors.CloudError):
+                failed.append((item, result))
+            else:
+                item.reply = result
+                done.append(item)
+        left = batch[len(done) + len(failed):]
+        if left:
+            self._retry_later(left, stopped or errors.Unavailable("the batch was cut short"),
+                              attempt, f"{len(left)} folder changes")
+        await self._settle(done, failed)
+
     async def _settle(self, done: list[PendingDelete],
                       failed: list[tuple[PendingDelete, errors.CloudError]]) -> None:
         """Record outcomes: journals go, done ids are forgotten, failures are kept."""
@@ -496,3 +555,14 @@ class Deleter:
             path.unlink(missing_ok=True)
 
 
+def _folder_change(item: PendingDelete) -> pb.FolderChange:
+    """A queued mkdir or folder move as ApplyFolderChanges takes it."""
+    p = item.params
+    if item.op == "mkdir":
+        return pb.FolderChange(create=pb.CreateFolderRequest(
+            name=p.get("name", ""), parent_folder_id=p.get("parent", ""),
+            mode=int(p.get("mode", 0)), uid=int(p.get("uid", 0)), gid=int(p.get("gid", 0)),
+            folder_id=item.entry_id))
+    return pb.FolderChange(move=pb.MoveEntryRequest(
+        entry_id=item.entry_id, new_parent_folder_id=p.get("parent", ""),
+        new_name=p.get("name", "")))

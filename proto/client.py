@@ -785,6 +785,22 @@ class CloudClient:
             idempotent=False,
         )
 
+    def apply_folder_changes(self, changes: list[pb.FolderChange]
+                             ) -> list[pb.EntryResponse | errors.CloudError]:
+        """Queued folder changes (creates and moves, at most 256) in one call, in order:
+        each one's entry or error. Fewer results than changes: the gateway stopped at a
+        passing error (the last result) and did not apply the rest. NotImplementedYet from
+        a gateway without the call: send them one by one. Not retried here (a move is not
+        idempotent); the caller retries what is left."""
+        reply = self._unary(
+            self._stubs.file.ApplyFolderChanges,
+            lambda t: pb.ApplyFolderChangesRequest(session_token=t, changes=changes),
+            idempotent=False,
+        )
+        return [r.entry if not r.error_code
+                else errors.from_code_name(r.error_code, r.error_message)
+                for r in reply.results]
+
     def delete_files(
         self, file_ids: Iterable[str], *, permanent: bool = False
     ) -> dict[str, errors.CloudError | None]:

@@ -190,6 +190,38 @@ class RevokeDeviceResponse(_message.Message):
     sessions_ended: int
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., sessions_ended: _Optional[int] = ...) -> None: ...
 
+class FolderChange(_message.Message):
+    __slots__ = ("create", "move")
+    CREATE_FIELD_NUMBER: _ClassVar[int]
+    MOVE_FIELD_NUMBER: _ClassVar[int]
+    create: CreateFolderRequest
+    move: MoveEntryRequest
+    def __init__(self, create: _Optional[_Union[CreateFolderRequest, _Mapping]] = ..., move: _Optional[_Union[MoveEntryRequest, _Mapping]] = ...) -> None: ...
+
+class ApplyFolderChangesRequest(_message.Message):
+    __slots__ = ("session_token", "changes")
+    SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    session_token: str
+    changes: _containers.RepeatedCompositeFieldContainer[FolderChange]
+    def __init__(self, session_token: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[FolderChange, _Mapping]]] = ...) -> None: ...
+
+class FolderChangeResult(_message.Message):
+    __slots__ = ("entry", "error_code", "error_message")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    entry: EntryResponse
+    error_code: str
+    error_message: str
+    def __init__(self, entry: _Optional[_Union[EntryResponse, _Mapping]] = ..., error_code: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class ApplyFolderChangesResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[FolderChangeResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[FolderChangeResult, _Mapping]]] = ...) -> None: ...
+
 class LinkFileRequest(_message.Message):
     __slots__ = ("session_token", "file_id", "parent_folder_id", "name")
     SESSION_TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -594,6 +594,11 @@ class FileServiceStub:
                 request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.SerializeToString,
                 response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.FromString,
                 _registered_method=True)
+        self.ApplyFolderChanges = channel.unary_unary(
+                '/cloudstorage.FileService/ApplyFolderChanges',
+                request_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesRequest.SerializeToString,
+                response_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesResponse.FromString,
+                _registered_method=True)
 
 
 class FileServiceServicer:
@@ -770,6 +775,16 @@ class FileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplyFolderChanges(self, request, context):
+        """Added: a mount's queue of folder changes (mkdir answered at once, folder renames) in
+        one call, applied in order, each on its own with its own result, at most 256. A
+        change that fails for a passing reason (UNAVAILABLE, ABORTED...) ends the call there:
+        the results stop at it and the changes after it were not applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FileServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -897,6 +912,11 @@ def add_FileServiceServicer_to_server(servicer, server):
                     servicer.LinkFile,
                     request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.FromString,
                     response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.SerializeToString,
+            ),
+            'ApplyFolderChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyFolderChanges,
+                    request_deserializer=cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesRequest.FromString,
+                    response_serializer=cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1578,6 +1598,33 @@ class FileService:
             '/cloudstorage.FileService/LinkFile',
             cloudgrpc__proto_dot_cloud__storage__pb2.LinkFileRequest.SerializeToString,
             cloudgrpc__proto_dot_cloud__storage__pb2.EntryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyFolderChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cloudstorage.FileService/ApplyFolderChanges',
+            cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesRequest.SerializeToString,
+            cloudgrpc__proto_dot_cloud__storage__pb2.ApplyFolderChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,7 @@ REPEATED_LIMITS: dict[str, int] = {
     "sha256": 100_000,          # FindChunks: a whole large file's chunk list
     "corrupt_chunks": 100_000,  # a node's heartbeat after a scrub
     "files": 1000,              # UploadSmallFiles
+    "changes": 256,             # ApplyFolderChanges
     "event_types": 64,
 }
 

@@ -11,9 +11,17 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import CloudError, InvalidArgument, wire_details
+from cloudgrpc_proto.errors import (
+    CloudError,
+    DeadlineExceeded,
+    InternalError,
+    InvalidArgument,
+    RateLimited,
+    Unavailable,
+    wire_details,
+)
 
-from ..accounts import Accounts
+from ..accounts import Accounts, Caller
 from ..change_feed import ChangeFeed
 from ..download_pipeline import DownloadPipeline
 from ..events import EventBus
@@ -24,6 +32,11 @@ from ..upload_pipeline import UploadPipeline
 from ..wire import entry_response, file_entry, folder_entry, iso
 
 log = logging.getLogger(__name__)
+
+MAX_FOLDER_CHANGES = 256  # ApplyFolderChanges: changes per call
+# A folder change that failed for one of these ends its batch: the ones after it wait for
+# the caller's retry, so they still apply in order.
+PASSING = (Unavailable, DeadlineExceeded, InternalError, RateLimited)
 
 
 class FileServicer(pb_grpc.FileServiceServicer):
@@ -228,6 +241,47 @@ class FileServicer(pb_grpc.FileServiceServicer):
                 out.results.append(pb.DeleteFileResult(
                     file_id=fid, error_code=error.code.name, error_message=wire_details(error)))
         return out
+
+    @rpc
+    def ApplyFolderChanges(self, request: pb.ApplyFolderChangesRequest,
+                           context: grpc.ServicerContext) -> pb.ApplyFolderChangesResponse:
+        """A mount's queued mkdirs and folder moves, in order, each on its own: the same
+        checks and transactions as CreateFolder and MoveEntry, one call for the batch."""
+        caller = self._caller(request.session_token)
+        if len(request.changes) > MAX_FOLDER_CHANGES:
+            raise InvalidArgument(f"at most {MAX_FOLDER_CHANGES} folder changes per call")
+        out = pb.ApplyFolderChangesResponse()
+        for change in request.changes:
+            try:
+                out.results.append(pb.FolderChangeResult(entry=self._folder_change(caller,
+                                                                                   change)))
+            except CloudError as exc:
+                out.results.append(pb.FolderChangeResult(
+                    error_code=exc.code.name, error_message=wire_details(exc)))
+                if isinstance(exc, PASSING):
+                    break  # the rest waits for the caller's retry, in order
+            except Exception:  # noqa: BLE001 - the changes before it stand: say where it ended
+                log.exception("folder change %d of %d failed", len(out.results) + 1,
+                              len(request.changes))
+                out.results.append(pb.FolderChangeResult(
+                    error_code=grpc.StatusCode.INTERNAL.name,
+                    error_message="internal error"))
+                break
+        return out
+
+    def _folder_change(self, caller: Caller, change: pb.FolderChange) -> pb.EntryResponse:
+        kind = change.WhichOneof("change")
+        if kind == "create":
+            c = change.create
+            return entry_response(self.ns.create_folder(
+                caller, c.parent_folder_id, c.name, c.mode, c.uid, c.gid, c.exist_ok,
+                c.folder_id))
+        if kind == "move":
+            m = change.move
+            entry, path = self.ns.move(caller, m.entry_id, m.new_parent_folder_id, m.new_name,
+                                       m.replace_existing, m.old_parent_folder_id, m.old_name)
+            return entry_response(entry, path=path)
+        raise InvalidArgument("a folder change must be a create or a move")
 
     # --- trash ------------------------------------------------------------------------
 

@@ -435,3 +435,79 @@ def test_write_behind_hands_the_upload_only_hashes_no_write_touched(tmp_path: Pa
         trio.run(main)
     finally:
         os.close(fd)
+
+
+class FakeFolderClient:
+    """Answers ApplyFolderChanges (or lacks it), recording every call's changes; a change
+    named in ``refuse`` fails on its own, one named in ``stop_at`` cuts the batch short
+    once (the gateway going away mid-batch)."""
+
+    def __init__(self, batches: bool = True) -> None:
+        self.batches = batches
+        self.calls: list[list[str]] = []
+        self.refuse: set[str] = set()
+        self.stop_at: set[str] = set()
+
+    def apply_folder_changes(self, changes: list[pb.FolderChange]) -> list[Any]:
+        if not self.batches:
+            raise errors.NotImplementedYet("no such call")
+        time.sleep(0.01)
+        names = [c.create.name or c.move.new_name for c in changes]
+        self.calls.append(names)
+        out: list[Any] = []
+        for name in names:
+            if name in self.stop_at:
+                self.stop_at.discard(name)
+                out.append(errors.Unavailable("database away"))
+                break
+            out.append(errors.AlreadyExists("taken") if name in self.refuse
+                       else pb.EntryResponse(success=True))
+        return out
+
+    def create_folder(self, name: str, parent: str, **kwargs: Any) -> pb.EntryResponse:
+        self.calls.append([name])
+        if name in self.refuse:
+            raise errors.AlreadyExists("taken")
+        return pb.EntryResponse(success=True)
+
+    def move_entry(self, entry_id: str, parent: str, name: str) -> pb.EntryResponse:
+        self.calls.append([name])
+        return pb.EntryResponse(success=True)
+
+
+@pytest.mark.parametrize("batches", [True, False])
+def test_deleter_sends_queued_folder_changes_in_few_calls(tmp_path: Path,
+                                                          batches: bool) -> None:
+    """A mkdir loop's queued changes go out a batch per call, in order; a refused change
+    fails alone, a batch cut short sends the rest again in order; a gateway without the
+    call gets them one by one."""
+    from cloudgrpc_fusefs.deleter import Deleter
+
+    root = tmp_path / "staging" / "a"
+    root.mkdir(parents=True)
+    client = FakeFolderClient(batches)
+    failed: list[str] = []
+
+    async def main() -> None:
+        d = Deleter(client, Blocking(4), root, "acct")  # type: ignore[arg-type]
+        d.on_failed = lambda items: failed.extend(i.params["name"] for i in items)
+        client.refuse, client.stop_at = {"d7"}, {"d12"}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.run)
+            for i in range(40):
+                d.queue_mkdir(f"00000000-0000-4000-8000-{i:012d}", "root", f"d{i}", mode=0o755,
+                              uid=0, gid=0, path=f"/d{i}", parent_ino=1)
+                if i % 4 == 0:
+                    await trio.sleep(0.003)  # a shell loop's pace
+            assert await d.sync(time.monotonic() + 30) == []
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    sent = [name for call in client.calls for name in call]
+    assert [n for n in dict.fromkeys(sent)] == [f"d{i}" for i in range(40)]  # in order
+    assert failed == ["d7"]
+    if batches:
+        assert len(client.calls) <= 10, client.calls
+        assert sent.count("d12") == 2  # cut short once: it and the rest went again
+    else:
+        assert len(client.calls) == 40
