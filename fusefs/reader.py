@@ -9,9 +9,10 @@ A reader that moves sequentially gets the next chunks fetched before it asks; th
 chunks fetched stay in memory too, so a sequential reader slices them without a disk trip.
 
 Small files (up to ``SMALL_FILE_MAX``) skip the manifest: one whole-file ``DownloadFile``
-answers, kept in memory by (file id, version). Listing a folder prefetches the content of
-its small files in the background with ``DownloadSmallFiles`` (a few batched calls for the
-whole folder), so ``cat dir/*`` after a cold mount is served locally.
+answers, kept in memory by (file id, version). Opening the first file of a folder listed
+here prefetches the content of its small files in the background with
+``DownloadSmallFiles`` (a few batched calls for the whole folder), so ``cat dir/*`` after a
+cold mount is served locally, while ``ls -l`` alone fetches nothing.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ import os
 import stat
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -84,6 +85,7 @@ log = logging.getLogger(__name__)
 
 STALE_TTL = 1.0  # our own cache, when the change feed is down
 WATCHED_TTL = 60.0  # our own cache, while the change feed is up (it tells us of changes)
+PREFETCH_FOLDERS = 64  # listed folders remembered for a prefetch at their first open
 REPLY_RETRIES = 5  # a lookup or listing asked again when an entry change overtook it
 
 
@@ -140,6 +142,8 @@ class VFS:
         self.local_names: dict[tuple[int, str], int] = {}
         self.handles: dict[int, Handle] = {}
         self.dir_handles: dict[int, list[tuple[str, int]]] = {}
+        # folders listed whose small files are fetched at the first open of one of them
+        self._prefetch_pending: OrderedDict[int, None] = OrderedDict()
         self._dirs: dict[int, int] = {}
         self._next_fh = 1
         self._open_count: dict[int, int] = {}
@@ -529,7 +533,11 @@ class VFS:
             kids = dict(await self.children(folder))
             entries[:] = sorted(kids.items())
             if self.options.prefetch and folder.area is Area.TREE:
-                self._prefetch_small(kids.values())
+                # fetched when one of its files is first opened: ``ls -l`` reads none
+                self._prefetch_pending[folder.ino] = None
+                self._prefetch_pending.move_to_end(folder.ino)
+                while len(self._prefetch_pending) > PREFETCH_FOLDERS:
+                    self._prefetch_pending.popitem(last=False)
             folder = self.node(self._dirs[fh])
             parent = self.table.get(folder.parent) or folder
             entries[:0] = [(".", -folder.ino), ("..", -parent.ino)]
@@ -849,6 +857,13 @@ class VFS:
         if node.ino == STATUS_INODE:
             self.handles[fh].status = self.status_text()
             return Opened(fh, direct_io=True)
+        if node.parent in self._prefetch_pending and not writes:
+            # the first file opened in a folder listed here: its small files come too, in
+            # batches, and this one's read waits for its batch (``cat *``, ``grep -r``)
+            del self._prefetch_pending[node.parent]
+            parent = self.table.get(node.parent)
+            if parent is not None and parent.children is not None:
+                self._prefetch_small(parent.children.values())
         await self._refresh(node)
         if writes and flags & os.O_TRUNC:
             st = self.writer.create_empty(inode)

@@ -125,6 +125,8 @@ def test_cold_cat_of_a_folder_is_served_by_prefetch(make_mount, account: Account
     m.sh(f"mkdir many && cp {src}/* many/")
     m.umount()
     again: Mount = make_mount(account)
+    again.sh("ls -l many > /dev/null")
+    assert again.status()["prefetched"] == 0  # a listing alone reads no file
     again.sh(f"cat many/* > {tmp_path}/back && cat {src}/* | cmp - {tmp_path}/back")
     status = again.status()
     assert status["prefetched"] >= 60 and status["small_fetches"] == 0, status
