@@ -408,9 +408,11 @@ class ChunkStore:
                 os.close(fd)
             parent = path.parent
             if not parent.is_dir():
+                top_is_new = not parent.parent.is_dir()
                 private_dir(parent)  # and the missing fan-out folder above it, 0700
-                _fsync_dir(parent.parent)
-                _fsync_dir(parent.parent.parent)
+                _fsync_dir(parent.parent)  # holds the new folder's name
+                if top_is_new:
+                    _fsync_dir(parent.parent.parent)  # and the new one above it
             os.rename(tmp, path)
             _fsync_dir(parent)
         except OSError as exc:
