@@ -332,10 +332,7 @@ class Deleter:
                     if item.op not in FOLDER_OPS or len(changes) == MAX_FOLDER_BATCH:
                         break
                     changes.append(item)
-                if len(changes) > 1 and self.batch_folder_changes:
-                    await self._send_folder_ops(changes)
-                else:
-                    await self._send_folder_op(changes[0])
+                await self._send_folder_ops(changes)
                 continue
             batch = []
             for item in ready:  # the deletes up to the next folder change, in one call
@@ -403,46 +400,42 @@ class Deleter:
             item.error, item.error_type = exc.message, type(exc)
             item.failed_attempt = attempt
 
-    async def _send_folder_op(self, item: PendingDelete) -> None:
-        """One queued mkdir or folder move: CreateFolder (with the id the mount chose, so a
-        retry after a lost reply is harmless) or MoveEntry."""
-        attempt = self._begin([item])
-        self._notify()
+    def _apply_one(self, item: PendingDelete) -> list[pb.EntryResponse | errors.CloudError]:
+        """A gateway without ApplyFolderChanges: CreateFolder (with the id the mount chose,
+        so a retry after a lost reply is harmless) or MoveEntry, answered as a batch of
+        one (a passing error is raised, for the caller's retry)."""
         p = item.params
         try:
             if item.op == "mkdir":
-                item.reply = await self.blocking(
-                    self.client.create_folder, p["name"], p["parent"], mode=p["mode"],
-                    uid=p["uid"], gid=p["gid"], folder_id=item.entry_id)
-            else:
-                item.reply = await self.blocking(self.client.move_entry, item.entry_id,
-                                                 p["parent"], p["name"])
+                return [self.client.create_folder(
+                    p["name"], p["parent"], mode=p["mode"], uid=p["uid"], gid=p["gid"],
+                    folder_id=item.entry_id)]
+            return [self.client.move_entry(item.entry_id, p["parent"], p["name"])]
+        except PASSING:
+            raise
         except errors.CloudError as exc:
-            if isinstance(exc, TRANSIENT):
-                self._retry_later([item], exc, attempt, f"{item.op} {item.path}")
-            else:
-                await self._settle([], [(item, exc)])
-            return
-        finally:
-            self._sending = False
-            self._notify()
-        self._answered_call()
-        await self._settle([item], [])
+            return [exc]
 
     async def _send_folder_ops(self, batch: list[PendingDelete]) -> None:
-        """Queued mkdirs and folder moves in one ApplyFolderChanges call, in order."""
+        """Queued mkdirs and folder moves in one ApplyFolderChanges call, in order (one
+        CreateFolder or MoveEntry call each from a gateway without it)."""
+        if not self.batch_folder_changes:
+            batch = batch[:1]
         attempt = self._begin(batch)
         self._notify()
         try:
-            results = await self.blocking(self.client.apply_folder_changes,
-                                          [_folder_change(item) for item in batch])
+            if self.batch_folder_changes:
+                results = await self.blocking(self.client.apply_folder_changes,
+                                              [_folder_change(item) for item in batch])
+            else:
+                results = await self.blocking(self._apply_one, batch[0])
         except errors.NotImplementedYet:
             self.batch_folder_changes = False  # an older gateway: one call per change
             for item in batch:
                 item.state = "pending"
             return
         except errors.CloudError as exc:
-            if isinstance(exc, TRANSIENT):
+            if isinstance(exc, PASSING):
                 self._retry_later(batch, exc, attempt, f"{len(batch)} folder changes")
             else:
                 await self._settle([], [(item, exc) for item in batch])
@@ -451,7 +444,6 @@ class Deleter:
             self._sending = False
             self._notify()
         self._answered_call()
-        self.calls += 1
         done: list[PendingDelete] = []
         failed: list[tuple[PendingDelete, errors.CloudError]] = []
         stopped: errors.CloudError | None = None
