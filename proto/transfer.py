@@ -15,11 +15,13 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO
 
 MESSAGE_BYTES = 1024 * 1024  # one chunk_data message on the wire
 SPOOL_IN_MEMORY = 8 * 1024 * 1024
+HASH_THREADS = 4  # chunks of a file hashed at once while planning its upload
 
 Progress = Callable[[int], None]
 
@@ -70,6 +72,13 @@ class UploadSource:
 
     def rewind(self) -> None:
         self.handle.seek(self.start)
+
+    def file_descriptor(self) -> int | None:
+        """The descriptor of a file this source opened itself (read with ``os.pread``
+        anywhere at once), else None."""
+        if not self.owned or not isinstance(self.handle, io.BufferedReader):
+            return None
+        return self.handle.fileno()
 
     def read_at(self, offset: int, length: int) -> bytes:
         self.handle.seek(self.start + offset)
@@ -128,6 +137,9 @@ def hash_chunks(source: UploadSource, chunk_size: int,
 
     ``known``: hashes of whole chunks by offset that the caller vouches for (the mount's
     write-behind hashed them and no write touched them since); those are not read."""
+    fd = source.file_descriptor()
+    if fd is not None and source.size > chunk_size:
+        return _hash_chunks_at_once(fd, source.start, source.size, chunk_size, known or {})
     plan: list[ChunkPlanEntry] = []
     source.rewind()
     seekable = bool(known) and source.handle.seekable()
@@ -136,7 +148,7 @@ def hash_chunks(source: UploadSource, chunk_size: int,
         size = min(chunk_size, source.size - offset)
         vouched = known.get(offset) if known and seekable and size == chunk_size else None
         if vouched is not None:
-            source.handle.seek(offset + size)
+            source.handle.seek(source.start + offset + size)
             plan.append(ChunkPlanEntry(offset, size, vouched))
             offset += size
             continue
@@ -152,6 +164,31 @@ def hash_chunks(source: UploadSource, chunk_size: int,
         offset += size
     source.rewind()
     return plan
+
+
+def _hash_chunks_at_once(fd: int, start: int, total: int, chunk_size: int,
+                         known: Mapping[int, str]) -> list[ChunkPlanEntry]:
+    """``hash_chunks`` of a file: ``HASH_THREADS`` chunks read and hashed at once (the
+    reads overlap on the disk, and hashlib hashes without the GIL), before any byte is sent
+    while the rest of the machine waits for the plan."""
+
+    def one(offset: int) -> ChunkPlanEntry:
+        size = min(chunk_size, total - offset)
+        vouched = known.get(offset) if size == chunk_size else None
+        if vouched is not None:
+            return ChunkPlanEntry(offset, size, vouched)
+        digest = hashlib.sha256()
+        done = 0
+        while done < size:
+            piece = os.pread(fd, min(MESSAGE_BYTES, size - done), start + offset + done)
+            if not piece:
+                raise OSError("file shrank while being read")
+            digest.update(piece)
+            done += len(piece)
+        return ChunkPlanEntry(offset, size, digest.hexdigest())
+
+    with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="hash") as pool:
+        return list(pool.map(one, range(0, total, chunk_size)))
 
 
 def iter_payload(
