@@ -11,6 +11,8 @@ extra); the console script (``launcher``) does so before this module is even loa
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -349,6 +351,11 @@ def run_command(ctx: Context, args: argparse.Namespace) -> int:
         _debug(ctx)
         ctx.out.error(str(exc))
         return 1
+    except BrokenPipeError:
+        # the reader went away (``cloudgrpc ls / | head``): stop quietly as ls does; what
+        # is still buffered for stdout must not fail again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as exc:
         _debug(ctx)
         ctx.out.error(files.describe_error(exc))

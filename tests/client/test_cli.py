@@ -492,3 +492,29 @@ def test_mount_commands_start_without_the_grpc_client(tmp_path: pathlib.Path) ->
     done = subprocess.run([sys.executable, "-c", probe, "whoami"], capture_output=True,
                           text=True, timeout=60, env=env)
     assert "cloudgrpc_fusefs.cli" in done.stderr  # everything else is the whole CLI's
+
+
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    """``cloudgrpc ls / | head -1``: the reader goes away, the command stops as ls does
+    (status 141, SIGPIPE's), without a "Broken pipe" line on stderr."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import argparse, sys\n"
+        "from cloudgrpc_fusefs import cli\n"
+        "from cloudgrpc_fusefs.context import Context\n"
+        "from cloudgrpc_fusefs.output import Output\n"
+        "def spew(ctx, args):\n"
+        "    while True:\n"
+        "        print('entry ' * 200)\n"
+        "ctx = Context(server=None, timeout=1.0, tls_ca=None, debug=False, out=Output())\n"
+        "sys.exit(cli.run_command(ctx, argparse.Namespace(func=spew, command='ls')))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", probe], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    assert proc.wait(30) == 141
+    assert proc.stderr.read() == b""
