@@ -136,59 +136,44 @@ def hash_chunks(source: UploadSource, chunk_size: int,
     """SHA-256 of each ``chunk_size`` piece of the source (the last one may be short).
 
     ``known``: hashes of whole chunks by offset that the caller vouches for (the mount's
-    write-behind hashed them and no write touched them since); those are not read."""
+    write-behind hashed them and no write touched them since); those are not read. A file
+    the source opened itself has ``HASH_THREADS`` chunks read and hashed at once (the reads
+    overlap on the disk and hashlib hashes without the GIL), while the rest of the machine
+    waits for the plan; any other source is read in order."""
+    vouched = known or {}
+    offsets = range(0, source.size, chunk_size)
     fd = source.file_descriptor()
-    if fd is not None and source.size > chunk_size:
-        return _hash_chunks_at_once(fd, source.start, source.size, chunk_size, known or {})
-    plan: list[ChunkPlanEntry] = []
-    source.rewind()
-    seekable = bool(known) and source.handle.seekable()
-    offset = 0
-    while offset < source.size:
-        size = min(chunk_size, source.size - offset)
-        vouched = known.get(offset) if known and seekable and size == chunk_size else None
-        if vouched is not None:
-            source.handle.seek(source.start + offset + size)
-            plan.append(ChunkPlanEntry(offset, size, vouched))
-            offset += size
-            continue
-        digest = hashlib.sha256()
-        left = size
-        while left > 0:
-            piece = source.handle.read(min(MESSAGE_BYTES, left))
-            if not piece:
-                raise OSError(f"{source.filename}: file shrank while being read")
-            digest.update(piece)
-            left -= len(piece)
-        plan.append(ChunkPlanEntry(offset, size, digest.hexdigest()))
-        offset += size
-    source.rewind()
-    return plan
+    if fd is None or source.size <= chunk_size:
+        plan = [_plan_entry(o, chunk_size, source.size, vouched, source.read_at)
+                for o in offsets]
+        source.rewind()
+        return plan
 
-
-def _hash_chunks_at_once(fd: int, start: int, total: int, chunk_size: int,
-                         known: Mapping[int, str]) -> list[ChunkPlanEntry]:
-    """``hash_chunks`` of a file: ``HASH_THREADS`` chunks read and hashed at once (the
-    reads overlap on the disk, and hashlib hashes without the GIL), before any byte is sent
-    while the rest of the machine waits for the plan."""
-
-    def one(offset: int) -> ChunkPlanEntry:
-        size = min(chunk_size, total - offset)
-        vouched = known.get(offset) if size == chunk_size else None
-        if vouched is not None:
-            return ChunkPlanEntry(offset, size, vouched)
-        digest = hashlib.sha256()
-        done = 0
-        while done < size:
-            piece = os.pread(fd, min(MESSAGE_BYTES, size - done), start + offset + done)
-            if not piece:
-                raise OSError("file shrank while being read")
-            digest.update(piece)
-            done += len(piece)
-        return ChunkPlanEntry(offset, size, digest.hexdigest())
+    def pread(offset: int, length: int) -> bytes:
+        return os.pread(fd, length, source.start + offset)
 
     with ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="hash") as pool:
-        return list(pool.map(one, range(0, total, chunk_size)))
+        return list(pool.map(
+            lambda o: _plan_entry(o, chunk_size, source.size, vouched, pread), offsets))
+
+
+def _plan_entry(offset: int, chunk_size: int, total: int, known: Mapping[int, str],
+                read: Callable[[int, int], bytes]) -> ChunkPlanEntry:
+    """The chunk at ``offset`` of the plan: its vouched hash when it is whole and has one,
+    else hashed from ``read(offset, length)`` in message-sized pieces."""
+    size = min(chunk_size, total - offset)
+    vouched = known.get(offset) if size == chunk_size else None
+    if vouched is not None:
+        return ChunkPlanEntry(offset, size, vouched)
+    digest = hashlib.sha256()
+    done = 0
+    while done < size:
+        piece = read(offset + done, min(MESSAGE_BYTES, size - done))
+        if not piece:
+            raise OSError("file shrank while being read")
+        digest.update(piece)
+        done += len(piece)
+    return ChunkPlanEntry(offset, size, digest.hexdigest())
 
 
 def iter_payload(
