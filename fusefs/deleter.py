@@ -74,8 +74,6 @@ MAX_FOLDER_BATCH = 256  # the gateway's cap per ApplyFolderChanges call
 # someone waits for the queue): ``for d in ...; do mkdir $d; done`` makes one every few
 # milliseconds, and a call per change cost the gateway about as much as the changes.
 FOLDER_GATHER_S = 0.02
-# A batch's change that failed for one of these was not applied, nor were those after it.
-PASSING = (*TRANSIENT, errors.RateLimited)
 
 
 @dataclass(eq=False)
@@ -400,18 +398,18 @@ class Deleter:
             item.error, item.error_type = exc.message, type(exc)
             item.failed_attempt = attempt
 
-    def _apply_one(self, item: PendingDelete) -> list[pb.EntryResponse | errors.CloudError]:
+    def _apply_one(self, change: pb.FolderChange) -> list[pb.EntryResponse | errors.CloudError]:
         """A gateway without ApplyFolderChanges: CreateFolder (with the id the mount chose,
         so a retry after a lost reply is harmless) or MoveEntry, answered as a batch of
         one (a passing error is raised, for the caller's retry)."""
-        p = item.params
         try:
-            if item.op == "mkdir":
-                return [self.client.create_folder(
-                    p["name"], p["parent"], mode=p["mode"], uid=p["uid"], gid=p["gid"],
-                    folder_id=item.entry_id)]
-            return [self.client.move_entry(item.entry_id, p["parent"], p["name"])]
-        except PASSING:
+            if change.HasField("create"):
+                c = change.create
+                return [self.client.create_folder(c.name, c.parent_folder_id, mode=c.mode,
+                                                  uid=c.uid, gid=c.gid, folder_id=c.folder_id)]
+            m = change.move
+            return [self.client.move_entry(m.entry_id, m.new_parent_folder_id, m.new_name)]
+        except errors.PASSING:
             raise
         except errors.CloudError as exc:
             return [exc]
@@ -424,18 +422,18 @@ class Deleter:
         attempt = self._begin(batch)
         self._notify()
         try:
+            changes = [_folder_change(item) for item in batch]
             if self.batch_folder_changes:
-                results = await self.blocking(self.client.apply_folder_changes,
-                                              [_folder_change(item) for item in batch])
+                results = await self.blocking(self.client.apply_folder_changes, changes)
             else:
-                results = await self.blocking(self._apply_one, batch[0])
+                results = await self.blocking(self._apply_one, changes[0])
         except errors.NotImplementedYet:
             self.batch_folder_changes = False  # an older gateway: one call per change
             for item in batch:
                 item.state = "pending"
             return
         except errors.CloudError as exc:
-            if isinstance(exc, PASSING):
+            if isinstance(exc, errors.PASSING):
                 self._retry_later(batch, exc, attempt, f"{len(batch)} folder changes")
             else:
                 await self._settle([], [(item, exc) for item in batch])
@@ -448,7 +446,7 @@ class Deleter:
         failed: list[tuple[PendingDelete, errors.CloudError]] = []
         stopped: errors.CloudError | None = None
         for item, result in zip(batch, results, strict=False):  # shorter: cut short
-            if isinstance(result, PASSING):
+            if isinstance(result, errors.PASSING):
                 stopped = result  # not applied, nor the ones after it
                 break
             if isinstance(result, errors.CloudError):

@@ -209,6 +209,12 @@ def from_status(code: grpc.StatusCode, details: str | None) -> CloudError:
     return cls(details or cls.__doc__ or code.name)
 
 
+# Errors that pass: the same call may succeed later. A batch call that meets one stops
+# there (ApplyFolderChanges), and the caller retries what was not applied, in order.
+PASSING: tuple[type[CloudError], ...] = (Unavailable, DeadlineExceeded, InternalError,
+                                         RateLimited)
+
+
 def from_code_name(name: str, details: str | None) -> CloudError:
     """The typed error of one item of a batch reply (its status code's name + details)."""
     code = getattr(grpc.StatusCode, name or "UNKNOWN", grpc.StatusCode.UNKNOWN)

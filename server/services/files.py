@@ -11,15 +11,7 @@ import grpc
 
 from cloudgrpc_proto import cloud_storage_pb2 as pb
 from cloudgrpc_proto import cloud_storage_pb2_grpc as pb_grpc
-from cloudgrpc_proto.errors import (
-    CloudError,
-    DeadlineExceeded,
-    InternalError,
-    InvalidArgument,
-    RateLimited,
-    Unavailable,
-    wire_details,
-)
+from cloudgrpc_proto.errors import PASSING, CloudError, InvalidArgument, wire_details
 
 from ..accounts import Accounts, Caller
 from ..change_feed import ChangeFeed
@@ -34,9 +26,6 @@ from ..wire import entry_response, file_entry, folder_entry, iso
 log = logging.getLogger(__name__)
 
 MAX_FOLDER_CHANGES = 256  # ApplyFolderChanges: changes per call
-# A folder change that failed for one of these ends its batch: the ones after it wait for
-# the caller's retry, so they still apply in order.
-PASSING = (Unavailable, DeadlineExceeded, InternalError, RateLimited)
 
 
 class FileServicer(pb_grpc.FileServiceServicer):
